@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+
+
+def command(
+    dataset: Path = typer.Option(Path("data/raw"), help="Validated canonical dataset."),
+    out: Path = typer.Option(Path("data/augmented"), help="Where the augmented dataset is written (replaced)."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """Balance rare defect classes in the training split with box-consistent variants."""
+    from defectops.components.augment.step import AugmentConfig, augment
+    from defectops.config import load_step_config
+
+    with step_errors("augment"):
+        show_metrics("augment", augment(load_step_config(AugmentConfig, "augment", params), dataset, out))

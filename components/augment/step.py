@@ -1,0 +1,85 @@
+"""Augment: rebalance rare defect classes in the training split with box-consistent variants.
+
+Validation and test splits are copied untouched: evaluation must see the data as it comes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydantic import Field
+
+from defectops.components.augment.transforms import random_variant
+from defectops.config import StepConfig
+from defectops.dataset import (image_dir, label_path, read_labels, read_manifest, read_names, write_dataset_yaml,
+                               write_labels, write_manifest)
+from defectops.metrics import StepTimer, write_metrics
+
+
+class AugmentConfig(StepConfig):
+    seed: int = 0
+    balance: bool = Field(True, description="Oversample images of rare classes up to the most frequent class.")
+    balance_ratio: float = Field(1.0, gt=0, le=1, description="Target count per class as a share of the largest.")
+    max_new_per_class: int = Field(500, ge=0, description="Cap on generated images per class.")
+    photometric_strength: float = Field(0.15, ge=0, le=0.5)
+
+
+def plan_balancing(class_images: dict[str, list[str]], ratio: float, cap: int) -> dict[str, int]:
+    """How many extra images each class needs to reach `ratio` x the largest class."""
+    largest = max((len(v) for v in class_images.values()), default=0)
+    target = int(round(largest * ratio))
+    return {c: min(cap, max(0, target - len(v))) for c, v in class_images.items() if v}
+
+
+def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
+    timer = StepTimer()
+    dataset, out = Path(dataset), Path(out)
+    names = read_names(dataset)
+    rows = read_manifest(dataset)
+    if out.exists():
+        shutil.rmtree(out)
+    for row in rows:  # originals of every split, unchanged
+        for src, dst in ((dataset / row["path"], out / row["path"]),
+                         (label_path(dataset, row["path"]), label_path(out, row["path"]))):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.exists():
+                shutil.copyfile(src, dst)
+    write_dataset_yaml(out, names)
+
+    train = [r for r in rows if r["split"] == "train"]
+    class_images = {n: [r["path"] for r in train if n in r["classes"].split(";")] for n in names}
+    plan = plan_balancing(class_images, config.balance_ratio, config.max_new_per_class) if config.balance else {}
+    rng = np.random.default_rng(config.seed)
+    generated: Counter[str] = Counter()
+    transforms_used: Counter[str] = Counter()
+    image_dir(out, "train").mkdir(parents=True, exist_ok=True)
+    for cls_name, n_new in sorted(plan.items()):
+        sources = class_images[cls_name]
+        for k in range(n_new):
+            rel = sources[int(rng.integers(len(sources)))]
+            img = np.asarray(Image.open(dataset / rel).convert("RGB"))
+            boxes = read_labels(label_path(dataset, rel))
+            img, boxes, applied = random_variant(img, boxes, rng, config.photometric_strength)
+            new_rel = f"images/train/aug_{cls_name}_{k:04d}_{Path(rel).stem}.png"
+            Image.fromarray(img).save(out / new_rel)
+            write_labels(label_path(out, new_rel), boxes)
+            generated[cls_name] += 1
+            transforms_used.update(applied)
+    manifest = write_manifest(out)
+    after = {n: sum(1 for r in manifest if r["split"] == "train" and n in r["classes"].split(";")) for n in names}
+    metrics = {
+        "config": config.model_dump(),
+        "train_images_before": len(train),
+        "train_images_after": sum(1 for r in manifest if r["split"] == "train"),
+        "class_images_before": {n: len(v) for n, v in class_images.items()},
+        "class_images_after": after,
+        "generated_per_class": dict(generated),
+        "transforms_applied": dict(transforms_used),
+        "seconds": timer.seconds(),
+    }
+    write_metrics(out / "augment_metrics.json", metrics)
+    return metrics

@@ -1,0 +1,83 @@
+"""ONNX Runtime inference for exported Ultralytics detectors, with no torch at serving time."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+SCORE_FLOOR = 0.001
+
+
+@dataclass(frozen=True)
+class Detection:
+    class_id: int
+    class_name: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in original image pixels
+
+
+class OnnxDetector:
+    """Loads model.onnx + model.json (written by deploy) and turns images into detections."""
+
+    def __init__(self, model_dir: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        model_dir = Path(model_dir)
+        self.meta = json.loads((model_dir / "model.json").read_text())
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(model_dir / "model.onnx"), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.imgsz = int(self.meta["imgsz"])
+        self.names = list(self.meta["names"])
+        self.threshold = float(self.meta["threshold"])
+
+    @staticmethod
+    def decode(data: bytes) -> np.ndarray:
+        """Bytes -> RGB uint8 array; raises ValueError for anything that is not an image."""
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+
+    def _letterbox(self, rgb: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
+        h, w = rgb.shape[:2]
+        scale = min(self.imgsz / h, self.imgsz / w)
+        nh, nw = round(h * scale), round(w * scale)
+        resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else rgb
+        top, left = (self.imgsz - nh) // 2, (self.imgsz - nw) // 2
+        canvas = np.full((self.imgsz, self.imgsz, 3), 114, np.uint8)
+        canvas[top:top + nh, left:left + nw] = resized
+        return canvas, scale, (left, top)
+
+    def predict(self, rgb: np.ndarray, iou: float = 0.6, max_det: int = 100) -> list[Detection]:
+        canvas, scale, (left, top) = self._letterbox(rgb)
+        blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        out = self.session.run(None, {self.input_name: blob})[0][0]  # (4 + classes, anchors)
+        boxes_xywh, class_scores = out[:4].T, out[4:].T
+        class_ids = class_scores.argmax(1)
+        scores = class_scores[np.arange(len(class_ids)), class_ids]
+        keep = scores >= SCORE_FLOOR
+        boxes_xywh, scores, class_ids = boxes_xywh[keep], scores[keep], class_ids[keep]
+        if len(scores) == 0:
+            return []
+        xyxy = np.column_stack([boxes_xywh[:, 0] - boxes_xywh[:, 2] / 2, boxes_xywh[:, 1] - boxes_xywh[:, 3] / 2,
+                                boxes_xywh[:, 0] + boxes_xywh[:, 2] / 2, boxes_xywh[:, 1] + boxes_xywh[:, 3] / 2])
+        # Class-aware NMS: offset boxes per class so different defect types never suppress each other.
+        offset = class_ids[:, None] * (self.imgsz + 1)
+        order = cv2.dnn.NMSBoxes((xyxy + offset).tolist(), scores.tolist(), SCORE_FLOOR, iou)
+        order = np.array(order).reshape(-1)[:max_det]
+        h, w = rgb.shape[:2]
+        detections = []
+        for i in order:
+            x1, y1, x2, y2 = xyxy[i]
+            box = (float(np.clip((x1 - left) / scale, 0, w)), float(np.clip((y1 - top) / scale, 0, h)),
+                   float(np.clip((x2 - left) / scale, 0, w)), float(np.clip((y2 - top) / scale, 0, h)))
+            detections.append(Detection(int(class_ids[i]), self.names[int(class_ids[i])], float(scores[i]), box))
+        return sorted(detections, key=lambda d: -d.score)

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+
+
+def command(
+    model: Path = typer.Option(Path("models/train"), help="Output folder of the train step."),
+    dataset: Path = typer.Option(Path("data/raw"), help="Dataset whose val/test splits are used (un-augmented)."),
+    out: Path = typer.Option(Path("reports/evaluate"), help="Folder for metrics, threshold and PR curve."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """Tune the recall-first threshold on val and report recall, precision and mAP on test."""
+    from defectops.components.evaluate.step import EvaluateConfig, evaluate
+    from defectops.config import load_step_config
+
+    with step_errors("evaluate"):
+        show_metrics("evaluate", evaluate(load_step_config(EvaluateConfig, "evaluate", params), model, dataset, out))

@@ -1,0 +1,30 @@
+"""Evaluation figures, drawn with matplotlib's bundled font (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_pr_curves(curves: dict[str, tuple], operating: dict[str, tuple[float, float]], threshold: float,
+                   target_recall: float, path: Path) -> Path:
+    """curves: label -> (precision, recall); operating: label -> (recall, precision) at the threshold."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    for label, (precision, recall) in curves.items():
+        ax.plot(recall, precision, drawstyle="steps-post", label=f"{label} split")
+    for label, (rec, prec) in operating.items():
+        ax.scatter([rec], [prec], s=70, zorder=5, edgecolors="black", label=f"{label} @ thr={threshold:.3f}")
+    ax.axvline(target_recall, color="grey", linestyle="--", linewidth=1, label=f"target recall {target_recall:.2f}")
+    ax.set(xlabel="image-level recall", ylabel="image-level precision", xlim=(0, 1.02), ylim=(0, 1.02),
+           title="Defect / no-defect PR curve (operating point marked)")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,101 @@
+"""Evaluate: tune the recall-first operating threshold on val, report on test."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from defectops.components.evaluate.plots import plot_pr_curves
+from defectops.components.evaluate.threshold import image_level_metrics, pr_curve, tune_threshold
+from defectops.config import StepConfig
+from defectops.dataset import label_path, read_labels, read_manifest, ultralytics_view
+from defectops.metrics import StepTimer, write_metrics
+from defectops.tracking import configure_mlflow
+
+SCORE_FLOOR = 0.001  # boxes below this are noise; an image with none scores 0
+
+
+class EvaluateConfig(StepConfig):
+    target_recall: float = Field(0.95, gt=0, le=1, description="Image-level recall the threshold must keep on val.")
+    batch: int = Field(16, ge=1)
+    device: str = "cpu"
+    experiment: str = "defectops"
+
+
+def image_scores(model, root: Path, paths: list[str], imgsz: int, batch: int, device: str) -> np.ndarray:
+    """Best box confidence per image (0 when the model finds nothing)."""
+    scores = []
+    for i in range(0, len(paths), batch):
+        chunk = [str(root / p) for p in paths[i:i + batch]]
+        for result in model.predict(chunk, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False):
+            scores.append(float(result.boxes.conf.max()) if len(result.boxes) else 0.0)
+    return np.array(scores)
+
+
+def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) -> dict:
+    """Write metrics.json, threshold.json, per_image.csv and pr_curve.png under `out`."""
+    import mlflow
+
+    from defectops.offline import configure_ultralytics
+
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    timer = StepTimer()
+    model_dir, dataset, out = Path(model_dir), Path(dataset), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_info = json.loads((model_dir / "run.json").read_text())
+    imgsz = int(run_info["imgsz"])
+    model = YOLO(str(model_dir / "weights" / "best.pt"), task="detect")
+    rows = read_manifest(dataset)
+    split_scores, split_truth, split_paths = {}, {}, {}
+    for split in ("val", "test"):
+        paths = [r["path"] for r in rows if r["split"] == split]
+        split_paths[split] = paths
+        split_truth[split] = np.array([len(read_labels(label_path(dataset, p))) > 0 for p in paths])
+        split_scores[split] = image_scores(model, dataset, paths, imgsz, config.batch, config.device)
+
+    threshold = tune_threshold(split_scores["val"], split_truth["val"], config.target_recall)
+    val_m = image_level_metrics(split_scores["val"], split_truth["val"], threshold)
+    test_m = image_level_metrics(split_scores["test"], split_truth["test"], threshold)
+    with ultralytics_view(dataset) as data_yaml, tempfile.TemporaryDirectory() as scratch:
+        detection = model.val(data=str(data_yaml), split="test", imgsz=imgsz, batch=config.batch,
+                              device=config.device, plots=False, verbose=False, project=scratch, name="val")
+    missed = [p for p, s, t in zip(split_paths["test"], split_scores["test"], split_truth["test"])
+              if t and s < threshold]
+
+    curves = {s: pr_curve(split_scores[s], split_truth[s])[:2] for s in ("val", "test")}
+    operating = {"val": (val_m["recall"], val_m["precision"]), "test": (test_m["recall"], test_m["precision"])}
+    plot_pr_curves(curves, operating, threshold, config.target_recall, out / "pr_curve.png")
+    with open(out / "per_image.csv", "w") as fh:
+        fh.write("split,path,score,is_defect\n")
+        for s in ("val", "test"):
+            for p, sc, t in zip(split_paths[s], split_scores[s], split_truth[s]):
+                fh.write(f"{s},{p},{sc:.6f},{int(t)}\n")
+    (out / "threshold.json").write_text(json.dumps({"threshold": threshold,
+                                                    "target_recall": config.target_recall}, indent=2) + "\n")
+    metrics = {
+        "threshold": threshold,
+        "target_recall": config.target_recall,
+        "val": val_m,
+        "test": test_m,
+        "test_map50": float(detection.box.map50),
+        "test_map50_95": float(detection.box.map),
+        "test_false_negatives": missed,
+        "seconds": timer.seconds(),
+    }
+    write_metrics(out / "metrics.json", metrics)
+
+    configure_mlflow(config.experiment)
+    with mlflow.start_run(run_id=run_info["run_id"]):
+        mlflow.log_metrics({"eval/threshold": threshold, "eval/test_recall": test_m["recall"],
+                            "eval/test_precision": test_m["precision"], "eval/test_f1": test_m["f1"],
+                            "eval/val_recall": val_m["recall"], "eval/test_map50": metrics["test_map50"],
+                            "eval/test_map50_95": metrics["test_map50_95"]})
+        for name in ("metrics.json", "threshold.json", "per_image.csv", "pr_curve.png"):
+            mlflow.log_artifact(str(out / name), artifact_path="evaluation")
+    return metrics

@@ -1,0 +1,102 @@
+"""Monitor: Evidently data drift between the deployment reference and what the endpoint saw.
+
+On drift it writes a retraining trigger record; the engine adapter that acts on it comes later.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from pydantic import Field
+
+from defectops.config import StepConfig
+from defectops.errors import DefectopsError
+from defectops.metrics import StepTimer, write_metrics
+
+
+class MonitorConfig(StepConfig):
+    features: list[str] = Field(["brightness", "contrast", "sharpness", "max_confidence"], min_length=1)
+    drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted features that means 'drift'.")
+    window: int = Field(500, ge=1, description="Most recent logged inferences to compare.")
+    min_window: int = Field(30, ge=1, description="Fewer logged inferences than this: no verdict.")
+
+
+class MonitorError(DefectopsError):
+    """The inputs of a drift check are missing or malformed."""
+
+
+def read_inference_log(path: Path, window: int) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise MonitorError(f"{path}: no inference log yet; the endpoint writes it as it serves")
+    records = []
+    with open(path) as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise MonitorError(f"{path}:{n}: not a JSON line") from None
+    return pd.DataFrame(records[-window:])
+
+
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, features: list[str], drift_share: float,
+                 html_path: Path) -> dict:
+    """Run Evidently's drift preset; return per-feature p-values/drift flags and the overall share."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    with warnings.catch_warnings():
+        # Constant columns in tiny windows make scipy divide by zero; the test still answers.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = Report([DataDriftPreset(columns=features, drift_share=drift_share)]).run(
+            current_data=current[features], reference_data=reference[features])
+    snapshot.save_html(str(html_path))
+    per_feature, share = {}, 0.0
+    for metric in snapshot.dict()["metrics"]:
+        config = metric.get("config", {})
+        if config.get("type", "").endswith("ValueDrift"):
+            score, threshold = float(metric["value"]), float(config["threshold"])
+            # p-value tests flag drift below the threshold, distance tests above it.
+            drifted = score < threshold if "p_value" in config.get("method", "") else score >= threshold
+            per_feature[config["column"]] = {"method": config.get("method"), "score": score,
+                                             "threshold": threshold, "drifted": drifted}
+        elif config.get("type", "").endswith("DriftedColumnsCount"):
+            share = float(metric["value"]["share"])
+    return {"share": share, "features": per_feature}
+
+
+def monitor(config: MonitorConfig, reference_csv: Path, inference_log: Path, out: Path) -> dict:
+    timer = StepTimer()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reference = pd.read_csv(reference_csv)
+    current = read_inference_log(inference_log, config.window)
+    missing = [f for f in config.features if f not in reference.columns or f not in current.columns]
+    if missing:
+        raise MonitorError(f"features {missing} are missing from {reference_csv} or {inference_log}")
+    verdict = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "reference_rows": len(reference), "current_rows": len(current)}
+    if len(current) < config.min_window:
+        verdict.update(status="insufficient_data", drift=False)
+    else:
+        result = drift_report(reference, current, config.features, config.drift_share, out / "drift_report.html")
+        drifted = sorted(f for f, v in result["features"].items() if v["drifted"])
+        is_drift = result["share"] >= config.drift_share
+        verdict.update(status="drift" if is_drift else "ok", drift=is_drift, drifted_share=result["share"],
+                       drifted_features=drifted, features=result["features"], report=str(out / "drift_report.html"))
+        if is_drift:
+            versions = sorted(set(current.get("model_version", pd.Series(dtype=str)).astype(str)))
+            trigger = {"time": verdict["time"], "reason": "data drift", "drifted_features": drifted,
+                       "drifted_share": result["share"], "model_versions": versions,
+                       "report": verdict["report"], "action": "retrain"}
+            (out / "retrain_trigger.json").write_text(json.dumps(trigger, indent=2) + "\n")
+            with open(out / "triggers.jsonl", "a") as fh:
+                fh.write(json.dumps(trigger) + "\n")
+    verdict["seconds"] = timer.seconds()
+    write_metrics(out / "verdict.json", verdict)
+    return verdict

@@ -1,0 +1,47 @@
+"""Register: put the evaluated model in the registry as *pending approval* (never approved here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field
+
+from defectops import registry
+from defectops.config import StepConfig
+from defectops.dataset import sha256_file
+from defectops.lineage import git_commit
+from defectops.metrics import StepTimer, write_metrics
+
+
+class RegisterConfig(StepConfig):
+    model_name: str = Field("defectops-detector", min_length=1)
+    trigger: str = Field("manual", description="Why this run happened: manual, schedule, drift.")
+
+
+def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path) -> dict:
+    import mlflow
+
+    timer = StepTimer()
+    model_dir, eval_dir, out = Path(model_dir), Path(eval_dir), Path(out)
+    run_info = json.loads((model_dir / "run.json").read_text())
+    evaluation = json.loads((eval_dir / "metrics.json").read_text())
+    mlflow.set_tracking_uri(run_info["tracking_uri"])
+    artifact_uri = mlflow.get_run(run_info["run_id"]).info.artifact_uri
+    tags = {
+        "dataset_md5": run_info["dataset_md5"],
+        "git_commit": git_commit(),
+        "threshold": f"{evaluation['threshold']:.6f}",
+        "target_recall": evaluation["target_recall"],
+        "test_recall": f"{evaluation['test']['recall']:.4f}",
+        "test_precision": f"{evaluation['test']['precision']:.4f}",
+        "test_map50": f"{evaluation['test_map50']:.4f}",
+        "imgsz": run_info["imgsz"],
+        "weights_sha256": sha256_file(model_dir / "weights" / "best.pt"),
+        "trigger": config.trigger,
+    }
+    version = registry.register_pending(config.model_name, f"{artifact_uri}/model", run_info["run_id"], tags)
+    result = {"model_name": version.name, "version": version.version, "run_id": version.run_id,
+              "approval": version.tags["approval"], "aliases": version.aliases, "seconds": timer.seconds()}
+    write_metrics(out / "registration.json", result)
+    return result

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+
+
+def command(
+    dataset: Path = typer.Option(Path("data/augmented"), help="Canonical dataset to train on."),
+    out: Path = typer.Option(Path("models/train"), help="Folder for weights, run.json and metrics.json."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """Train a YOLO detector from its model yaml and record the run in MLflow."""
+    from defectops.components.train.step import TrainConfig, train
+    from defectops.config import load_step_config
+
+    with step_errors("train"):
+        show_metrics("train", train(load_step_config(TrainConfig, "train", params), dataset, out))

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+
+
+def command(
+    dataset: Path = typer.Option(Path("data/raw"), help="Canonical dataset to check."),
+    report: Path = typer.Option(Path("reports/validate"), help="Folder for report.json / report.txt."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """Check the dataset against the data contract (Great Expectations); exit 3 when it is broken."""
+    from defectops.components.validate.step import ValidateConfig, validate
+    from defectops.config import load_step_config
+
+    with step_errors("validate"):
+        show_metrics("validate", validate(load_step_config(ValidateConfig, "validate", params), dataset, report))

@@ -1,0 +1,33 @@
+"""What every step command shares: the params option, error-to-exit-code mapping, and output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from defectops.errors import DefectopsError
+
+console = Console(stderr=True)
+
+PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="Settings file; its step section is used.")
+
+
+@contextlib.contextmanager
+def step_errors(step: str):
+    """Turn the errors a user can act on into a readable message and their exit code (2, 3 or 4)."""
+    try:
+        yield
+    except DefectopsError as exc:
+        console.print(f"[bold red]{step} failed ({type(exc).__name__}):[/] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def show_metrics(step: str, metrics: dict) -> None:
+    """Print a step's metrics as JSON on stdout (machines) and a one-line summary on stderr (people)."""
+    typer.echo(json.dumps(metrics, indent=2, default=str))
+    seconds = metrics.get("seconds")
+    console.print(f"[green]{step} done[/]" + (f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""))

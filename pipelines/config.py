@@ -1,0 +1,59 @@
+"""One validated config object per step, read from `params.yaml` and checked once at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from defectops.errors import DefectopsError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(DefectopsError, ValueError):
+    """A config value is missing or wrong; the message names the file and the field."""
+
+
+class StepConfig(BaseModel):
+    """Base for step configs: unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+C = TypeVar("C", bound=StepConfig)
+
+
+def read_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read params.yaml; an absent file means 'all defaults'."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of step sections, got {type(data).__name__}")
+    return data
+
+
+def load_step_config(model: type[C], section: str, path: Path = DEFAULT_PARAMS,
+                     overrides: dict[str, Any] | None = None) -> C:
+    """Build `model` from the `section` of params.yaml (plus overrides), with readable errors."""
+    params = read_params(path)
+    raw = params.get(section) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: section '{section}' must be a mapping, got {type(raw).__name__}")
+    raw = {**raw, **(overrides or {})}
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(section)"
+            got = err.get("input")
+            problems.append(f"  {section}.{field}: {err['msg']} (got {got!r})")
+        raise ConfigError(f"{path}: invalid settings in '{section}':\n" + "\n".join(problems)) from None

@@ -1,0 +1,202 @@
+"""The canonical dataset format every step reads and writes.
+
+Layout (YOLO-style, so Ultralytics trains on it directly)::
+
+    <root>/dataset.yaml              class names (the taxonomy)
+    <root>/images/<split>/<stem>.<ext>
+    <root>/labels/<split>/<stem>.txt  one 'class cx cy w h' line per box, normalised; empty = defect-free
+    <root>/manifest.csv               path, sha256, width, height, split, classes, n_boxes
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from defectops.errors import DefectopsError
+
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MANIFEST_NAME = "manifest.csv"
+DATASET_YAML = "dataset.yaml"
+MANIFEST_FIELDS = ("path", "sha256", "width", "height", "split", "classes", "n_boxes")
+
+
+class DatasetError(DefectopsError, ValueError):
+    """The dataset on disk does not follow the canonical format; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """One labelled defect, YOLO-normalised (centre x/y, width, height in 0..1)."""
+
+    cls: int
+    cx: float
+    cy: float
+    w: float
+    h: float
+
+    def to_line(self) -> str:
+        return f"{self.cls} {self.cx:.6f} {self.cy:.6f} {self.w:.6f} {self.h:.6f}"
+
+    @classmethod
+    def from_pixels(cls, class_id: int, x1: float, y1: float, x2: float, y2: float,
+                    width: int, height: int) -> Box:
+        return cls(class_id, (x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
+                   (x2 - x1) / width, (y2 - y1) / height)
+
+    def to_pixels(self, width: int, height: int) -> tuple[float, float, float, float]:
+        return ((self.cx - self.w / 2) * width, (self.cy - self.h / 2) * height,
+                (self.cx + self.w / 2) * width, (self.cy + self.h / 2) * height)
+
+
+def image_dir(root: Path, split: str) -> Path:
+    return Path(root) / "images" / split
+
+
+def label_path(root: Path, image_rel: str | Path) -> Path:
+    """images/<split>/x.png -> labels/<split>/x.txt (the Ultralytics convention)."""
+    rel = Path(image_rel)
+    return Path(root) / "labels" / rel.parent.name / (rel.stem + ".txt")
+
+
+def read_labels(path: Path) -> list[Box]:
+    """Parse a YOLO label file; a malformed line is an error naming file and line."""
+    if not path.exists():
+        return []
+    boxes = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 5:
+            raise DatasetError(f"{path}:{n}: expected 'class cx cy w h' (5 fields), got {len(parts)}: {line!r}")
+        try:
+            boxes.append(Box(int(parts[0]), *map(float, parts[1:])))
+        except ValueError:
+            raise DatasetError(f"{path}:{n}: class must be an integer and coordinates numbers: {line!r}") from None
+    return boxes
+
+
+def write_labels(path: Path, boxes: list[Box]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(b.to_line() + "\n" for b in boxes))
+
+
+def write_dataset_yaml(root: Path, names: list[str]) -> None:
+    Path(root).mkdir(parents=True, exist_ok=True)
+    (Path(root) / DATASET_YAML).write_text(yaml.safe_dump({"names": list(names)}, sort_keys=False))
+
+
+def read_names(root: Path) -> list[str]:
+    path = Path(root) / DATASET_YAML
+    if not path.exists():
+        raise DatasetError(f"{path}: missing; a canonical dataset needs its class names (run 'defectops ingest')")
+    names = (yaml.safe_load(path.read_text()) or {}).get("names")
+    if isinstance(names, dict):  # Ultralytics also allows {0: name, ...}
+        names = [names[k] for k in sorted(names)]
+    if not names or not all(isinstance(n, str) for n in names):
+        raise DatasetError(f"{path}: 'names' must be a non-empty list of class names")
+    return list(names)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def iter_images(root: Path):
+    """Yield (split, relative path) for every image file, in a stable order."""
+    for split in SPLITS:
+        folder = image_dir(root, split)
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    yield split, path.relative_to(root).as_posix()
+
+
+def build_manifest(root: Path) -> list[dict]:
+    """Describe every image of the dataset; unreadable images keep width/height empty.
+
+    The validate step is the one that fails on them: building a manifest never throws away
+    evidence of a bad file.
+    """
+    root = Path(root)
+    names = read_names(root)
+    rows = []
+    for split, rel in iter_images(root):
+        width = height = ""
+        try:
+            with Image.open(root / rel) as im:
+                width, height = im.size
+        except Exception:  # noqa: BLE001 - recorded; validate reports the file by name
+            pass
+        try:
+            boxes = read_labels(label_path(root, rel))
+            classes = sorted({names[b.cls] if 0 <= b.cls < len(names) else f"#{b.cls}" for b in boxes})
+            n_boxes = len(boxes)
+        except DatasetError:
+            classes, n_boxes = ["#unparseable"], -1
+        rows.append({"path": rel, "sha256": sha256_file(root / rel), "width": width, "height": height,
+                     "split": split, "classes": ";".join(classes), "n_boxes": n_boxes})
+    return rows
+
+
+def write_manifest(root: Path) -> list[dict]:
+    rows = build_manifest(root)
+    with open(Path(root) / MANIFEST_NAME, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def read_manifest(root: Path) -> list[dict]:
+    path = Path(root) / MANIFEST_NAME
+    if not path.exists():
+        raise DatasetError(f"{path}: missing; every canonical dataset has a manifest")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = set(MANIFEST_FIELDS) - set(rows[0].keys() if rows else MANIFEST_FIELDS)
+    if missing:
+        raise DatasetError(f"{path}: columns {sorted(missing)} missing (expected {list(MANIFEST_FIELDS)})")
+    return rows
+
+
+@contextlib.contextmanager
+def ultralytics_view(root: Path):
+    """A throw-away YOLO view of the dataset for Ultralytics, yielding its data yaml.
+
+    Ultralytics writes `labels/<split>.cache` beside the labels it reads. Pointed at the dataset
+    itself, that would modify a DVC-tracked output and invalidate every later stage, so it reads
+    a temporary tree of per-image symlinks and copied label files instead.
+    """
+    root = Path(root).resolve()
+    names = read_names(root)
+    with tempfile.TemporaryDirectory(prefix="defectops-view-") as tmp:
+        view = Path(tmp)
+        for split, rel in iter_images(root):
+            link = view / rel
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(root / rel)
+            labels = label_path(root, rel)
+            if labels.exists():
+                target = label_path(view, rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(labels, target)
+        data = {"path": str(view), "train": "images/train", "val": "images/val", "test": "images/test",
+                "names": dict(enumerate(names))}
+        data_yaml = view / "data.yaml"
+        data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+        yield data_yaml

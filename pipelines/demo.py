@@ -1,0 +1,191 @@
+"""The main job: the whole story on the embedded default, told step by step with wall times.
+
+training DAG (DVC) -> version pending approval -> a named approver approves -> deploy (ONNX) ->
+serve on 127.0.0.1 -> in-distribution traffic (no drift) -> lighting-shifted traffic -> drift.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from rich.panel import Panel
+from rich.table import Table
+
+from defectops import registry
+from defectops.cli_support import console
+from defectops.config import load_step_config
+from defectops.dataset import label_path, read_labels, read_manifest
+from defectops.engines import dvc
+
+PARAMS = Path("params.yaml")
+RAW, DEPLOY_DIR, MONITOR_DIR = Path("data/raw"), Path("deploy"), Path("monitoring")
+INFERENCE_LOG = MONITOR_DIR / "inference_log.jsonl"
+
+
+def _section(title: str) -> None:
+    console.rule(f"[bold cyan]{title}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shift_lighting(png: bytes, gain: float = 1.45, offset: float = 25.0) -> bytes:
+    """A brighter lamp / changed exposure: the kind of shift drift monitoring must catch."""
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.float32)
+    out = Image.fromarray(np.clip(img * gain + offset, 0, 255).astype(np.uint8))
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class Endpoint:
+    """`defectops serve` in a child process on loopback, stopped by pid."""
+
+    def __init__(self, model_dir: Path, log: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "defectops.cli", "serve", "--model-dir", str(model_dir),
+                                      "--port", str(self.port), "--log", str(log)])
+
+    def wait_ready(self, timeout: float = 90) -> dict:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the endpoint exited with code {self.proc.returncode}")
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=2).json()
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise TimeoutError(f"the endpoint did not answer on {self.url} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def send_images(url: str, images: list[tuple[bytes, bool]]) -> dict:
+    """POST each image; return decision counts against the truth."""
+    import httpx
+
+    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    latencies = []
+    with httpx.Client(timeout=30) as http:
+        for body, is_defect in images:
+            reply = http.post(f"{url}/v1/predict", content=body, headers={"content-type": "image/png"})
+            reply.raise_for_status()
+            data = reply.json()
+            latencies.append(data["latency_ms"])
+            rejected = data["decision"] == "reject"
+            counts[("tp" if is_defect else "fp") if rejected else ("fn" if is_defect else "tn")] += 1
+    counts["p50_latency_ms"] = float(np.median(latencies))
+    return counts
+
+
+def _timed(label: str, timings: list, fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    timings.append((label, "ran", time.perf_counter() - start))
+    return result
+
+
+def run_demo(approver: str = "qa.lead") -> None:
+    from defectops.components.deploy.step import DeployConfig, deploy
+    from defectops.components.monitor.step import MonitorConfig, monitor
+
+    started = time.perf_counter()
+    timings: list[tuple[str, str, float]] = []
+
+    _section("1. Training DAG on the local engine (dvc repro)")
+    if not Path("dvc.yaml").exists():
+        dvc.write_dvc_yaml()
+    dvc.ensure_repo()
+    for run in dvc.repro(echo=lambda line: console.print(f"  [dim]{line}[/]", highlight=False)):
+        timings.append((f"dvc: {run.name}", run.status, run.seconds))
+
+    _section("2. Registry: the new version waits for a human")
+    registration = json.loads(Path("reports/register/registration.json").read_text())
+    evaluation = json.loads(Path("reports/evaluate/metrics.json").read_text())
+    name, version = registration["model_name"], registration["version"]
+    info = registry.get_version(name, version)
+    console.print(f"{name} v{version}: approval={info.tags['approval']} aliases={info.aliases} "
+                  f"dataset={info.tags['dataset_md5']}")
+    test = evaluation["test"]
+    console.print(f"test split @ threshold {evaluation['threshold']:.4f}: image-level recall "
+                  f"[bold]{test['recall']:.3f}[/] (target {evaluation['target_recall']}), precision "
+                  f"[bold]{test['precision']:.3f}[/], mAP50 {evaluation['test_map50']:.3f}")
+    if info.tags["approval"] == "pending":
+        console.print(Panel(f"[bold]{approver}[/] reviews the evidence and approves:\n"
+                            f"  defectops registry approve {version} --by {approver}",
+                            title="human approval (stand-in)", expand=False))
+        info = _timed("approve", timings, registry.approve, name, version, approver,
+                      "demo: recall and precision meet the line's targets")
+    console.print(f"{name} v{version}: approval={info.tags['approval']} by {info.tags.get('approved_by')} "
+                  f"aliases={info.aliases}")
+
+    _section("3. Deploy the champion (ONNX) and serve it on 127.0.0.1")
+    deployed = _timed("deploy", timings, deploy, load_step_config(DeployConfig, "deploy", PARAMS), RAW, DEPLOY_DIR)
+    console.print(f"exported v{deployed['version']} to {DEPLOY_DIR / 'model.onnx'} "
+                  f"({deployed['onnx_bytes'] / 1e6:.1f} MB); reference of {deployed['reference_images']} images")
+    rows = [r for r in read_manifest(RAW) if r["split"] == "test"]
+    normal = [((RAW / r["path"]).read_bytes(), bool(read_labels(label_path(RAW, r["path"])))) for r in rows]
+    shifted = [(shift_lighting(body), truth) for body, truth in normal]
+    monitor_config = load_step_config(MonitorConfig, "monitor", PARAMS, {"window": len(normal),
+                                                                         "min_window": min(30, len(normal))})
+    INFERENCE_LOG.unlink(missing_ok=True)
+    endpoint = Endpoint(DEPLOY_DIR, INFERENCE_LOG)
+    try:
+        health = endpoint.wait_ready()
+        console.print(f"endpoint {endpoint.url} (pid {endpoint.proc.pid}) serving {health['model_name']} "
+                      f"v{health['model_version']}")
+
+        _section("4. Production traffic: test images as the camera sees them")
+        counts = _timed("serve: normal traffic", timings, send_images, endpoint.url, normal)
+        console.print(f"{len(normal)} images: {counts}")
+        verdict = _timed("monitor: normal", timings, monitor, monitor_config, DEPLOY_DIR / "reference.csv",
+                         INFERENCE_LOG, MONITOR_DIR)
+        console.print(f"drift check: [bold]{verdict['status']}[/] (drifted share {verdict.get('drifted_share', 0):.2f})")
+
+        _section("5. The lamp changes: lighting-shifted images")
+        counts = _timed("serve: shifted traffic", timings, send_images, endpoint.url, shifted)
+        console.print(f"{len(shifted)} images: {counts}")
+        verdict = _timed("monitor: shifted", timings, monitor, monitor_config, DEPLOY_DIR / "reference.csv",
+                         INFERENCE_LOG, MONITOR_DIR)
+        console.print(f"drift check: [bold]{verdict['status']}[/] drifted features {verdict.get('drifted_features')}")
+        if verdict["drift"]:
+            console.print(f"retraining trigger written: {MONITOR_DIR / 'retrain_trigger.json'}")
+    finally:
+        endpoint.stop()
+
+    _section("Summary")
+    table = Table("stage", "status", "wall time (s)")
+    for label, status, seconds in timings:
+        table.add_row(label, status, f"{seconds:.1f}")
+    table.add_row("[bold]total[/]", "", f"{time.perf_counter() - started:.1f}")
+    console.print(table)
+    where = Table("what", "where")
+    for what, path in [("dataset (DVC-tracked; md5 in dvc.lock)", "data/raw"),
+                       ("validation report", "reports/validate/report.txt"),
+                       ("evaluation + PR curve", "reports/evaluate/metrics.json, pr_curve.png"),
+                       ("MLflow runs and registry", "mlflow.db (mlflow ui --backend-store-uri sqlite:///mlflow.db)"),
+                       ("served model", "deploy/model.onnx, deploy/model.json"),
+                       ("inference log", str(INFERENCE_LOG)),
+                       ("drift report", str(MONITOR_DIR / "drift_report.html")),
+                       ("retraining trigger", str(MONITOR_DIR / "retrain_trigger.json"))]:
+        where.add_row(what, path)
+    console.print(where)
