@@ -106,6 +106,7 @@ def approve(name: str, version: str, by: str, reason: str = "") -> VersionInfo:
     if previous is not None and previous.version != version:
         c.set_model_version_tag(name, previous.version, "approval", "superseded")
     c.set_registered_model_alias(name, CHAMPION, version)
-    if by_alias(name, CHALLENGER) and by_alias(name, CHALLENGER).version == version:
+    challenger = by_alias(name, CHALLENGER)
+    if challenger is not None and challenger.version == version:
         c.delete_registered_model_alias(name, CHALLENGER)
     return get_version(name, version)

@@ -17,6 +17,7 @@ from defectops.components.augment.transforms import random_variant
 from defectops.config import StepConfig
 from defectops.dataset import (image_dir, label_path, read_labels, read_manifest, read_names, write_dataset_yaml,
                                write_labels, write_manifest)
+from defectops.lineage import dvc_dir_md5
 from defectops.metrics import StepTimer, write_metrics
 
 
@@ -72,6 +73,7 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
     manifest = write_manifest(out)
     after = {n: sum(1 for r in manifest if r["split"] == "train" and n in r["classes"].split(";")) for n in names}
     metrics = {
+        "source_dataset_md5": dvc_dir_md5(dataset),
         "config": config.model_dump(),
         "train_images_before": len(train),
         "train_images_after": sum(1 for r in manifest if r["split"] == "train"),

@@ -80,9 +80,9 @@ def create_app(model_dir: Path, log_path: Path) -> FastAPI:
             "threshold": detector.threshold,
             "model_name": meta["model_name"],
             "model_version": meta["version"],
-            "detections": [{"class_id": d.class_id, "class_name": d.class_name, "score": round(d.score, 4),
+            "detections": [{"class_id": d.class_id, "class_name": d.class_name, "score": d.score,
                             "box": [round(v, 1) for v in d.box]} for d in shown],
-            "max_confidence": round(record["max_confidence"], 4),
+            "max_confidence": record["max_confidence"],
             "latency_ms": round(latency_ms, 2),
         }
 

@@ -25,7 +25,7 @@ from defectops.metrics import StepTimer, write_metrics
 
 class DeployConfig(StepConfig):
     model_name: str = Field("defectops-detector", min_length=1)
-    reference_splits: list[str] = Field(["val", "test"], description="Held-out splits that define 'normal' for drift.")
+    reference_splits: list[str] = Field(["val"], description="Held-out splits that define 'normal' for drift.")
 
 
 class DeployError(RefusedError):

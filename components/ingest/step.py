@@ -10,6 +10,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
+from rich.console import Console
+from rich.progress import track
 
 from defectops.components.ingest import importers, synthetic
 from defectops.config import StepConfig
@@ -67,7 +69,8 @@ def _generate_synthetic(config: IngestConfig, out: Path) -> list[str]:
     free = set(np.random.default_rng(config.seed).choice(config.n_images, n_free, replace=False).tolist())
     keys = [f"synth_{i:05d}" for i in range(config.n_images)]
     splits = assign_splits(keys, ["good" if i in free else "defect" for i in range(config.n_images)], config.split)
-    for i, (key, split) in enumerate(zip(keys, splits)):
+    for i, (key, split) in track(list(enumerate(zip(keys, splits))), description="drawing synthetic images",
+                                 console=Console(stderr=True), transient=True):
         img, boxes = synthetic.make_image(config.seed, i, config.image_size, i in free)
         rel = f"images/{split}/{key}.png"
         (out / rel).parent.mkdir(parents=True, exist_ok=True)

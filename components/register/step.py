@@ -30,6 +30,7 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
     artifact_uri = mlflow.get_run(run_info["run_id"]).info.artifact_uri
     tags = {
         "dataset_md5": run_info["dataset_md5"],
+        "train_data_md5": run_info.get("train_data_md5", run_info["dataset_md5"]),
         "git_commit": git_commit(),
         "threshold": f"{evaluation['threshold']:.6f}",
         "target_recall": evaluation["target_recall"],

@@ -37,7 +37,18 @@ def _resolve_device(device: str) -> str:
     return "0" if torch.cuda.is_available() else "cpu"
 
 
-def train(config: TrainConfig, dataset: Path, out: Path, dataset_version: str | None = None) -> dict:
+def dataset_lineage(dataset: Path) -> dict[str, str]:
+    """The versioned dataset a model descends from, and the exact training set it saw.
+
+    An augmented set names its source in augment_metrics.json; a raw set is its own source.
+    """
+    seen = dvc_dir_md5(dataset)
+    augment_record = Path(dataset) / "augment_metrics.json"
+    source = json.loads(augment_record.read_text()).get("source_dataset_md5") if augment_record.exists() else None
+    return {"dataset_md5": source or seen, "train_data_md5": seen}
+
+
+def train(config: TrainConfig, dataset: Path, out: Path) -> dict:
     """Train on the canonical dataset at `dataset`; write weights and run info under `out`."""
     import mlflow
 
@@ -51,13 +62,13 @@ def train(config: TrainConfig, dataset: Path, out: Path, dataset_version: str | 
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    dataset_version = dataset_version or dvc_dir_md5(dataset)
+    lineage = dataset_lineage(dataset)
     configure_mlflow(config.experiment)
     device = _resolve_device(config.device)
 
     with mlflow.start_run(run_name="train") as run, ultralytics_view(dataset) as data_yaml:
         mlflow.log_params({**config.model_dump(), "device": device})
-        mlflow.set_tags({"dataset_md5": dataset_version, "git_commit": git_commit(), "step": "train"})
+        mlflow.set_tags({**lineage, "git_commit": git_commit(), "step": "train"})
         model = YOLO(config.model, task="detect")
 
         def log_epoch(trainer) -> None:
@@ -81,9 +92,9 @@ def train(config: TrainConfig, dataset: Path, out: Path, dataset_version: str | 
             mlflow.log_artifact(str(run_dir / "results.csv"), artifact_path="training")
         run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                     "tracking_uri": tracking_uri(), "model_artifact": "model/best.pt",
-                    "dataset_md5": dataset_version, "imgsz": config.imgsz}
+                    **lineage, "imgsz": config.imgsz}
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     metrics = {"epochs": config.epochs, "device": device, "seconds": timer.seconds(), **final,
-               "run_id": run_info["run_id"], "dataset_md5": dataset_version}
+               "run_id": run_info["run_id"], **lineage}
     write_metrics(out / "metrics.json", metrics)
     return metrics

@@ -1,0 +1,56 @@
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from defectops.components.augment.step import AugmentConfig, augment, plan_balancing
+from defectops.components.augment.transforms import hflip, jitter_photometric, vflip
+from defectops.dataset import Box, read_manifest
+
+
+def test_plan_fills_rare_classes_up_to_the_largest():
+    plan = plan_balancing({"a": ["x"] * 10, "b": ["y"] * 3, "c": []}, ratio=1.0, cap=100)
+    assert plan == {"a": 0, "b": 7}
+    assert plan_balancing({"a": ["x"] * 10, "b": ["y"] * 3}, ratio=0.5, cap=1) == {"a": 0, "b": 1}
+
+
+@pytest.mark.parametrize("flip", [hflip, vflip])
+def test_geometric_transforms_move_boxes_with_pixels(flip):
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[5:15, 10:30] = 255  # a bright defect at x 10..30, y 5..15
+    box = Box.from_pixels(0, 10, 5, 30, 15, 60, 40)
+    out, (moved,) = flip(img, [box])
+    x1, y1, x2, y2 = (int(round(v)) for v in moved.to_pixels(60, 40))
+    assert out[y1:y2, x1:x2].mean() == 255
+    assert out.sum() == img.sum()
+
+
+def test_photometric_keeps_shape_and_range():
+    img = np.full((16, 16, 3), 128, np.uint8)
+    out = jitter_photometric(img, np.random.default_rng(0), 0.3)
+    assert out.shape == img.shape and out.dtype == np.uint8 and not np.array_equal(out, img)
+
+
+def test_balances_train_split_and_leaves_eval_splits_untouched(tiny_dataset, tmp_path):
+    metrics = augment(AugmentConfig(seed=1), tiny_dataset, tmp_path / "aug")
+    before, after = metrics["class_images_before"], metrics["class_images_after"]
+    present = [c for c, n in before.items() if n]
+    assert min(after[c] for c in present) >= max(before.values())
+    assert metrics["train_images_after"] == metrics["train_images_before"] + sum(metrics["generated_per_class"].values())
+    original = {r["path"]: r["sha256"] for r in read_manifest(tiny_dataset) if r["split"] != "train"}
+    augmented = {r["path"]: r["sha256"] for r in read_manifest(tmp_path / "aug") if r["split"] != "train"}
+    assert original == augmented
+    again = augment(AugmentConfig(seed=1), tiny_dataset, tmp_path / "again")
+    assert again["generated_per_class"] == metrics["generated_per_class"]
+    new_rows = [r for r in read_manifest(tmp_path / "aug") if "aug_" in r["path"]]
+    assert new_rows and all(int(r["n_boxes"]) > 0 for r in new_rows)
+    with Image.open(tmp_path / "aug" / new_rows[0]["path"]) as im:
+        assert im.size == (64, 64)
+
+
+def test_no_balancing_copies_everything(tiny_dataset, tmp_path):
+    metrics = augment(AugmentConfig(balance=False), tiny_dataset, tmp_path / "aug")
+    assert metrics["generated_per_class"] == {}
+    assert len(read_manifest(tmp_path / "aug")) == len(read_manifest(tiny_dataset))
+    shutil.rmtree(tmp_path / "aug")

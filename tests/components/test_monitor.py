@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from defectops.components.monitor.features import image_features
+from defectops.components.monitor.step import MonitorConfig, MonitorError, monitor
+
+
+def _write(tmp_path, reference, current):
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    with open(tmp_path / "log.jsonl", "w") as fh:
+        for record in current.to_dict("records"):
+            fh.write(json.dumps({**record, "model_version": "1"}) + "\n")
+
+
+def _frame(rng, n, brightness):
+    return pd.DataFrame({"brightness": rng.normal(brightness, 8, n), "contrast": rng.normal(20, 2, n),
+                         "sharpness": rng.normal(300, 30, n), "max_confidence": rng.uniform(0, 1, n)})
+
+
+def test_no_drift_on_the_same_distribution(tmp_path):
+    rng = np.random.default_rng(0)
+    _write(tmp_path, _frame(rng, 200, 120), _frame(rng, 100, 120))
+    verdict = monitor(MonitorConfig(), tmp_path / "reference.csv", tmp_path / "log.jsonl", tmp_path / "out")
+    assert verdict["status"] == "ok" and verdict["drift"] is False
+    assert not (tmp_path / "out" / "retrain_trigger.json").exists()
+    assert (tmp_path / "out" / "drift_report.html").stat().st_size > 10_000
+
+
+def test_lighting_shift_is_drift_and_writes_a_trigger(tmp_path):
+    rng = np.random.default_rng(1)
+    current = _frame(rng, 100, 170)
+    current["contrast"] *= 1.6
+    _write(tmp_path, _frame(rng, 200, 120), current)
+    verdict = monitor(MonitorConfig(), tmp_path / "reference.csv", tmp_path / "log.jsonl", tmp_path / "out")
+    assert verdict["status"] == "drift"
+    assert {"brightness", "contrast"} <= set(verdict["drifted_features"])
+    trigger = json.loads((tmp_path / "out" / "retrain_trigger.json").read_text())
+    assert trigger["action"] == "retrain" and trigger["model_versions"] == ["1"]
+    html = (tmp_path / "out" / "drift_report.html").read_text()
+    assert "brightness" in html
+
+
+def test_small_window_gives_no_verdict(tmp_path):
+    rng = np.random.default_rng(2)
+    _write(tmp_path, _frame(rng, 50, 120), _frame(rng, 5, 200))
+    verdict = monitor(MonitorConfig(min_window=30), tmp_path / "reference.csv", tmp_path / "log.jsonl", tmp_path)
+    assert verdict["status"] == "insufficient_data" and verdict["drift"] is False
+
+
+def test_missing_log_is_a_clear_error(tmp_path):
+    _frame(np.random.default_rng(3), 10, 100).to_csv(tmp_path / "reference.csv", index=False)
+    with pytest.raises(MonitorError, match="no inference log"):
+        monitor(MonitorConfig(), tmp_path / "reference.csv", tmp_path / "nope.jsonl", tmp_path)
+
+
+def test_features_react_to_lighting_and_blur():
+    rng = np.random.default_rng(4)
+    img = rng.integers(60, 180, (64, 64, 3)).astype(np.uint8)
+    base = image_features(img)
+    brighter = image_features(np.clip(img.astype(int) + 50, 0, 255).astype(np.uint8))
+    assert brighter["brightness"] > base["brightness"] + 40
+    import cv2
+
+    assert image_features(cv2.GaussianBlur(img, (0, 0), 2))["sharpness"] < base["sharpness"] / 4

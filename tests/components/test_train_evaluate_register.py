@@ -1,0 +1,67 @@
+import json
+
+import mlflow
+import pytest
+
+from defectops import registry
+from defectops.components.register.step import RegisterConfig, register
+from defectops.lineage import dvc_dir_md5
+from defectops.tracking import tracking_uri
+
+
+def test_training_is_tracked_in_mlflow(trained, tiny_dataset):
+    run_info = json.loads((trained / "run.json").read_text())
+    assert (trained / "weights" / "best.pt").stat().st_size > 100_000
+    mlflow.set_tracking_uri(tracking_uri())
+    run = mlflow.get_run(run_info["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["epochs"] == "2" and run.data.params["model"] == "yolov8n.yaml"
+    assert run.data.tags["dataset_md5"] == dvc_dir_md5(tiny_dataset)
+    assert any(k.startswith("train/") for k in run.data.metrics)
+    history = mlflow.MlflowClient(tracking_uri()).get_metric_history(run_info["run_id"], "train/box_loss")
+    assert [m.step for m in history] == [0, 1, 2]  # two epochs, then Ultralytics' final eval of best.pt
+    artifacts = [a.path for a in mlflow.MlflowClient(tracking_uri()).list_artifacts(run_info["run_id"], "model")]
+    assert artifacts == ["model/best.pt"]
+
+
+def test_evaluation_outputs(evaluated):
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert 0 <= metrics["threshold"] <= 1
+    assert metrics["val"]["recall"] >= metrics["target_recall"]  # tuned on val, so it must hold there
+    for key in ("recall", "precision", "f1"):
+        assert 0 <= metrics["test"][key] <= 1
+    assert 0 <= metrics["test_map50"] <= 1
+    png = (evaluated / "pr_curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    lines = (evaluated / "per_image.csv").read_text().splitlines()
+    assert lines[0] == "split,path,score,is_defect" and len(lines) > 1
+
+
+def test_register_is_pending_and_approval_is_human(trained, evaluated, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEFECTOPS_USER", "data.scientist")
+    name = "test-detector"
+    result = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path)
+    version = result["version"]
+    info = registry.get_version(name, version)
+    assert info.tags["approval"] == "pending" and info.aliases == ["challenger"]
+    assert info.tags["submitted_by"] == "data.scientist"
+    assert info.tags["dataset_md5"].endswith(".dir") and float(info.tags["threshold"]) >= 0
+    assert registry.by_alias(name, registry.CHAMPION) is None  # nothing is auto-approved
+
+    with pytest.raises(registry.RegistryError, match="four-eyes"):
+        registry.approve(name, version, "data.scientist")
+    with pytest.raises(registry.RegistryError, match="approver's name"):
+        registry.approve(name, version, "  ")
+    approved = registry.approve(name, version, "qa.lead", "meets targets")
+    assert approved.tags["approval"] == "approved" and approved.tags["approved_by"] == "qa.lead"
+    assert registry.by_alias(name, registry.CHAMPION).version == version
+    assert registry.by_alias(name, registry.CHALLENGER) is None
+    with pytest.raises(registry.RegistryError, match="only 'pending'"):
+        registry.approve(name, version, "qa.lead")
+
+    second = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path)["version"]
+    registry.approve(name, second, "qa.lead")
+    assert registry.get_version(name, version).tags["approval"] == "superseded"
+    assert registry.by_alias(name, registry.CHAMPION).version == second
+    with pytest.raises(registry.RegistryError, match="no version 99"):
+        registry.get_version(name, "99")

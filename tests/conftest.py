@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny real data made by our own code, and an isolated MLflow store per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import defectops  # noqa: F401  (sets the offline environment before anything else imports)
+
+REPO = Path(__file__).resolve().parents[1]
+NEU_DET = REPO.parent / "shared" / "datasets" / "neu-det"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_mlflow(tmp_path_factory):
+    """Every test talks to its own sqlite MLflow, never the developer's project store."""
+    root = tmp_path_factory.mktemp("mlflow")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["DEFECTOPS_ARTIFACT_ROOT"] = (root / "artifacts").as_uri()
+    yield root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """24 synthetic 64-px images in the canonical format (read-only for tests: copy before changing)."""
+    from defectops.components.ingest.step import IngestConfig, ingest
+
+    out = tmp_path_factory.mktemp("tiny") / "raw"
+    ingest(IngestConfig(n_images=24, image_size=64, seed=3), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_dataset) -> Path:
+    """One real (very short) Ultralytics training run on the tiny dataset, tracked in MLflow."""
+    from defectops.components.train.step import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("train") / "model"
+    train(TrainConfig(epochs=2, imgsz=64, batch=8, workers=0), tiny_dataset, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def evaluated(tmp_path_factory, trained, tiny_dataset) -> Path:
+    from defectops.components.evaluate.step import EvaluateConfig, evaluate
+
+    out = tmp_path_factory.mktemp("evaluate")
+    evaluate(EvaluateConfig(), trained, tiny_dataset, out)
+    return out

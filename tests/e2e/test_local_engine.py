@@ -1,0 +1,115 @@
+"""The main job end to end on the local DVC engine, on a tiny config, as a new user runs it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from defectops.engines.dvc import write_dvc_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+
+TINY = {
+    "ingest": {"n_images": 40, "image_size": 64, "seed": 5},
+    "train": {"epochs": 2, "imgsz": 64, "batch": 8, "workers": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    for folder in ("components", "pipelines"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / ".dvcignore", root)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    write_dvc_yaml(root / "dvc.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    return root
+
+
+def _env(root: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DEFECTOPS_ARTIFACT_ROOT")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), env.get("PYTHONPATH")]))
+    env["DEFECTOPS_NET_LOG"] = str(root / "network_attempts.jsonl")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def _run(root, *args, timeout=900):
+    return subprocess.run([sys.executable, "-m", *args], cwd=root, env=_env(root), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo(project):
+    result = _run(project, "defectops.cli", "demo", "--approver", "qa.lead")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+def test_main_job_leaves_every_artefact(project, demo):
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"ingest", "validate", "augment", "train", "evaluate", "register"}
+    dataset_md5 = next(o["md5"] for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw")
+    assert json.loads((project / "reports/validate/report.json").read_text())["passed"] is True
+    evaluation = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    assert {"threshold", "val", "test", "test_map50"} <= set(evaluation)
+    assert (project / "reports/evaluate/pr_curve.png").stat().st_size > 5_000
+    assert (project / "mlflow.db").exists()
+    assert (project / "deploy/model.onnx").stat().st_size > 1_000_000
+    verdict = json.loads((project / "monitoring/verdict.json").read_text())
+    assert verdict["status"] == "drift" and "brightness" in verdict["drifted_features"]
+    assert (project / "monitoring/drift_report.html").exists()
+    assert json.loads((project / "monitoring/retrain_trigger.json").read_text())["action"] == "retrain"
+    log = (project / "monitoring/inference_log.jsonl").read_text().splitlines()
+    n_test = json.loads((project / "data/raw/ingest_metrics.json").read_text())["per_split"]["test"]
+    assert len(log) == 2 * n_test
+    # The story is told: approval by a named person, drift found only after the lighting shift.
+    out = demo.stdout + demo.stderr
+    assert "defectops registry approve 1 --by qa.lead" in out
+    assert out.index("drift check: ok") < out.index("drift check: drift")
+
+    # Lineage: the registered version names the dataset exactly as dvc.lock does.
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    check = subprocess.run([sys.executable, "-c",
+                            "from defectops import registry; v = registry.get_version('defectops-detector', '1');"
+                            "print(v.tags['dataset_md5'], v.tags['approval'], ','.join(v.aliases))"],
+                           env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert check.stdout.split() == [dataset_md5, "approved", "champion"], check.stderr
+
+
+def test_nothing_phones_home(project, demo):
+    attempts = project / "network_attempts.jsonl"
+    assert not attempts.exists(), attempts.read_text()
+
+
+def test_second_repro_skips_every_stage(project, demo):
+    started = time.perf_counter()
+    result = _run(project, "dvc", "repro")
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    for stage in ("ingest", "validate", "augment", "train", "evaluate", "register"):
+        assert f"Stage '{stage}' didn't change, skipping" in result.stdout
+    assert "Running stage" not in result.stdout
+    print(f"no-op dvc repro took {elapsed:.1f} s")
+
+
+def test_corrupt_image_fails_validate_by_name(project, demo):
+    bad = project / "data/raw/images/train/operator_upload.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    try:
+        result = _run(project, "defectops.cli", "validate", "--dataset", "data/raw", "--report", "reports/check")
+        assert result.returncode == 3
+        assert "images/train/operator_upload.png" in result.stderr
+    finally:
+        bad.unlink()

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import yaml
+
+from defectops.dag import TRAINING_DAG, edges, topological_order
+from defectops.engines.dvc import dvc_yaml_text, render
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_committed_dvc_yaml_is_the_rendered_dag():
+    assert (REPO / "dvc.yaml").read_text() == dvc_yaml_text(), "run 'defectops pipeline compile --engine dvc'"
+
+
+def test_topology():
+    assert topological_order() == ["ingest", "validate", "augment", "train", "evaluate", "register"]
+    assert edges() == {("ingest", "validate"), ("ingest", "augment"), ("validate", "augment"),
+                       ("augment", "train"), ("train", "evaluate"), ("ingest", "evaluate"),
+                       ("train", "register"), ("evaluate", "register")}
+
+
+def test_dvc_rendering_keeps_every_edge():
+    stages = render()["stages"]
+    producer = {out: name for name, spec in stages.items() for out in spec.get("outs", [])}
+    rendered_edges = {(producer[d], name) for name, spec in stages.items() for d in spec.get("deps", [])
+                      if d in producer}
+    assert rendered_edges == edges()
+
+
+def test_code_dependencies_exist():
+    for stage in TRAINING_DAG:
+        for path in stage.code:
+            assert (REPO / path).exists(), f"{stage.name}: code dep {path} is missing"
+        assert stage.command.startswith(f"defectops {stage.name}")
+
+
+def test_every_stage_command_has_help():
+    from typer.testing import CliRunner
+
+    from defectops.cli import app
+
+    runner = CliRunner()
+    for stage in TRAINING_DAG:
+        result = runner.invoke(app, [stage.name, "--help"])
+        assert result.exit_code == 0 and "--params" in result.output
+    for extra in (["serve", "--help"], ["demo", "--help"], ["registry", "approve", "--help"]):
+        assert runner.invoke(app, extra).exit_code == 0
+    assert yaml.safe_load(dvc_yaml_text())["stages"]
