@@ -31,3 +31,11 @@ def show_metrics(step: str, metrics: dict) -> None:
     typer.echo(json.dumps(metrics, indent=2, default=str))
     seconds = metrics.get("seconds")
     console.print(f"[green]{step} done[/]" + (f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""))
+
+
+def run_step(section: str, config_model, step_fn, *paths, params: Path, overrides: dict | None = None) -> None:
+    """Validate the step's params section once, call the step, print its metrics."""
+    from defectops.config import load_step_config
+
+    with step_errors(section):
+        show_metrics(section, step_fn(load_step_config(config_model, section, params, overrides), *paths))

@@ -186,7 +186,7 @@ def ultralytics_view(root: Path):
     names = read_names(root)
     with tempfile.TemporaryDirectory(prefix="defectops-view-") as tmp:
         view = Path(tmp)
-        for split, rel in iter_images(root):
+        for _split, rel in iter_images(root):
             link = view / rel
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(root / rel)

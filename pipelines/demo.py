@@ -159,7 +159,8 @@ def run_demo(approver: str = "qa.lead") -> None:
         console.print(f"{len(normal)} images: {counts}")
         verdict = _timed("monitor: normal", timings, monitor, monitor_config, DEPLOY_DIR / "reference.csv",
                          INFERENCE_LOG, MONITOR_DIR)
-        console.print(f"drift check: [bold]{verdict['status']}[/] (drifted share {verdict.get('drifted_share', 0):.2f})")
+        share = verdict.get("drifted_share", 0)
+        console.print(f"drift check: [bold]{verdict['status']}[/] (drifted share {share:.2f})")
 
         _section("5. The lamp changes: lighting-shifted images")
         counts = _timed("serve: shifted traffic", timings, send_images, endpoint.url, shifted)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
@@ -14,7 +14,5 @@ def command(
 ) -> None:
     """Balance rare defect classes in the training split with box-consistent variants."""
     from defectops.components.augment.step import AugmentConfig, augment
-    from defectops.config import load_step_config
 
-    with step_errors("augment"):
-        show_metrics("augment", augment(load_step_config(AugmentConfig, "augment", params), dataset, out))
+    run_step("augment", AugmentConfig, augment, dataset, out, params=params)

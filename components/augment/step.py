@@ -15,8 +15,16 @@ from pydantic import Field
 
 from defectops.components.augment.transforms import random_variant
 from defectops.config import StepConfig
-from defectops.dataset import (image_dir, label_path, read_labels, read_manifest, read_names, write_dataset_yaml,
-                               write_labels, write_manifest)
+from defectops.dataset import (
+    image_dir,
+    label_path,
+    read_labels,
+    read_manifest,
+    read_names,
+    write_dataset_yaml,
+    write_labels,
+    write_manifest,
+)
 from defectops.lineage import dvc_dir_md5
 from defectops.metrics import StepTimer, write_metrics
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
@@ -14,10 +14,8 @@ def command(
 ) -> None:
     """Export the approved champion to ONNX and build the drift reference."""
     from defectops.components.deploy.step import DeployConfig, deploy
-    from defectops.config import load_step_config
 
-    with step_errors("deploy"):
-        show_metrics("deploy", deploy(load_step_config(DeployConfig, "deploy", params), dataset, out))
+    run_step("deploy", DeployConfig, deploy, dataset, out, params=params)
 
 
 def serve(

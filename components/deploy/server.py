@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -65,7 +65,7 @@ def create_app(model_dir: Path, log_path: Path) -> FastAPI:
         shown = [d for d in detections if d.score >= detector.threshold]
         latency_ms = (time.perf_counter() - started) * 1000
         record = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "image_sha256": hashlib.sha256(body).hexdigest(),
             **image_features(rgb),
             "max_confidence": max(scores, default=0.0),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
@@ -15,7 +15,5 @@ def command(
 ) -> None:
     """Tune the recall-first threshold on val and report recall, precision and mAP on test."""
     from defectops.components.evaluate.step import EvaluateConfig, evaluate
-    from defectops.config import load_step_config
 
-    with step_errors("evaluate"):
-        show_metrics("evaluate", evaluate(load_step_config(EvaluateConfig, "evaluate", params), model, dataset, out))
+    run_step("evaluate", EvaluateConfig, evaluate, model, dataset, out, params=params)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
@@ -15,8 +15,6 @@ def command(
 ) -> None:
     """Generate the synthetic dataset, or import YOLO / Pascal VOC data, into the canonical format."""
     from defectops.components.ingest.step import IngestConfig, ingest
-    from defectops.config import load_step_config
 
-    with step_errors("ingest"):
-        overrides = {k: v for k, v in {"source": source, "path": path}.items() if v is not None}
-        show_metrics("ingest", ingest(load_step_config(IngestConfig, "ingest", params, overrides), out))
+    overrides = {k: v for k, v in {"source": source, "path": path}.items() if v is not None}
+    run_step("ingest", IngestConfig, ingest, out, params=params, overrides=overrides)

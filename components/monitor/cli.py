@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
@@ -16,9 +16,6 @@ def command(
 ) -> None:
     """Compare recent inferences with the reference (Evidently); on drift, write a retraining trigger."""
     from defectops.components.monitor.step import MonitorConfig, monitor
-    from defectops.config import load_step_config
 
-    with step_errors("monitor"):
-        overrides = {"window": window} if window else {}
-        show_metrics("monitor", monitor(load_step_config(MonitorConfig, "monitor", params, overrides),
-                                        reference, log, out))
+    overrides = {"window": window} if window else {}
+    run_step("monitor", MonitorConfig, monitor, reference, log, out, params=params, overrides=overrides)

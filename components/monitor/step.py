@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -79,7 +79,7 @@ def monitor(config: MonitorConfig, reference_csv: Path, inference_log: Path, out
     missing = [f for f in config.features if f not in reference.columns or f not in current.columns]
     if missing:
         raise MonitorError(f"features {missing} are missing from {reference_csv} or {inference_log}")
-    verdict = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    verdict = {"time": datetime.now(UTC).isoformat(timespec="seconds"),
                "reference_rows": len(reference), "current_rows": len(current)}
     if len(current) < config.min_window:
         verdict.update(status="insufficient_data", drift=False)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
@@ -15,7 +15,5 @@ def command(
 ) -> None:
     """Register the evaluated model as a new version pending human approval."""
     from defectops.components.register.step import RegisterConfig, register
-    from defectops.config import load_step_config
 
-    with step_errors("register"):
-        show_metrics("register", register(load_step_config(RegisterConfig, "register", params), model, evaluation, out))
+    run_step("register", RegisterConfig, register, model, evaluation, out, params=params)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
@@ -14,7 +14,5 @@ def command(
 ) -> None:
     """Train a YOLO detector from its model yaml and record the run in MLflow."""
     from defectops.components.train.step import TrainConfig, train
-    from defectops.config import load_step_config
 
-    with step_errors("train"):
-        show_metrics("train", train(load_step_config(TrainConfig, "train", params), dataset, out))
+    run_step("train", TrainConfig, train, dataset, out, params=params)

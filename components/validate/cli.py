@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
@@ -14,7 +14,5 @@ def command(
 ) -> None:
     """Check the dataset against the data contract (Great Expectations); exit 3 when it is broken."""
     from defectops.components.validate.step import ValidateConfig, validate
-    from defectops.config import load_step_config
 
-    with step_errors("validate"):
-        show_metrics("validate", validate(load_step_config(ValidateConfig, "validate", params), dataset, report))
+    run_step("validate", ValidateConfig, validate, dataset, report, params=params)

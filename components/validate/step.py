@@ -11,9 +11,8 @@ from pydantic import Field
 
 from defectops.components.validate.expectations import run_suites
 from defectops.config import StepConfig
+from defectops.dataset import DatasetError, iter_images, label_path, read_labels, read_manifest, read_names, sha256_file
 from defectops.errors import DataInvalidError
-from defectops.dataset import (DatasetError, iter_images, label_path, read_labels, read_manifest, read_names,
-                               sha256_file)
 from defectops.metrics import StepTimer, write_metrics
 
 

@@ -37,7 +37,8 @@ def test_balances_train_split_and_leaves_eval_splits_untouched(tiny_dataset, tmp
     before, after = metrics["class_images_before"], metrics["class_images_after"]
     present = [c for c, n in before.items() if n]
     assert min(after[c] for c in present) >= max(before.values())
-    assert metrics["train_images_after"] == metrics["train_images_before"] + sum(metrics["generated_per_class"].values())
+    generated = sum(metrics["generated_per_class"].values())
+    assert metrics["train_images_after"] == metrics["train_images_before"] + generated
     original = {r["path"]: r["sha256"] for r in read_manifest(tiny_dataset) if r["split"] != "train"}
     augmented = {r["path"]: r["sha256"] for r in read_manifest(tmp_path / "aug") if r["split"] != "train"}
     assert original == augmented

@@ -9,7 +9,7 @@ import pytest
 from defectops.components.ingest import synthetic
 from defectops.components.ingest.importers import import_voc, import_yolo
 from defectops.components.ingest.step import IngestConfig, SplitFractions, assign_splits, ingest
-from defectops.dataset import DatasetError, read_labels, label_path, read_manifest, read_names
+from defectops.dataset import DatasetError, label_path, read_labels, read_manifest, read_names
 
 NEU_DET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "neu-det"
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from defectops.components.validate.step import DataInvalid, ValidateConfig, validate
-from defectops.dataset import read_manifest, label_path
+from defectops.dataset import label_path, read_manifest
 
 
 @pytest.fixture
