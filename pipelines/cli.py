@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -29,42 +30,118 @@ app.command("deploy")(deploy_cli.command)
 app.command("serve")(deploy_cli.serve)
 app.command("monitor")(monitor_cli.command)
 
-registry_app = typer.Typer(help="Model registry: list versions, approve a pending one.", no_args_is_help=True)
+registry_app = typer.Typer(help="Model registry: list, show, approve, reject, roll back.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
+audit_app = typer.Typer(help="The tamper-evident registry audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 pipeline_app = typer.Typer(help="Render or run the training DAG on an engine.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 
 MODEL_NAME_OPTION = typer.Option("defectops-detector", "--model-name", help="Registered model name.")
 
 
+def _version_row(v) -> list[str]:
+    t = v.tags
+    return [v.version, t.get("approval", "?"), ",".join(v.aliases), t.get("test_recall", ""),
+            t.get("test_precision", ""), t.get("threshold", ""), t.get("submitted_by", ""),
+            t.get("approved_by", t.get("rejected_by", "")), t.get("trigger", ""), t.get("dataset_md5", "")[:12]]
+
+
 @registry_app.command("list")
-def registry_list(model_name: str = MODEL_NAME_OPTION) -> None:
+def registry_list(model_name: str = MODEL_NAME_OPTION,
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Every version with its approval state, aliases and headline metrics."""
     from defectops import registry
 
+    if as_json:
+        typer.echo(json.dumps([{"version": v.version, "aliases": v.aliases, "tags": v.tags}
+                               for v in registry.list_versions(model_name)], indent=2))
+        return
+
     table = Table("version", "approval", "aliases", "recall", "precision", "threshold", "submitted by",
-                  "approved by", "dataset md5")
+                  "decided by", "trigger", "dataset md5")
     for v in registry.list_versions(model_name):
-        t = v.tags
-        table.add_row(v.version, t.get("approval", "?"), ",".join(v.aliases), t.get("test_recall", ""),
-                      t.get("test_precision", ""), t.get("threshold", ""), t.get("submitted_by", ""),
-                      t.get("approved_by", ""), t.get("dataset_md5", "")[:12])
+        table.add_row(*_version_row(v))
     console.print(table)
+
+
+@registry_app.command("show")
+def registry_show(version: str = typer.Argument(..., help="Version number."),
+                  model_name: str = MODEL_NAME_OPTION) -> None:
+    """All tags of one version (evidence, lineage, decision) as JSON."""
+    from defectops import registry
+
+    with step_errors("registry show"):
+        v = registry.get_version(model_name, version)
+    typer.echo(json.dumps({"name": v.name, "version": v.version, "aliases": v.aliases, "run_id": v.run_id,
+                           "source": v.source, "tags": dict(sorted(v.tags.items()))}, indent=2))
+
+
+BY_OPTION = typer.Option(..., "--by", help="Name of the person acting; recorded in the audit log.")
+REASON_OPTION = typer.Option(..., "--reason", help="Why; kept on the version and in the audit log.")
 
 
 @registry_app.command("approve")
 def registry_approve(
-    version: str = typer.Argument(..., help="Version number to promote to champion."),
-    by: str = typer.Option(..., "--by", help="Name of the approving person (must differ from the submitter)."),
-    reason: str = typer.Option("", "--reason", help="Why it is approved; kept on the version."),
+    version: str = typer.Argument(..., help="Pending version to promote to champion."),
+    by: str = BY_OPTION,
+    reason: str = REASON_OPTION,
     model_name: str = MODEL_NAME_OPTION,
 ) -> None:
-    """A human approves a pending version: it becomes the champion the endpoint serves."""
+    """Approve a pending version: it becomes the champion (the submitter cannot approve their own run)."""
     from defectops import registry
 
     with step_errors("registry approve"):
         info = registry.approve(model_name, version, by, reason)
     console.print(f"[green]{model_name} v{info.version} approved by {by}; aliases: {', '.join(info.aliases)}[/]")
+
+
+@registry_app.command("reject")
+def registry_reject(
+    version: str = typer.Argument(..., help="Pending version to reject."),
+    by: str = BY_OPTION,
+    reason: str = REASON_OPTION,
+    model_name: str = MODEL_NAME_OPTION,
+) -> None:
+    """Reject a pending version; it can never become champion."""
+    from defectops import registry
+
+    with step_errors("registry reject"):
+        info = registry.reject(model_name, version, by, reason)
+    console.print(f"[yellow]{model_name} v{info.version} rejected by {by}[/]")
+
+
+@registry_app.command("rollback")
+def registry_rollback(by: str = BY_OPTION, reason: str = REASON_OPTION, model_name: str = MODEL_NAME_OPTION) -> None:
+    """Make the previous champion the champion again, in one step."""
+    from defectops import registry
+
+    with step_errors("registry rollback"):
+        info = registry.rollback(model_name, by, reason)
+    console.print(f"[green]{model_name} v{info.version} is champion again (rolled back by {by})[/]")
+
+
+@audit_app.command("verify")
+def audit_verify(path: Path = typer.Option(None, help="Audit log (default: $DEFECTOPS_AUDIT_LOG or "
+                                                      "audit/registry_audit.jsonl).")) -> None:
+    """Check the hash chain of the registry audit log; exit 5 at the first edited line."""
+    from defectops import audit
+
+    with step_errors("audit verify"):
+        count = audit.verify(path)
+    console.print(f"[green]audit log intact: {count} entries[/]")
+
+
+@audit_app.command("show")
+def audit_show(path: Path = typer.Option(None, help="Audit log to print.")) -> None:
+    """Print the registry audit log as a table."""
+    from defectops import audit
+
+    table = Table("#", "time", "action", "actor", "model", "version", "details")
+    for e in audit.read(path):
+        table.add_row(str(e["seq"]), e["time"], e["action"], e["actor"], e["model"], e["version"],
+                      json.dumps(e["details"]))
+    console.print(table)
 
 
 @pipeline_app.command("compile")

@@ -129,12 +129,12 @@ def run_demo(approver: str = "qa.lead") -> None:
     console.print(f"test split @ threshold {evaluation['threshold']:.4f}: image-level recall "
                   f"[bold]{test['recall']:.3f}[/] (target {evaluation['target_recall']}), precision "
                   f"[bold]{test['precision']:.3f}[/], mAP50 {evaluation['test_map50']:.3f}")
+    reason = "recall and precision meet the line's targets"
     if info.tags["approval"] == "pending":
         console.print(Panel(f"[bold]{approver}[/] reviews the evidence and approves:\n"
-                            f"  defectops registry approve {version} --by {approver}",
+                            f"  defectops registry approve {version} --by {approver} --reason '{reason}'",
                             title="human approval (stand-in)", expand=False))
-        info = _timed("approve", timings, registry.approve, name, version, approver,
-                      "demo: recall and precision meet the line's targets")
+        info = _timed("approve", timings, registry.approve, name, version, approver, reason)
     console.print(f"{name} v{version}: approval={info.tags['approval']} by {info.tags.get('approved_by')} "
                   f"aliases={info.aliases}")
 

@@ -7,9 +7,10 @@ is what the endpoint serves. Tags carry the evidence and the decision.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from defectops.errors import RefusedError
 from defectops.tracking import tracking_uri
@@ -42,11 +43,23 @@ def current_user() -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _info(mv) -> VersionInfo:
     return VersionInfo(mv.name, str(mv.version), mv.source, mv.run_id, dict(mv.tags), list(mv.aliases or []))
+
+
+def _record(action: str, actor: str, name: str, version: str, **details) -> None:
+    from defectops import audit
+
+    audit.append(action, actor, name, version, **details)
+
+
+def _set_tags(name: str, version: str, tags: dict[str, str]) -> None:
+    c = client()
+    for key, value in tags.items():
+        c.set_model_version_tag(name, version, key, str(value))
 
 
 def register_pending(name: str, source: str, run_id: str, tags: dict[str, str]) -> VersionInfo:
@@ -62,6 +75,8 @@ def register_pending(name: str, source: str, run_id: str, tags: dict[str, str]) 
     all_tags.setdefault("submitted_by", current_user())
     mv = c.create_model_version(name, source=source, run_id=run_id, tags=all_tags)
     c.set_registered_model_alias(name, CHALLENGER, mv.version)
+    _record("register", all_tags["submitted_by"], name, str(mv.version), run_id=run_id,
+            dataset_md5=all_tags.get("dataset_md5"), weights_sha256=all_tags.get("weights_sha256"))
     return get_version(name, str(mv.version))
 
 
@@ -84,29 +99,99 @@ def by_alias(name: str, alias: str) -> VersionInfo | None:
 
 
 def list_versions(name: str) -> list[VersionInfo]:
-    versions = client().search_model_versions(f"name='{name}'")
-    return sorted((_info(v) for v in versions), key=lambda v: int(v.version))
+    from dataclasses import replace
+
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        aliases = c.get_registered_model(name).aliases or {}
+    except MlflowException:
+        return []
+    versions = sorted((_info(v) for v in c.search_model_versions(f"name='{name}'")), key=lambda v: int(v.version))
+    # Search results carry no aliases in MLflow; the registered model does.
+    return [replace(v, aliases=sorted(a for a, num in aliases.items() if str(num) == v.version)) for v in versions]
 
 
-def approve(name: str, version: str, by: str, reason: str = "") -> VersionInfo:
-    """A human approves: the version becomes champion. The submitter may not approve their own run."""
+def champion_history(name: str) -> list[str]:
+    """Versions that have been champion, oldest first; rollback walks it backwards."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        raw = client().get_registered_model(name).tags.get("champion_history", "[]")
+    except MlflowException:
+        return []
+    return [str(v) for v in json.loads(raw)]
+
+
+def _set_history(name: str, history: list[str]) -> None:
+    client().set_registered_model_tag(name, "champion_history", json.dumps(history))
+
+
+def _require_person(by: str, reason: str, action: str) -> None:
     if not by or not by.strip():
-        raise RegistryError("approval needs the approver's name (--by NAME)")
+        raise RegistryError(f"{action} needs the name of the person acting (--by NAME)")
+    if not reason or not reason.strip():
+        raise RegistryError(f"{action} needs a reason (--reason TEXT); it is kept in the quality record")
+
+
+def _pending(name: str, version: str, action: str) -> VersionInfo:
     info = get_version(name, version)
     status = info.tags.get("approval")
     if status != "pending":
-        raise RegistryError(f"{name} v{version} is '{status}', only 'pending' versions can be approved")
+        raise RegistryError(f"{name} v{version} is '{status}'; only 'pending' versions can be {action}")
+    return info
+
+
+def approve(name: str, version: str, by: str, reason: str) -> VersionInfo:
+    """A human approves: the version becomes champion. The submitter may not approve their own run."""
+    _require_person(by, reason, "approval")
+    info = _pending(name, version, "approved")
     if info.tags.get("submitted_by") == by:
-        raise RegistryError(f"four-eyes rule: {by} submitted {name} v{version} and cannot also approve it")
-    c = client()
-    for key, value in {"approval": "approved", "approved_by": by, "approved_at": _now(),
-                       "approval_reason": reason}.items():
-        c.set_model_version_tag(name, version, key, value)
+        raise RegistryError(f"four-eyes rule: {by} submitted {name} v{version} and cannot also approve it; "
+                            "another person must review it")
+    _set_tags(name, version, {"approval": "approved", "approved_by": by, "approved_at": _now(),
+                              "approval_reason": reason})
     previous = by_alias(name, CHAMPION)
     if previous is not None and previous.version != version:
-        c.set_model_version_tag(name, previous.version, "approval", "superseded")
+        _set_tags(name, previous.version, {"approval": "superseded"})
+    c = client()
     c.set_registered_model_alias(name, CHAMPION, version)
     challenger = by_alias(name, CHALLENGER)
     if challenger is not None and challenger.version == version:
         c.delete_registered_model_alias(name, CHALLENGER)
+    _set_history(name, [*champion_history(name), str(version)])
+    _record("approve", by, name, version, reason=reason,
+            previous_champion=previous.version if previous else None)
     return get_version(name, version)
+
+
+def reject(name: str, version: str, by: str, reason: str) -> VersionInfo:
+    """A human rejects a pending version; it can never be served."""
+    _require_person(by, reason, "rejection")
+    _pending(name, version, "rejected")
+    _set_tags(name, version, {"approval": "rejected", "rejected_by": by, "rejected_at": _now(),
+                              "rejection_reason": reason})
+    challenger = by_alias(name, CHALLENGER)
+    if challenger is not None and challenger.version == version:
+        client().delete_registered_model_alias(name, CHALLENGER)
+    _record("reject", by, name, version, reason=reason)
+    return get_version(name, version)
+
+
+def rollback(name: str, by: str, reason: str) -> VersionInfo:
+    """Put the previous champion back in one step; the current one is marked rolled_back."""
+    _require_person(by, reason, "rollback")
+    history = champion_history(name)
+    current = by_alias(name, CHAMPION)
+    if current is None or len(history) < 2:
+        raise RegistryError(f"model '{name}' has no previous champion to roll back to "
+                            f"(champion history: {history or 'empty'})")
+    restored = history[-2]
+    _set_tags(name, current.version, {"approval": "rolled_back", "rolled_back_by": by,
+                                      "rolled_back_at": _now(), "rollback_reason": reason})
+    _set_tags(name, restored, {"approval": "approved"})
+    client().set_registered_model_alias(name, CHAMPION, restored)
+    _set_history(name, history[:-1])
+    _record("rollback", by, name, restored, reason=reason, rolled_back=current.version)
+    return get_version(name, restored)

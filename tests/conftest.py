@@ -19,6 +19,7 @@ def isolated_mlflow(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     os.environ["DEFECTOPS_ARTIFACT_ROOT"] = (root / "artifacts").as_uri()
+    os.environ["DEFECTOPS_AUDIT_LOG"] = str(root / "audit.jsonl")
     yield root
 
 

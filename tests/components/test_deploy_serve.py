@@ -22,7 +22,7 @@ def deployed(trained, evaluated, tiny_dataset, tmp_path_factory):
     with pytest.raises(DeployError, match="no champion"):
         deploy(DeployConfig(model_name=MODEL), tiny_dataset, tmp_path_factory.mktemp("none"))
     version = register(RegisterConfig(model_name=MODEL), trained, evaluated, tmp_path_factory.mktemp("reg"))["version"]
-    registry.approve(MODEL, version, "qa.lead")
+    registry.approve(MODEL, version, "qa.lead", "serving test")
     out = tmp_path_factory.mktemp("deploy")
     metrics = deploy(DeployConfig(model_name=MODEL), tiny_dataset, out)
     assert metrics["version"] == version

@@ -49,18 +49,18 @@ def test_register_is_pending_and_approval_is_human(trained, evaluated, tmp_path,
     assert registry.by_alias(name, registry.CHAMPION) is None  # nothing is auto-approved
 
     with pytest.raises(registry.RegistryError, match="four-eyes"):
-        registry.approve(name, version, "data.scientist")
-    with pytest.raises(registry.RegistryError, match="approver's name"):
-        registry.approve(name, version, "  ")
+        registry.approve(name, version, "data.scientist", "mine")
+    with pytest.raises(registry.RegistryError, match="name of the person"):
+        registry.approve(name, version, "  ", "no name")
     approved = registry.approve(name, version, "qa.lead", "meets targets")
     assert approved.tags["approval"] == "approved" and approved.tags["approved_by"] == "qa.lead"
     assert registry.by_alias(name, registry.CHAMPION).version == version
     assert registry.by_alias(name, registry.CHALLENGER) is None
     with pytest.raises(registry.RegistryError, match="only 'pending'"):
-        registry.approve(name, version, "qa.lead")
+        registry.approve(name, version, "qa.lead", "again")
 
     second = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path)["version"]
-    registry.approve(name, second, "qa.lead")
+    registry.approve(name, second, "qa.lead", "better")
     assert registry.get_version(name, version).tags["approval"] == "superseded"
     assert registry.by_alias(name, registry.CHAMPION).version == second
     with pytest.raises(registry.RegistryError, match="no version 99"):

@@ -38,7 +38,8 @@ def project(tmp_path_factory):
 
 
 def _env(root: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DEFECTOPS_ARTIFACT_ROOT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "DEFECTOPS_ARTIFACT_ROOT", "DEFECTOPS_AUDIT_LOG")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), env.get("PYTHONPATH")]))
     env["DEFECTOPS_NET_LOG"] = str(root / "network_attempts.jsonl")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"

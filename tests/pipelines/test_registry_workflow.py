@@ -1,0 +1,104 @@
+"""The approval workflow on a real MLflow registry (sqlite) with the hash-chained audit log."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from defectops import audit, registry
+from defectops.cli import app
+from defectops.components.register.step import RegisterConfig, register
+
+
+@pytest.fixture
+def model_name(request):
+    return f"wf-{request.node.name[:40]}"
+
+
+def _register(name, trained, evaluated, tmp_path, monkeypatch, who="data.scientist"):
+    monkeypatch.setenv("DEFECTOPS_USER", who)
+    return register(RegisterConfig(model_name=name), trained, evaluated, tmp_path)["version"]
+
+
+def test_four_eyes_reasons_and_states(trained, evaluated, tmp_path, monkeypatch, model_name):
+    v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    with pytest.raises(registry.RegistryError, match="four-eyes rule: data.scientist submitted"):
+        registry.approve(model_name, v1, "data.scientist", "looks fine to me")
+    with pytest.raises(registry.RegistryError, match="needs a reason"):
+        registry.approve(model_name, v1, "qa.lead", " ")
+    assert registry.get_version(model_name, v1).tags["approval"] == "pending"
+
+    approved = registry.approve(model_name, v1, "qa.lead", "recall 0.97 at the operating point")
+    assert approved.tags["approval"] == "approved" and approved.aliases == ["champion"]
+    assert approved.tags["approved_by"] == "qa.lead" and approved.tags["approved_at"]
+    with pytest.raises(registry.RegistryError, match="only 'pending'"):
+        registry.approve(model_name, v1, "qa.lead", "again")
+
+    v2 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    rejected = registry.reject(model_name, v2, "qa.lead", "misses scratches on the FN grid")
+    assert rejected.tags["approval"] == "rejected" and rejected.tags["rejection_reason"].startswith("misses")
+    assert registry.by_alias(model_name, registry.CHALLENGER) is None
+    with pytest.raises(registry.RegistryError, match="'rejected'; only 'pending'"):
+        registry.approve(model_name, v2, "qa.lead", "changed my mind")
+    assert registry.by_alias(model_name, registry.CHAMPION).version == v1
+
+
+def test_rollback_restores_previous_champion(trained, evaluated, tmp_path, monkeypatch, model_name):
+    v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    with pytest.raises(registry.RegistryError, match="no previous champion"):
+        registry.rollback(model_name, "ops", "nothing to roll back")
+    registry.approve(model_name, v1, "qa.lead", "first")
+    v2 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    registry.approve(model_name, v2, "qa.lead", "second")
+    assert registry.get_version(model_name, v1).tags["approval"] == "superseded"
+
+    restored = registry.rollback(model_name, "shift.lead", "v2 rejects good parts on line 3")
+    assert restored.version == v1 and restored.aliases == ["champion"]
+    assert restored.tags["approval"] == "approved"
+    gone = registry.get_version(model_name, v2)
+    assert gone.tags["approval"] == "rolled_back" and gone.tags["rolled_back_by"] == "shift.lead"
+    assert registry.champion_history(model_name) == [v1]
+
+
+def test_every_action_is_audited_and_edits_are_detected(trained, evaluated, tmp_path, monkeypatch, model_name):
+    monkeypatch.setenv("DEFECTOPS_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    registry.approve(model_name, v1, "qa.lead", "ok")
+    v2 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    registry.approve(model_name, v2, "qa.lead", "better")
+    registry.rollback(model_name, "qa.lead", "field complaints")
+    entries = audit.read(tmp_path / "audit.jsonl")
+    assert [e["action"] for e in entries] == ["register", "approve", "register", "approve", "rollback"]
+    assert [e["actor"] for e in entries][:2] == ["data.scientist", "qa.lead"]
+    assert audit.verify(tmp_path / "audit.jsonl") == 5
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["audit", "verify", "--path", str(tmp_path / "audit.jsonl")]).exit_code == 0
+
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    edited = json.loads(lines[1])
+    edited["actor"] = "someone.else"  # rewrite who approved
+    (tmp_path / "audit.jsonl").write_text("\n".join([lines[0], json.dumps(edited, sort_keys=True), *lines[2:]]) + "\n")
+    with pytest.raises(audit.AuditError, match=r"audit.jsonl:2: content does not match its hash"):
+        audit.verify(tmp_path / "audit.jsonl")
+    result = runner.invoke(app, ["audit", "verify", "--path", str(tmp_path / "audit.jsonl")])
+    assert result.exit_code == 5
+
+    (tmp_path / "audit.jsonl").write_text("\n".join([lines[0], *lines[2:]]) + "\n")  # delete a line
+    with pytest.raises(audit.AuditError, match=r":2: prev_hash does not match"):
+        audit.verify(tmp_path / "audit.jsonl")
+
+
+def test_cli_workflow(trained, evaluated, tmp_path, monkeypatch, model_name):
+    v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["registry", "approve", v1, "--by", "data.scientist", "--reason", "mine",
+                                  "--model-name", model_name])
+    assert refused.exit_code == 4 and "four-eyes" in refused.output
+    ok = runner.invoke(app, ["registry", "approve", v1, "--by", "qa.lead", "--reason", "good",
+                             "--model-name", model_name])
+    assert ok.exit_code == 0, ok.output
+    shown = runner.invoke(app, ["registry", "show", v1, "--model-name", model_name])
+    assert json.loads(shown.stdout)["tags"]["approved_by"] == "qa.lead"
+    listed = json.loads(runner.invoke(app, ["registry", "list", "--json", "--model-name", model_name]).stdout)
+    assert [(v["version"], v["tags"]["approval"], v["aliases"]) for v in listed] == [(v1, "approved", ["champion"])]
