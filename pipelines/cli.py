@@ -77,6 +77,8 @@ def registry_show(version: str = typer.Argument(..., help="Version number."),
                            "source": v.source, "tags": dict(sorted(v.tags.items()))}, indent=2))
 
 
+BACKEND_OPTION = typer.Option("mlflow", "--backend",
+                              help="mlflow (local registry) or sagemaker (model package group = --model-name).")
 BY_OPTION = typer.Option(..., "--by", help="Name of the person acting; recorded in the audit log.")
 REASON_OPTION = typer.Option(..., "--reason", help="Why; kept on the version and in the audit log.")
 
@@ -87,11 +89,18 @@ def registry_approve(
     by: str = BY_OPTION,
     reason: str = REASON_OPTION,
     model_name: str = MODEL_NAME_OPTION,
+    backend: str = BACKEND_OPTION,
 ) -> None:
     """Approve a pending version: it becomes the champion (the submitter cannot approve their own run)."""
     from defectops import registry
 
     with step_errors("registry approve"):
+        if backend == "sagemaker":
+            from defectops.sagemaker_registry import SageMakerRegistry
+
+            package = SageMakerRegistry(model_name).approve(version, by, reason)
+            console.print(f"[green]{package['arn']} approved by {by}[/]")
+            return
         info = registry.approve(model_name, version, by, reason)
     console.print(f"[green]{model_name} v{info.version} approved by {by}; aliases: {', '.join(info.aliases)}[/]")
 
@@ -102,11 +111,18 @@ def registry_reject(
     by: str = BY_OPTION,
     reason: str = REASON_OPTION,
     model_name: str = MODEL_NAME_OPTION,
+    backend: str = BACKEND_OPTION,
 ) -> None:
     """Reject a pending version; it can never become champion."""
     from defectops import registry
 
     with step_errors("registry reject"):
+        if backend == "sagemaker":
+            from defectops.sagemaker_registry import SageMakerRegistry
+
+            package = SageMakerRegistry(model_name).reject(version, by, reason)
+            console.print(f"[yellow]{package['arn']} rejected by {by}[/]")
+            return
         info = registry.reject(model_name, version, by, reason)
     console.print(f"[yellow]{model_name} v{info.version} rejected by {by}[/]")
 

@@ -135,21 +135,21 @@ def _require_person(by: str, reason: str, action: str) -> None:
         raise RegistryError(f"{action} needs a reason (--reason TEXT); it is kept in the quality record")
 
 
-def _pending(name: str, version: str, action: str) -> VersionInfo:
-    info = get_version(name, version)
-    status = info.tags.get("approval")
+def check_decision(name: str, version: str, status: str | None, submitted_by: str | None, by: str, reason: str,
+                   action: str) -> None:
+    """The rules every registry backend enforces before approving or rejecting a version."""
+    _require_person(by, reason, "approval" if action == "approved" else "rejection")
     if status != "pending":
         raise RegistryError(f"{name} v{version} is '{status}'; only 'pending' versions can be {action}")
-    return info
+    if action == "approved" and submitted_by == by:
+        raise RegistryError(f"four-eyes rule: {by} submitted {name} v{version} and cannot also approve it; "
+                            "another person must review it")
 
 
 def approve(name: str, version: str, by: str, reason: str) -> VersionInfo:
     """A human approves: the version becomes champion. The submitter may not approve their own run."""
-    _require_person(by, reason, "approval")
-    info = _pending(name, version, "approved")
-    if info.tags.get("submitted_by") == by:
-        raise RegistryError(f"four-eyes rule: {by} submitted {name} v{version} and cannot also approve it; "
-                            "another person must review it")
+    info = get_version(name, version)
+    check_decision(name, version, info.tags.get("approval"), info.tags.get("submitted_by"), by, reason, "approved")
     _set_tags(name, version, {"approval": "approved", "approved_by": by, "approved_at": _now(),
                               "approval_reason": reason})
     previous = by_alias(name, CHAMPION)
@@ -168,8 +168,8 @@ def approve(name: str, version: str, by: str, reason: str) -> VersionInfo:
 
 def reject(name: str, version: str, by: str, reason: str) -> VersionInfo:
     """A human rejects a pending version; it can never be served."""
-    _require_person(by, reason, "rejection")
-    _pending(name, version, "rejected")
+    info = get_version(name, version)
+    check_decision(name, version, info.tags.get("approval"), info.tags.get("submitted_by"), by, reason, "rejected")
     _set_tags(name, version, {"approval": "rejected", "rejected_by": by, "rejected_at": _now(),
                               "rejection_reason": reason})
     challenger = by_alias(name, CHALLENGER)

@@ -1,0 +1,64 @@
+"""SageMaker Model Registry parity, against moto (AWS APIs cannot exist here)."""
+
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+moto = pytest.importorskip("moto")
+
+from defectops import audit  # noqa: E402
+from defectops.registry import RegistryError  # noqa: E402
+from defectops.sagemaker_registry import SageMakerRegistry  # noqa: E402
+
+GROUP = "defectops-detector"
+
+
+@pytest.fixture
+def sagemaker(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("DEFECTOPS_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    with moto.mock_aws():
+        client = boto3.client("sagemaker")
+        client.create_model_package_group(ModelPackageGroupName=GROUP)
+        for _ in range(2):  # what the pipeline's RegisterModel step creates
+            client.create_model_package(ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
+                                        CustomerMetadataProperties={"submitted_by": "data.scientist",
+                                                                    "test_recall": "0.97"})
+        yield client
+
+
+def test_approve_maps_to_update_model_package(sagemaker, tmp_path):
+    registry = SageMakerRegistry(GROUP, sagemaker)
+    assert [v["approval"] for v in registry.list_versions()] == ["pending", "pending"]
+    with pytest.raises(RegistryError, match="four-eyes"):
+        registry.approve("1", "data.scientist", "mine")
+    approved = registry.approve("1", "qa.lead", "recall 0.97")
+    raw = sagemaker.describe_model_package(ModelPackageName=approved["arn"])
+    assert raw["ModelApprovalStatus"] == "Approved"
+    assert raw["CustomerMetadataProperties"]["approved_by"] == "qa.lead"
+    assert raw["CustomerMetadataProperties"]["test_recall"] == "0.97"  # evidence kept
+    with pytest.raises(RegistryError, match="only 'pending'"):
+        registry.approve("1", "qa.lead", "again")
+
+    rejected = registry.reject("2", "qa.lead", "misses scratches")
+    assert sagemaker.describe_model_package(ModelPackageName=rejected["arn"])["ModelApprovalStatus"] == "Rejected"
+    with pytest.raises(RegistryError, match="no version 7"):
+        registry.approve("7", "qa.lead", "x")
+    assert [e["action"] for e in audit.read(tmp_path / "audit.jsonl")] == ["approve", "reject"]
+    assert audit.verify(tmp_path / "audit.jsonl") == 2
+
+
+def test_cli_backend_sagemaker(sagemaker):
+    from typer.testing import CliRunner
+
+    from defectops.cli import app
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["registry", "approve", "1", "--by", "data.scientist", "--reason", "x",
+                                  "--backend", "sagemaker", "--model-name", GROUP])
+    assert refused.exit_code == 4 and "four-eyes" in refused.output
+    ok = runner.invoke(app, ["registry", "reject", "2", "--by", "qa.lead", "--reason", "too many false rejects",
+                             "--backend", "sagemaker", "--model-name", GROUP])
+    assert ok.exit_code == 0, ok.output
+    assert SageMakerRegistry(GROUP, sagemaker).describe("2")["approval"] == "rejected"
