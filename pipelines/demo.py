@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -50,13 +52,15 @@ def shift_lighting(png: bytes, gain: float = 1.45, offset: float = 25.0) -> byte
 
 
 class Endpoint:
-    """`defectops serve` in a child process on loopback, stopped by pid."""
+    """`defectops serve` in a child process on loopback, with a one-off API key, stopped by pid."""
 
-    def __init__(self, model_dir: Path, log: Path):
+    def __init__(self, params: Path = PARAMS):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "defectops.cli", "serve", "--model-dir", str(model_dir),
-                                      "--port", str(self.port), "--log", str(log)])
+        self.api_key = secrets.token_urlsafe(24)
+        env = {**os.environ, "DEFECTOPS_API_KEYS": self.api_key}
+        self.proc = subprocess.Popen([sys.executable, "-m", "defectops.cli", "serve", "--port", str(self.port),
+                                      "--params", str(params)], env=env)
 
     def wait_ready(self, timeout: float = 90) -> dict:
         import httpx
@@ -66,7 +70,9 @@ class Endpoint:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the endpoint exited with code {self.proc.returncode}")
             try:
-                return httpx.get(f"{self.url}/healthz", timeout=2).json()
+                ready = httpx.get(f"{self.url}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    return ready.json()
             except httpx.HTTPError:
                 time.sleep(0.3)
         raise TimeoutError(f"the endpoint did not answer on {self.url} within {timeout:.0f} s")
@@ -79,20 +85,22 @@ class Endpoint:
             self.proc.kill()
 
 
-def send_images(url: str, images: list[tuple[bytes, bool]]) -> dict:
-    """POST each image; return decision counts against the truth."""
+def send_images(endpoint: Endpoint, images: list[tuple[bytes, bool]]) -> dict:
+    """POST each image; count decisions against the truth ('review' counts as caught, not shipped)."""
     import httpx
 
-    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "review": 0}
     latencies = []
+    headers = {"content-type": "image/png", "x-api-key": endpoint.api_key}
     with httpx.Client(timeout=30) as http:
         for body, is_defect in images:
-            reply = http.post(f"{url}/v1/predict", content=body, headers={"content-type": "image/png"})
+            reply = http.post(f"{endpoint.url}/v1/predict", content=body, headers=headers)
             reply.raise_for_status()
             data = reply.json()
             latencies.append(data["latency_ms"])
-            rejected = data["decision"] == "reject"
-            counts[("tp" if is_defect else "fp") if rejected else ("fn" if is_defect else "tn")] += 1
+            stopped = data["decision"] != "accept"
+            counts["review"] += data["decision"] == "review"
+            counts[("tp" if is_defect else "fp") if stopped else ("fn" if is_defect else "tn")] += 1
     counts["p50_latency_ms"] = float(np.median(latencies))
     return counts
 
@@ -105,7 +113,7 @@ def _timed(label: str, timings: list, fn, *args):
 
 
 def run_demo(approver: str = "qa.lead") -> None:
-    from defectops.components.deploy.step import DeployConfig, deploy
+    from defectops.components.deploy.step import DeployConfig, deploy, version_dir
     from defectops.components.monitor.step import MonitorConfig, monitor
 
     started = time.perf_counter()
@@ -140,7 +148,8 @@ def run_demo(approver: str = "qa.lead") -> None:
 
     _section("3. Deploy the champion (ONNX) and serve it on 127.0.0.1")
     deployed = _timed("deploy", timings, deploy, load_step_config(DeployConfig, "deploy", PARAMS), RAW, DEPLOY_DIR)
-    console.print(f"exported v{deployed['version']} to {DEPLOY_DIR / 'model.onnx'} "
+    reference = version_dir(DEPLOY_DIR, deployed["version"]) / "reference.csv"
+    console.print(f"exported v{deployed['version']} to {deployed['path']} "
                   f"({deployed['onnx_bytes'] / 1e6:.1f} MB); reference of {deployed['reference_images']} images")
     rows = [r for r in read_manifest(RAW) if r["split"] == "test"]
     normal = [((RAW / r["path"]).read_bytes(), bool(read_labels(label_path(RAW, r["path"])))) for r in rows]
@@ -148,24 +157,25 @@ def run_demo(approver: str = "qa.lead") -> None:
     monitor_config = load_step_config(MonitorConfig, "monitor", PARAMS, {"window": len(normal),
                                                                          "min_window": min(30, len(normal))})
     INFERENCE_LOG.unlink(missing_ok=True)
-    endpoint = Endpoint(DEPLOY_DIR, INFERENCE_LOG)
+    endpoint = Endpoint()
     try:
         health = endpoint.wait_ready()
-        console.print(f"endpoint {endpoint.url} (pid {endpoint.proc.pid}) serving {health['model_name']} "
+        console.print(f"endpoint {endpoint.url} (pid {endpoint.proc.pid}, API key required) serving "
+                      f"{health['model_name']} "
                       f"v{health['model_version']}")
 
         _section("4. Production traffic: test images as the camera sees them")
-        counts = _timed("serve: normal traffic", timings, send_images, endpoint.url, normal)
+        counts = _timed("serve: normal traffic", timings, send_images, endpoint, normal)
         console.print(f"{len(normal)} images: {counts}")
-        verdict = _timed("monitor: normal", timings, monitor, monitor_config, DEPLOY_DIR / "reference.csv",
+        verdict = _timed("monitor: normal", timings, monitor, monitor_config, reference,
                          INFERENCE_LOG, MONITOR_DIR)
         share = verdict.get("drifted_share", 0)
         console.print(f"drift check: [bold]{verdict['status']}[/] (drifted share {share:.2f})")
 
         _section("5. The lamp changes: lighting-shifted images")
-        counts = _timed("serve: shifted traffic", timings, send_images, endpoint.url, shifted)
+        counts = _timed("serve: shifted traffic", timings, send_images, endpoint, shifted)
         console.print(f"{len(shifted)} images: {counts}")
-        verdict = _timed("monitor: shifted", timings, monitor, monitor_config, DEPLOY_DIR / "reference.csv",
+        verdict = _timed("monitor: shifted", timings, monitor, monitor_config, reference,
                          INFERENCE_LOG, MONITOR_DIR)
         console.print(f"drift check: [bold]{verdict['status']}[/] drifted features {verdict.get('drifted_features')}")
         if verdict["drift"]:
@@ -184,7 +194,7 @@ def run_demo(approver: str = "qa.lead") -> None:
                        ("validation report", "reports/validate/report.txt"),
                        ("evaluation + PR curve", "reports/evaluate/metrics.json, pr_curve.png"),
                        ("MLflow runs and registry", "mlflow.db (mlflow ui --backend-store-uri sqlite:///mlflow.db)"),
-                       ("served model", "deploy/model.onnx, deploy/model.json"),
+                       ("served model", f"{version_dir(DEPLOY_DIR, version)}/model.onnx, model.json"),
                        ("inference log", str(INFERENCE_LOG)),
                        ("drift report", str(MONITOR_DIR / "drift_report.html")),
                        ("retraining trigger", str(MONITOR_DIR / "retrain_trigger.json"))]:

@@ -19,14 +19,20 @@ def command(
 
 
 def serve(
-    model_dir: Path = typer.Option(Path("deploy"), help="Folder written by 'defectops deploy'."),
     host: str = typer.Option("127.0.0.1", help="Bind address; loopback unless you mean to expose it."),
     port: int = typer.Option(8000),
-    log: Path = typer.Option(Path("monitoring/inference_log.jsonl"), help="Append-only decision log."),
+    deploy_root: Path = typer.Option(None, help="Override params: folder written by 'defectops deploy'."),
+    log: Path = typer.Option(None, help="Override params: append-only decision log."),
+    params: Path = PARAMS_OPTION,
 ) -> None:
-    """Serve the deployed model over HTTP: POST /v1/predict with the raw image bytes."""
+    """Serve the registry's champion: POST /v1/predict, /v1/explain; GET /healthz, /readyz, /metrics."""
     import uvicorn
 
-    from defectops.components.deploy.server import create_app
+    from defectops.cli_support import step_errors
+    from defectops.components.deploy.server import ServeConfig, create_app
+    from defectops.config import load_step_config
 
-    uvicorn.run(create_app(model_dir, log), host=host, port=port, log_level="warning")
+    overrides = {k: v for k, v in {"deploy_root": deploy_root, "inference_log": log}.items() if v is not None}
+    with step_errors("serve"):
+        app = create_app(load_step_config(ServeConfig, "serve", params, overrides))
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

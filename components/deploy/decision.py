@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+NO_REVIEW = (1.0, 1.0)
 
 
-def decide(scores: Sequence[float], threshold: float) -> str:
-    """'reject' when any box reaches the operating threshold, else 'accept'."""
-    return "reject" if any(s >= threshold for s in scores) else "accept"
+def decide(max_score: float, threshold: float, review_band: tuple[float, float] = NO_REVIEW) -> str:
+    """'reject' at or above threshold x band[1], 'review' from threshold x band[0], else 'accept'.
+
+    The default band (0.5, 1.0) in params.yaml sends near-misses below the operating threshold
+    to a human instead of shipping them: recall first.
+    """
+    low, high = review_band
+    if max_score >= threshold * high:
+        return "reject"
+    if max_score >= threshold * low:
+        return "review"
+    return "accept"

@@ -1,22 +1,131 @@
-"""The inference endpoint: FastAPI + ONNX Runtime, loopback by default, every decision logged."""
+"""The inference endpoint: FastAPI + ONNX Runtime, loopback by default, every decision logged.
+
+It serves only the registry's `champion`, verifies the exported artefact against the sha256 the
+registry holds, and swaps to a newly approved champion without dropping a request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import io
 import json
+import logging
+import os
+import secrets
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from PIL import Image
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from defectops import registry
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
+from defectops.components.deploy.step import DeployError, version_dir
 from defectops.components.monitor.features import image_features
+from defectops.config import StepConfig
+from defectops.dataset import sha256_file
+from defectops.errors import DefectopsError
 
-MAX_BODY_BYTES = 20 * 1024 * 1024
+log = logging.getLogger("defectops.serve")
+
+
+class ServeConfig(StepConfig):
+    model_name: str = "defectops-detector"
+    deploy_root: Path = Path("deploy")
+    inference_log: Path = Path("monitoring/inference_log.jsonl")
+    api_keys_env: str = Field("DEFECTOPS_API_KEYS", description="Env var holding comma-separated API keys.")
+    api_keys_file: Path | None = Field(None, description="File with one API key per line.")
+    require_api_key: bool = Field(True, description="Refuse to start without keys unless false (local dev).")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=1024, description="Width x height above this is refused (bombs).")
+    allowed_formats: list[str] = ["PNG", "JPEG", "BMP", "TIFF"]
+    max_batch: int = Field(16, ge=1)
+    inference_timeout_s: float = Field(10.0, gt=0)
+    review_band: tuple[float, float] = Field((0.5, 1.0), description="Scores in [thr*lo, thr*hi) go to review.")
+    reload_interval_s: float = Field(2.0, gt=0, description="How often the registry is checked for a new champion.")
+
+
+class BadInput(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    detector: OnnxDetector
+    folder: Path
+    explainer: object | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def load_verified(config: ServeConfig, version: str) -> LoadedModel:
+    """Load an exported version only if its ONNX file hashes to what the registry recorded."""
+    folder = version_dir(config.deploy_root, version)
+    if not (folder / "model.onnx").exists():
+        raise DeployError(f"{config.model_name} v{version} is champion but not exported to {folder}: "
+                          "run 'defectops deploy'")
+    actual = sha256_file(folder / "model.onnx")
+    expected = registry.get_version(config.model_name, version).tags.get("onnx_sha256")
+    if actual != expected:
+        raise DeployError(f"{folder / 'model.onnx'}: sha256 {actual} differs from the registry's {expected} "
+                          f"for {config.model_name} v{version}; refusing to serve a modified artefact")
+    return LoadedModel(version, OnnxDetector(folder), folder)
+
+
+class ChampionWatcher:
+    """Holds the served model and swaps it when the registry's champion changes.
+
+    Requests take a reference to the current model and keep it to the end, so a swap never
+    interrupts one; a failed load keeps serving the previous champion and is reported.
+    """
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+
+    def refresh(self) -> None:
+        champion = registry.by_alias(self.config.model_name, registry.CHAMPION)
+        if champion is None:
+            self.last_error = f"model '{self.config.model_name}' has no champion"
+            return
+        if self.current is not None and self.current.version == champion.version:
+            return
+        try:
+            loaded = load_verified(self.config, champion.version)
+        except DefectopsError as exc:
+            self.last_error = str(exc)
+            log.error("not swapping to v%s: %s", champion.version, exc)
+            return
+        previous = self.current.version if self.current else None
+        self.current, self.last_error = loaded, None
+        log.warning("serving %s v%s (was %s)", self.config.model_name, loaded.version, previous)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.config.reload_interval_s):
+            try:
+                self.refresh()
+            except Exception as exc:  # noqa: BLE001 - a registry hiccup must not kill the watcher
+                self.last_error = f"registry check failed: {exc}"
+
+    def start(self) -> None:
+        threading.Thread(target=self.run, name="champion-watcher", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 class InferenceLog:
@@ -33,57 +142,197 @@ class InferenceLog:
             fh.write(line)
 
 
-def create_app(model_dir: Path, log_path: Path) -> FastAPI:
-    detector = OnnxDetector(model_dir)
-    log = InferenceLog(log_path)
-    meta = detector.meta
-    app = FastAPI(title="defectops inference", version=str(meta["version"]),
-                  description=f"Defect detector {meta['model_name']} v{meta['version']} (ONNX Runtime).")
+def load_api_keys(config: ServeConfig) -> set[str]:
+    keys = {k.strip() for k in os.environ.get(config.api_keys_env, "").split(",") if k.strip()}
+    if config.api_keys_file:
+        keys |= {k.strip() for k in Path(config.api_keys_file).read_text().splitlines() if k.strip()}
+    if not keys and config.require_api_key:
+        raise DefectopsError(f"no API keys: set {config.api_keys_env} (comma-separated) or serve.api_keys_file, "
+                             "or set serve.require_api_key: false for local development")
+    return keys
+
+
+def decode_image(data: bytes, config: ServeConfig) -> Image.Image:
+    """Open untrusted bytes safely: format allow-list and a pixel limit checked before decoding."""
+    if not data:
+        raise BadInput(400, "empty body: send the raw image bytes (or multipart files)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - whatever PIL says, the body is not an image
+        raise BadInput(400, f"body is not a decodable image: {type(exc).__name__}") from None
+    if image.format not in config.allowed_formats:
+        raise BadInput(415, f"image format {image.format} is not accepted; allowed: {config.allowed_formats}")
+    width, height = image.size
+    if width * height > config.max_pixels or width < 1 or height < 1:
+        raise BadInput(413, f"image is {width}x{height} pixels; the limit is {config.max_pixels} pixels")
+    try:
+        image.load()
+        return image.convert("RGB")
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt pixel data
+        raise BadInput(400, f"image data is corrupt or truncated: {type(exc).__name__}: {exc}") from None
+
+
+class Metrics:
+    """Prometheus metrics on a registry of its own, so several apps in one process never collide."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("defectops_requests_total", "HTTP requests", ["route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("defectops_request_seconds", "Request latency", ["route"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5))
+        self.decisions = Counter("defectops_decisions_total", "Decisions", ["decision", "model_version"],
+                                 registry=self.registry)
+        self.model = Gauge("defectops_model_info", "Served model version (value 1)", ["model", "version"],
+                           registry=self.registry)
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    keys = load_api_keys(config)
+    watcher = ChampionWatcher(config)
+    watcher.refresh()
+    if watcher.current is None:
+        raise DeployError(f"cannot start: {watcher.last_error}")
+    inference_log = InferenceLog(config.inference_log)
+    metrics = Metrics()
+    routes = {"/healthz", "/readyz", "/metrics", "/v1/predict", "/v1/explain", "/openapi.json"}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        watcher.start()
+        yield
+        watcher.stop()
+
+    app = FastAPI(title="defectops inference", version="1", lifespan=lifespan,
+                  description="Defect detection endpoint (ONNX Runtime). Serves the registry's champion only.",
+                  docs_url=None, redoc_url=None)  # the Swagger page pulls JS from a CDN; /openapi.json is local
+    app.state.watcher = watcher
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:  # noqa: BLE001 - a bug, not bad input: keep serving, report it
+            log.exception("unhandled error on %s", request.url.path)
+            response = JSONResponse({"detail": "internal error"}, status_code=500)
+        route = request.url.path if request.url.path in routes else "other"
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    def authorize(request: Request) -> None:
+        if not keys:
+            return
+        supplied = request.headers.get("x-api-key") or ""
+        bearer = request.headers.get("authorization") or ""
+        if bearer.lower().startswith("bearer "):
+            supplied = supplied or bearer[7:].strip()
+        if not any(secrets.compare_digest(supplied.encode(), k.encode()) for k in keys):
+            raise HTTPException(401, "missing or invalid API key (X-API-Key header or Authorization: Bearer)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    async def read_images(request: Request) -> tuple[list[bytes], bool]:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > config.max_body_bytes:
+            raise BadInput(413, f"body is {declared} bytes; the limit is {config.max_body_bytes}")
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            try:
+                form = await request.form(max_files=config.max_batch, max_fields=config.max_batch)
+            except Exception as exc:  # noqa: BLE001 - malformed multipart is the client's error
+                raise BadInput(400, f"malformed multipart body: {exc}") from None
+            files = [await v.read() for _, v in form.multi_items() if hasattr(v, "read")]
+            if not files:
+                raise BadInput(400, "multipart body has no file parts")
+            if len(files) > config.max_batch:
+                raise BadInput(413, f"{len(files)} images in one request; the limit is {config.max_batch}")
+            return files, True
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > config.max_body_bytes:
+                raise BadInput(413, f"body exceeds the limit of {config.max_body_bytes} bytes")
+        return [body], False
+
+    def predict_one(model: LoadedModel, data: bytes) -> dict:
+        started = time.perf_counter()
+        rgb = np.asarray(decode_image(data, config))
+        detections = model.detector.predict(rgb)
+        best = max((d.score for d in detections), default=0.0)
+        threshold = model.detector.threshold
+        decision = decide(best, threshold, config.review_band)
+        shown = [d for d in detections if d.score >= threshold * config.review_band[0]]
+        latency_ms = (time.perf_counter() - started) * 1000
+        inference_log.append({
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "image_sha256": hashlib.sha256(data).hexdigest(), **image_features(rgb),
+            "max_confidence": best, "n_detections": sum(d.score >= threshold for d in detections),
+            "decision": decision, "model_version": model.version, "latency_ms": round(latency_ms, 2)})
+        metrics.decisions.labels(decision, model.version).inc()
+        return {"decision": decision, "threshold": threshold, "max_confidence": best,
+                "model_name": config.model_name, "model_version": model.version,
+                "detections": [{"class_id": d.class_id, "class_name": d.class_name, "score": d.score,
+                                "box": [round(v, 1) for v in d.box]} for d in shown],
+                "latency_ms": round(latency_ms, 2)}
+
+    async def in_threadpool(fn, *args):
+        try:
+            return await asyncio.wait_for(run_in_threadpool(fn, *args), timeout=config.inference_timeout_s)
+        except TimeoutError:
+            raise HTTPException(503, f"inference took longer than {config.inference_timeout_s} s") from None
+
+    @app.exception_handler(BadInput)
+    async def bad_input(_: Request, exc: BadInput):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "model_name": meta["model_name"], "model_version": meta["version"]}
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        model = watcher.current
+        body = {"ready": model is not None, "model_name": config.model_name,
+                "model_version": model.version if model else None, "last_error": watcher.last_error}
+        return JSONResponse(body, status_code=200 if model is not None else 503)
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        metrics.model.clear()
+        if watcher.current:
+            metrics.model.labels(config.model_name, watcher.current.version).set(1)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/predict")
     async def predict(request: Request) -> dict:
-        started = time.perf_counter()
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise HTTPException(413, f"image is {declared} bytes; the limit is {MAX_BODY_BYTES}")
-        body = await request.body()
-        if not body:
-            raise HTTPException(400, "empty body: POST the raw image bytes (PNG, JPEG, BMP or TIFF)")
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(413, f"image is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-        try:
-            rgb = detector.decode(body)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is the client's bad input
-            raise HTTPException(400, f"body is not a decodable image: {type(exc).__name__}: {exc}") from None
-        detections = await run_in_threadpool(detector.predict, rgb)
-        scores = [d.score for d in detections]
-        decision = decide(scores, detector.threshold)
-        shown = [d for d in detections if d.score >= detector.threshold]
-        latency_ms = (time.perf_counter() - started) * 1000
-        record = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "image_sha256": hashlib.sha256(body).hexdigest(),
-            **image_features(rgb),
-            "max_confidence": max(scores, default=0.0),
-            "n_detections": len(shown),
-            "decision": decision,
-            "model_version": meta["version"],
-            "latency_ms": round(latency_ms, 2),
-        }
-        log.append(record)
-        return {
-            "decision": decision,
-            "threshold": detector.threshold,
-            "model_name": meta["model_name"],
-            "model_version": meta["version"],
-            "detections": [{"class_id": d.class_id, "class_name": d.class_name, "score": d.score,
-                            "box": [round(v, 1) for v in d.box]} for d in shown],
-            "max_confidence": record["max_confidence"],
-            "latency_ms": round(latency_ms, 2),
-        }
+        authorize(request)
+        images, batch = await read_images(request)
+        model = watcher.current  # pinned for this request, whatever a swap does meanwhile
+        results = [await in_threadpool(predict_one, model, data) for data in images]
+        return {"results": results} if batch else results[0]
+
+    @app.post("/v1/explain")
+    async def explain(request: Request) -> Response:
+        """A heatmap (EigenCAM) of what drove the model's attention, overlaid on the image, as PNG."""
+        authorize(request)
+        images, _ = await read_images(request)
+        model = watcher.current
+
+        def render() -> bytes:
+            from defectops.components.deploy.explain import Explainer
+
+            rgb = np.asarray(decode_image(images[0], config))
+            with model.lock:
+                if model.explainer is None:
+                    model.explainer = Explainer(model.folder)
+            return model.explainer.heatmap_png(rgb)
+
+        return Response(await in_threadpool(render), media_type="image/png",
+                        headers={"X-Model-Version": model.version})
 
     return app

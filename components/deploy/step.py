@@ -32,22 +32,23 @@ class DeployError(RefusedError):
     """No approved champion, or its artefact does not match the registry."""
 
 
-def fetch_champion(model_name: str, dest: Path) -> tuple[registry.VersionInfo, Path]:
-    """Download the champion's weights and check them against the sha256 recorded at registration."""
+def version_dir(deploy_root: Path, version: str) -> Path:
+    """Where an exported version lives; the endpoint loads what the registry's aliases point to."""
+    return Path(deploy_root) / "versions" / f"v{version}"
+
+
+def fetch_weights(info: registry.VersionInfo, dest: Path) -> Path:
+    """Download a version's weights and check them against the sha256 recorded at registration."""
     import mlflow
 
-    champion = registry.by_alias(model_name, registry.CHAMPION)
-    if champion is None:
-        raise DeployError(f"model '{model_name}' has no champion yet: approve a version first "
-                          "('defectops registry approve VERSION --by NAME')")
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, dst_path=str(dest)))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dest)))
     weights = local / "best.pt" if local.is_dir() else local
-    expected = champion.tags.get("weights_sha256")
+    expected = info.tags.get("weights_sha256")
     actual = sha256_file(weights)
     if expected and actual != expected:
         raise DeployError(f"{weights}: sha256 {actual} does not match the registry's {expected} for "
-                          f"{model_name} v{champion.version}; refusing to deploy a modified artefact")
-    return champion, weights
+                          f"{info.name} v{info.version}; refusing to deploy a modified artefact")
+    return weights
 
 
 def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
@@ -70,12 +71,11 @@ def write_reference(detector: OnnxDetector, dataset: Path, splits: list[str], pa
         writer = None
         for row in rows:
             rgb = detector.decode((dataset / row["path"]).read_bytes())
-            detections = detector.predict(rgb)
-            scores = [d.score for d in detections]
+            scores = [d.score for d in detector.predict(rgb)]
             record = {"path": row["path"], **image_features(rgb),
                       "max_confidence": max(scores, default=0.0),
                       "n_detections": sum(s >= detector.threshold for s in scores),
-                      "decision": decide(scores, detector.threshold)}
+                      "decision": decide(max(scores, default=0.0), detector.threshold)}
             if writer is None:
                 writer = csv.DictWriter(fh, fieldnames=list(record))
                 writer.writeheader()
@@ -84,20 +84,38 @@ def write_reference(detector: OnnxDetector, dataset: Path, splits: list[str], pa
 
 
 def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
+    """Export the aliased version to `out/versions/v<N>/` and record the ONNX sha256 in the registry.
+
+    The folder appears in one rename, after the registry holds its hash, so a running endpoint
+    never sees half an export and can always verify what it loads.
+    """
     timer = StepTimer()
     dataset, out = Path(dataset), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        champion, weights = fetch_champion(config.model_name, Path(tmp))
-        imgsz = int(champion.tags.get("imgsz", 256))
-        onnx_path = export_onnx(weights, imgsz, out)
-    meta = {"model_name": champion.name, "version": champion.version, "run_id": champion.run_id,
-            "threshold": float(champion.tags["threshold"]), "imgsz": imgsz, "names": read_names(dataset),
-            "onnx_sha256": sha256_file(onnx_path), "weights_sha256": champion.tags.get("weights_sha256"),
-            "approved_by": champion.tags.get("approved_by")}
-    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    n_ref = write_reference(OnnxDetector(out), dataset, config.reference_splits, out / "reference.csv")
-    metrics = {"model_name": champion.name, "version": champion.version, "reference_images": n_ref,
-               "onnx_bytes": onnx_path.stat().st_size, "seconds": timer.seconds()}
-    write_metrics(out / "deploy_metrics.json", metrics)
+    info = registry.by_alias(config.model_name, registry.CHAMPION)
+    if info is None:
+        raise DeployError(f"model '{config.model_name}' has no champion yet: approve a version first "
+                          "('defectops registry approve VERSION --by NAME --reason TEXT')")
+    (out / "versions").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out / "versions", prefix=".staging-") as tmp:
+        staging = Path(tmp) / "export"
+        staging.mkdir()
+        weights = fetch_weights(info, Path(tmp) / "download")
+        shutil.copyfile(weights, staging / "best.pt")
+        imgsz = int(info.tags.get("imgsz", 256))
+        onnx_path = export_onnx(staging / "best.pt", imgsz, staging)
+        meta = {"model_name": info.name, "version": info.version, "run_id": info.run_id,
+                "threshold": float(info.tags["threshold"]), "imgsz": imgsz, "names": read_names(dataset),
+                "onnx_sha256": sha256_file(onnx_path), "weights_sha256": info.tags.get("weights_sha256"),
+                "approved_by": info.tags.get("approved_by")}
+        (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        n_ref = write_reference(OnnxDetector(staging), dataset, config.reference_splits, staging / "reference.csv")
+        registry.client().set_model_version_tag(info.name, info.version, "onnx_sha256", meta["onnx_sha256"])
+        target = version_dir(out, info.version)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    metrics = {"model_name": info.name, "version": info.version, "path": str(target),
+               "reference_images": n_ref, "onnx_bytes": (target / "model.onnx").stat().st_size,
+               "seconds": timer.seconds()}
+    write_metrics(target / "deploy_metrics.json", metrics)
     return metrics

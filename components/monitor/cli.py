@@ -8,7 +8,8 @@ from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
-    reference: Path = typer.Option(Path("deploy/reference.csv"), help="Reference features written by deploy."),
+    reference: Path = typer.Option(None, help="Reference features written by deploy (default: those of the "
+                                               "model version in the newest log record)."),
     log: Path = typer.Option(Path("monitoring/inference_log.jsonl"), help="The endpoint's inference log."),
     out: Path = typer.Option(Path("monitoring"), help="Folder for drift_report.html, verdict.json, triggers."),
     window: int = typer.Option(None, help="Override params: most recent inferences to compare."),
@@ -18,4 +19,8 @@ def command(
     from defectops.components.monitor.step import MonitorConfig, monitor
 
     overrides = {"window": window} if window else {}
+    if reference is None:
+        from defectops.components.monitor.step import reference_for_log
+
+        reference = reference_for_log(log, Path("deploy"))
     run_step("monitor", MonitorConfig, monitor, reference, log, out, params=params, overrides=overrides)

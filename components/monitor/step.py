@@ -44,6 +44,16 @@ def read_inference_log(path: Path, window: int) -> pd.DataFrame:
     return pd.DataFrame(records[-window:])
 
 
+def reference_for_log(inference_log: Path, deploy_root: Path) -> Path:
+    """The reference of the model version that served the newest logged request."""
+    last = read_inference_log(inference_log, 1)
+    if last.empty or "model_version" not in last:
+        raise MonitorError(f"{inference_log}: no records with a model_version; pass --reference")
+    from defectops.components.deploy.step import version_dir
+
+    return version_dir(deploy_root, str(last["model_version"].iloc[-1])) / "reference.csv"
+
+
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, features: list[str], drift_share: float,
                  html_path: Path) -> dict:
     """Run Evidently's drift preset; return per-feature p-values/drift flags and the overall share."""

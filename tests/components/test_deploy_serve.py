@@ -1,48 +1,57 @@
+import io
 import json
-import socket
-import subprocess
-import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
 from defectops import registry
+from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
-from defectops.components.deploy.step import DeployConfig, DeployError, deploy
-from defectops.components.register.step import RegisterConfig, register
+from defectops.components.deploy.step import DeployConfig, DeployError, deploy, version_dir
 from defectops.dataset import read_manifest
 
-MODEL = "serve-test-detector"
+from .conftest import API_KEY, MODEL, Server, register_and_approve, serve_params
+
+AUTH = {"x-api-key": API_KEY}
 
 
-@pytest.fixture(scope="module")
-def deployed(trained, evaluated, tiny_dataset, tmp_path_factory):
+def _png(array) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_decision_rule_with_review_band():
+    assert decide(0.30, 0.3) == "reject" and decide(0.29, 0.3) == "accept"
+    assert decide(0.20, 0.3, (0.5, 1.0)) == "review" and decide(0.10, 0.3, (0.5, 1.0)) == "accept"
+    assert decide(0.40, 0.3, (0.5, 1.5)) == "review" and decide(0.45, 0.3, (0.5, 1.5)) == "reject"
+
+
+def test_deploy_refuses_without_champion(tiny_dataset, tmp_path):
     with pytest.raises(DeployError, match="no champion"):
-        deploy(DeployConfig(model_name=MODEL), tiny_dataset, tmp_path_factory.mktemp("none"))
-    version = register(RegisterConfig(model_name=MODEL), trained, evaluated, tmp_path_factory.mktemp("reg"))["version"]
-    registry.approve(MODEL, version, "qa.lead", "serving test")
-    out = tmp_path_factory.mktemp("deploy")
-    metrics = deploy(DeployConfig(model_name=MODEL), tiny_dataset, out)
-    assert metrics["version"] == version
-    return out
+        deploy(DeployConfig(model_name="never-approved"), tiny_dataset, tmp_path)
 
 
-def test_deploy_writes_model_metadata_and_reference(deployed, tiny_dataset):
-    meta = json.loads((deployed / "model.json").read_text())
-    assert meta["model_name"] == MODEL and meta["approved_by"] == "qa.lead"
-    assert meta["imgsz"] == 64 and len(meta["names"]) == 4
-    reference = (deployed / "reference.csv").read_text().splitlines()
-    n_val = sum(r["split"] == "val" for r in read_manifest(tiny_dataset))
-    assert len(reference) == n_val + 1
-    assert reference[0].split(",")[:4] == ["path", "brightness", "contrast", "sharpness"]
+def test_deploy_writes_verifiable_version_folder(deployed, tiny_dataset):
+    champion = registry.by_alias(MODEL, registry.CHAMPION)
+    folder = version_dir(deployed, champion.version)
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["model_name"] == MODEL and meta["approved_by"] == "qa.lead" and meta["imgsz"] == 64
+    assert champion.tags["onnx_sha256"] == meta["onnx_sha256"]  # the registry can vouch for the file
+    reference = (folder / "reference.csv").read_text().splitlines()
+    assert len(reference) == 1 + sum(r["split"] == "val" for r in read_manifest(tiny_dataset))
+    assert not [p for p in (deployed / "versions").iterdir() if p.name.startswith(".staging")]
 
 
 def test_onnx_scores_match_ultralytics(deployed, trained, tiny_dataset):
     from ultralytics import YOLO
 
-    detector = OnnxDetector(deployed)
+    detector = OnnxDetector(version_dir(deployed, registry.by_alias(MODEL, registry.CHAMPION).version))
     model = YOLO(str(trained / "weights" / "best.pt"), task="detect")
     for row in read_manifest(tiny_dataset)[:6]:
         path = tiny_dataset / row["path"]
@@ -52,7 +61,7 @@ def test_onnx_scores_match_ultralytics(deployed, trained, tiny_dataset):
         assert onnx_best == pytest.approx(torch_best, abs=0.01)
 
 
-def test_tampered_weights_are_refused(deployed, tiny_dataset, tmp_path):
+def test_tampered_weights_are_refused_at_deploy(deployed, tiny_dataset, tmp_path):
     info = registry.by_alias(MODEL, registry.CHAMPION)
     registry.client().set_model_version_tag(MODEL, info.version, "weights_sha256", "0" * 64)
     try:
@@ -62,56 +71,131 @@ def test_tampered_weights_are_refused(deployed, tiny_dataset, tmp_path):
         registry.client().set_model_version_tag(MODEL, info.version, "weights_sha256", info.tags["weights_sha256"])
 
 
-@pytest.fixture(scope="module")
-def endpoint(deployed, tmp_path_factory):
-    log = tmp_path_factory.mktemp("log") / "inference.jsonl"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "defectops.cli", "serve", "--model-dir", str(deployed),
-                             "--port", str(port), "--log", str(log)])
-    url = f"http://127.0.0.1:{port}"
+def test_api_key_is_required(endpoint, tiny_dataset):
+    server, _ = endpoint
+    body = (tiny_dataset / read_manifest(tiny_dataset)[0]["path"]).read_bytes()
+    assert httpx.post(f"{server.url}/v1/predict", content=body).status_code == 401
+    assert httpx.post(f"{server.url}/v1/predict", content=body, headers={"x-api-key": "wrong"}).status_code == 401
+    assert httpx.post(f"{server.url}/v1/explain", content=body).status_code == 401
+    bearer = {"authorization": f"Bearer {API_KEY}"}
+    assert httpx.post(f"{server.url}/v1/predict", content=body, headers=bearer).status_code == 200
+
+
+def test_predict_raw_and_batch_and_every_decision_is_logged(endpoint, tiny_dataset):
+    server, log = endpoint
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    rows = read_manifest(tiny_dataset)[:3]
+    bodies = [(tiny_dataset / r["path"]).read_bytes() for r in rows]
+    single = httpx.post(f"{server.url}/v1/predict", content=bodies[0], headers=AUTH).json()
+    assert single["decision"] in {"accept", "review", "reject"}
+    assert single["model_name"] == MODEL
+    assert single["decision"] == decide(single["max_confidence"], single["threshold"], (0.5, 1.0))
+    files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(bodies)]
+    batch = httpx.post(f"{server.url}/v1/predict", files=files, headers=AUTH)
+    assert batch.status_code == 200 and len(batch.json()["results"]) == 3
+    assert batch.json()["results"][0]["max_confidence"] == pytest.approx(single["max_confidence"])
+    records = [json.loads(x) for x in log.read_text().splitlines()[before:]]
+    assert len(records) == 4
+    assert {"time", "image_sha256", "brightness", "contrast", "sharpness", "max_confidence", "decision",
+            "model_version", "latency_ms"} <= set(records[0])
+
+
+def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(endpoint):
+    server, _ = endpoint
+    post = lambda body, **kw: httpx.post(f"{server.url}/v1/predict", content=body, headers=AUTH, **kw)  # noqa: E731
+    cases = {
+        "empty": (post(b""), 400, "empty body"),
+        "junk": (post(b"GIF89a-not-really"), 400, "not a decodable image"),
+        "format": (post(_gif()), 415, "format GIF"),
+        "pixels": (post(_png(np.zeros((1200, 1200, 3), np.uint8))), 413, "1200x1200"),
+        "truncated": (post(_png(np.full((64, 64, 3), 90, np.uint8))[:80]), 400, "corrupt or truncated"),
+    }
+    for name, (reply, status, text) in cases.items():
+        assert reply.status_code == status, (name, reply.text)
+        assert text in reply.json()["detail"], name
+    too_many = [("files", (f"{i}.png", _png(np.zeros((8, 8, 3), np.uint8)), "image/png")) for i in range(5)]
+    assert httpx.post(f"{server.url}/v1/predict", files=too_many, headers=AUTH).status_code in (400, 413)
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+
+
+def _gif() -> bytes:
+    buf = io.BytesIO()
+    Image.new("P", (16, 16)).save(buf, format="GIF")
+    return buf.getvalue()
+
+
+def test_readyz_metrics_and_openapi(endpoint):
+    server, _ = endpoint
+    ready = httpx.get(f"{server.url}/readyz").json()
+    assert ready["ready"] is True and ready["model_version"] == registry.by_alias(MODEL, registry.CHAMPION).version
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'defectops_requests_total{route="/v1/predict",status="200"}' in metrics
+    assert "defectops_request_seconds_bucket" in metrics and "defectops_decisions_total" in metrics
+    assert f'defectops_model_info{{model="{MODEL}",version="{ready["model_version"]}"}} 1.0' in metrics
+    assert "/v1/predict" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+
+
+def test_explain_returns_a_heatmap_png(endpoint, tiny_dataset):
+    server, _ = endpoint
+    body = (tiny_dataset / read_manifest(tiny_dataset)[0]["path"]).read_bytes()
+    reply = httpx.post(f"{server.url}/v1/explain", content=body, headers=AUTH, timeout=60)
+    assert reply.status_code == 200 and reply.headers["content-type"] == "image/png"
+    heat = np.asarray(Image.open(io.BytesIO(reply.content)))
+    assert heat.shape == (64, 64, 3)
+    assert not np.array_equal(heat, np.asarray(Image.open(io.BytesIO(body)).convert("RGB")))
+
+
+def test_hot_swap_under_load_and_tampered_swap_refused(trained, evaluated, tiny_dataset, tmp_path,
+                                                       tmp_path_factory):
+    name = "swap-test-detector"
+    root = tmp_path / "deploy"
+    v1 = register_and_approve(name, trained, evaluated, tmp_path_factory)
+    deploy(DeployConfig(model_name=name), tiny_dataset, root)
+    server = Server(serve_params(tmp_path, name, root)).wait_ready()
+    body = (tiny_dataset / read_manifest(tiny_dataset)[0]["path"]).read_bytes()
+    seen, failures, stop = [], [], threading.Event()
+
+    def hammer():
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                reply = http.post(f"{server.url}/v1/predict", content=body, headers=AUTH)
+                (seen if reply.status_code == 200 else failures).append(
+                    reply.json().get("model_version") if reply.status_code == 200 else reply.text)
     try:
-        for _ in range(200):
-            try:
-                httpx.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None, "server exited"
-                time.sleep(0.25)
-        yield url, log
+        with ThreadPoolExecutor(4) as pool:
+            for _ in range(4):
+                pool.submit(hammer)
+            time.sleep(1.0)
+            v2 = register_and_approve(name, trained, evaluated, tmp_path_factory)
+            deploy(DeployConfig(model_name=name), tiny_dataset, root)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (not seen or seen[-1] != v2):
+                time.sleep(0.2)
+            time.sleep(0.5)
+            stop.set()
+        assert failures == []
+        assert seen[0] == v1 and seen[-1] == v2 and len(seen) > 20
+
+        # A newly approved version whose exported file was altered is never served.
+        v3 = register_and_approve(name, trained, evaluated, tmp_path_factory)
+        deploy(DeployConfig(model_name=name), tiny_dataset, root)
+        onnx = version_dir(root, v3) / "model.onnx"
+        onnx.write_bytes(onnx.read_bytes()[:-10] + b"0123456789")
+        time.sleep(1.5)
+        ready = httpx.get(f"{server.url}/readyz").json()
+        assert ready["model_version"] == v2 and "refusing to serve a modified artefact" in ready["last_error"]
+        reply = httpx.post(f"{server.url}/v1/predict", content=body, headers=AUTH)
+        assert reply.json()["model_version"] == v2
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop.set()
+        server.stop()
+
+    refused = Server(serve_params(tmp_path, name, root))  # starting on the tampered champion fails closed
+    assert refused.proc.wait(timeout=90) == 4
+    assert "modified artefact" in refused.proc.stderr.read()
 
 
-def test_predict_over_http_logs_every_decision(endpoint, tiny_dataset):
-    url, log = endpoint
-    health = httpx.get(f"{url}/healthz").json()
-    assert health["status"] == "ok" and health["model_name"] == MODEL
-    rows = read_manifest(tiny_dataset)[:5]
-    for row in rows:
-        reply = httpx.post(f"{url}/v1/predict", content=(tiny_dataset / row["path"]).read_bytes())
-        assert reply.status_code == 200
-        body = reply.json()
-        assert body["decision"] in {"accept", "reject"}
-        assert body["model_version"] == health["model_version"]
-        assert (body["decision"] == "reject") == any(d["score"] >= body["threshold"] for d in body["detections"])
-        for det in body["detections"]:
-            x1, y1, x2, y2 = det["box"]
-            assert 0 <= x1 <= x2 <= 64 and 0 <= y1 <= y2 <= 64
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(records) == 5
-    for record in records:
-        assert {"time", "image_sha256", "brightness", "contrast", "sharpness", "max_confidence", "decision",
-                "model_version"} <= set(record)
-        assert np.isfinite(record["brightness"])
-
-
-def test_bad_input_is_a_clear_4xx(endpoint):
-    url, _ = endpoint
-    empty = httpx.post(f"{url}/v1/predict", content=b"")
-    assert empty.status_code == 400 and "empty body" in empty.json()["detail"]
-    junk = httpx.post(f"{url}/v1/predict", content=b"GIF89a-not-really")
-    assert junk.status_code == 400 and "not a decodable image" in junk.json()["detail"]
-    assert httpx.get(f"{url}/healthz").status_code == 200  # still serving
+def test_server_refuses_to_start_without_api_keys(deployed, tmp_path):
+    server = Server(serve_params(tmp_path, MODEL, deployed), env_extra={"DEFECTOPS_API_KEYS": ""})
+    assert server.proc.wait(timeout=90) == 2
+    assert "no API keys" in server.proc.stderr.read()

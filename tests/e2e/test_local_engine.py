@@ -67,7 +67,7 @@ def test_main_job_leaves_every_artefact(project, demo):
     assert {"threshold", "val", "test", "test_map50"} <= set(evaluation)
     assert (project / "reports/evaluate/pr_curve.png").stat().st_size > 5_000
     assert (project / "mlflow.db").exists()
-    assert (project / "deploy/model.onnx").stat().st_size > 1_000_000
+    assert (project / "deploy/versions/v1/model.onnx").stat().st_size > 1_000_000
     verdict = json.loads((project / "monitoring/verdict.json").read_text())
     assert verdict["status"] == "drift" and "brightness" in verdict["drifted_features"]
     assert (project / "monitoring/drift_report.html").exists()
@@ -77,7 +77,7 @@ def test_main_job_leaves_every_artefact(project, demo):
     assert len(log) == 2 * n_test
     # The story is told: approval by a named person, drift found only after the lighting shift.
     out = demo.stdout + demo.stderr
-    assert "defectops registry approve 1 --by qa.lead" in out
+    assert "defectops registry approve 1 --by qa.lead --reason" in out
     assert out.index("drift check: ok") < out.index("drift check: drift")
 
     # Lineage: the registered version names the dataset exactly as dvc.lock does.
