@@ -34,6 +34,8 @@ registry_app = typer.Typer(help="Model registry: list, show, approve, reject, ro
 app.add_typer(registry_app, name="registry")
 audit_app = typer.Typer(help="The tamper-evident registry audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+sagemaker_app = typer.Typer(help="SageMaker: deploy approved model packages.", no_args_is_help=True)
+app.add_typer(sagemaker_app, name="sagemaker")
 pipeline_app = typer.Typer(help="Render or run the training DAG on an engine.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 
@@ -158,6 +160,25 @@ def audit_show(path: Path = typer.Option(None, help="Audit log to print.")) -> N
         table.add_row(str(e["seq"]), e["time"], e["action"], e["actor"], e["model"], e["version"],
                       json.dumps(e["details"]))
     console.print(table)
+
+
+@sagemaker_app.command("deploy-endpoint")
+def sagemaker_deploy_endpoint(
+    model_package_arn: str = typer.Option(..., help="ARN of an Approved model package."),
+    endpoint: str = typer.Option(..., help="Endpoint name; created, or updated in place if it exists."),
+    role_arn: str = typer.Option(..., help="SageMaker execution role for the model."),
+    instance_type: str = typer.Option("ml.c5.xlarge"),
+    instance_count: int = typer.Option(1, min=1),
+) -> None:
+    """Deploy an approved SageMaker model package to a real-time endpoint."""
+    import boto3
+
+    from defectops.components.deploy.sagemaker_endpoint import deploy_model_package
+
+    with step_errors("sagemaker deploy-endpoint"):
+        result = deploy_model_package(boto3.client("sagemaker"), endpoint, model_package_arn, role_arn,
+                                      instance_type, instance_count)
+    typer.echo(json.dumps(result, indent=2))
 
 
 @pipeline_app.command("compile")

@@ -1,0 +1,154 @@
+"""Load-test the endpoint on loopback, and compare with plain Ultralytics predict in-process.
+
+    .venv/bin/python bench/serve_load.py [--seconds 20] [--clients 4]
+
+Builds a real served model at the default architecture and image size (yolov8n, 256 px; one
+quick training epoch: latency does not depend on how well it learned), registers, approves and
+deploys it, starts `defectops serve` on 127.0.0.1 and drives it with concurrent HTTP clients.
+Prints throughput, p50/p95/p99 latency and errors. Target on 2 cores: >= 20 images/s sustained,
+p99 <= 50 ms, 0 errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def percentiles(latencies_ms: list[float]) -> str:
+    p50, p95, p99 = np.percentile(latencies_ms, [50, 95, 99])
+    return f"{p50:6.1f} | {p95:6.1f} | {p99:6.1f}"
+
+
+def drive(url: str, key: str, bodies: list[bytes], rate: float, clients: int, seconds: float):
+    """Offer `rate` requests/s spread over `clients` threads (open loop; 0 = closed loop, flat out)."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.5
+    deadline = start + seconds
+
+    def client(index: int) -> None:
+        nonlocal errors
+        rng = np.random.default_rng(index)
+        interval = clients / rate if rate else 0.0
+        next_send = start + index * (interval / clients if rate else 0)
+        with httpx.Client(timeout=30, headers={"x-api-key": key, "content-type": "image/png"}) as http:
+            http.post(f"{url}/v1/predict", content=bodies[0])  # warm the connection
+            while True:
+                now = time.perf_counter()
+                if next_send > now:
+                    time.sleep(next_send - now)
+                if time.perf_counter() >= deadline:
+                    return
+                t0 = time.perf_counter()
+                reply = http.post(f"{url}/v1/predict", content=bodies[int(rng.integers(len(bodies)))])
+                elapsed = (time.perf_counter() - t0) * 1000
+                with lock:
+                    if reply.status_code == 200:
+                        latencies.append(elapsed)
+                    else:
+                        errors += 1
+                next_send = next_send + interval if rate else time.perf_counter()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(latencies), seconds, latencies, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rates", default="20,40,0", help="requests/s to offer (open loop); 0 = as fast as possible")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="defectops-load-"))
+    os.environ.update(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}",
+                      DEFECTOPS_ARTIFACT_ROOT=(work / "artifacts").as_uri(),
+                      DEFECTOPS_AUDIT_LOG=str(work / "audit.jsonl"))
+
+    import httpx
+    import yaml
+
+    from defectops import registry
+    from defectops.components.deploy.step import DeployConfig, deploy
+    from defectops.components.evaluate.step import EvaluateConfig, evaluate
+    from defectops.components.ingest.step import IngestConfig, ingest
+    from defectops.components.register.step import RegisterConfig, register
+    from defectops.components.train.step import TrainConfig, train
+    from defectops.dataset import read_manifest
+
+    print("building a served model (yolov8n, 256 px) ...", flush=True)
+    ingest(IngestConfig(n_images=48, image_size=256), work / "raw")
+    train(TrainConfig(epochs=1, imgsz=256, workers=0), work / "raw", work / "model")
+    evaluate(EvaluateConfig(), work / "model", work / "raw", work / "eval")
+    os.environ["DEFECTOPS_USER"] = "bench.trainer"
+    version = register(RegisterConfig(), work / "model", work / "eval", work / "reg")["version"]
+    registry.approve("defectops-detector", version, "bench.approver", "load test")
+    deploy(DeployConfig(), work / "raw", work / "deploy")
+    bodies = [(work / "raw" / r["path"]).read_bytes() for r in read_manifest(work / "raw")]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (work / "params.yaml").write_text(yaml.safe_dump({"serve": {
+        "deploy_root": str(work / "deploy"), "inference_log": str(work / "inference.jsonl")}}))
+    key = "bench-key"
+    server = subprocess.Popen([sys.executable, "-m", "defectops.cli", "serve", "--port", str(port), "--params",
+                               str(work / "params.yaml")], env={**os.environ, "DEFECTOPS_API_KEYS": key})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        rows = []
+        for rate in [float(r) for r in args.rates.split(",")]:
+            rows.append((rate, *drive(url, key, bodies, rate, args.clients, args.seconds)))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    from ultralytics import YOLO
+
+    model = YOLO(str(work / "model" / "weights" / "best.pt"), task="detect")
+    paths = [str(work / "raw" / r["path"]) for r in read_manifest(work / "raw")]
+    model.predict(paths[0], imgsz=256, device="cpu", verbose=False)
+    torch_latencies = []
+    stop = time.perf_counter() + min(args.seconds, 10)
+    i = 0
+    while time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        model.predict(paths[i % len(paths)], imgsz=256, conf=0.001, device="cpu", verbose=False)
+        torch_latencies.append((time.perf_counter() - t0) * 1000)
+        i += 1
+
+    print(f"\nloopback HTTP, {args.clients} concurrent clients, {args.seconds:.0f} s per row, 256 px PNG bodies,"
+          " client-side latency:")
+    print("| path | offered | images/s | p50 ms | p95 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
+    for rate, done, seconds, latencies, errors in rows:
+        offered = f"{rate:.0f}/s" if rate else "max"
+        print(f"| defectops serve (FastAPI + ONNX Runtime) | {offered} | {done / seconds:.1f} | "
+              f"{percentiles(latencies)} | {errors} |")
+    print(f"| Ultralytics PyTorch predict, in-process, sequential | max | "
+          f"{len(torch_latencies) / sum(torch_latencies) * 1000:.1f} | {percentiles(torch_latencies)} | 0 |")
+
+
+if __name__ == "__main__":
+    main()

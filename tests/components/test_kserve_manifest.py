@@ -1,0 +1,29 @@
+"""The KServe manifest must run the same endpoint we test: its probes and command match the app."""
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from defectops.cli import app
+
+MANIFEST = Path(__file__).resolve().parents[2] / "infra" / "k8s" / "kserve" / "inferenceservice.yaml"
+
+
+def test_manifest_matches_the_endpoint(endpoint):
+    import httpx
+
+    server, _ = endpoint
+    service = yaml.safe_load(MANIFEST.read_text())
+    assert service["kind"] == "InferenceService" and service["apiVersion"] == "serving.kserve.io/v1beta1"
+    container = service["spec"]["predictor"]["containers"][0]
+    assert container["command"][:2] == ["defectops", "serve"]
+    options = [a for a in container["command"] if a.startswith("--")]
+    help_text = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    assert all(option in help_text for option in options)
+    for probe in ("readinessProbe", "livenessProbe"):
+        path = container[probe]["httpGet"]["path"]
+        assert httpx.get(f"{server.url}{path}").status_code == 200, path
+    assert container["securityContext"]["runAsNonRoot"] is True
+    api_key_env = next(e for e in container["env"] if e["name"] == "DEFECTOPS_API_KEYS")
+    assert "secretKeyRef" in api_key_env["valueFrom"]  # keys never inline
