@@ -107,6 +107,21 @@ def registry_approve(
     console.print(f"[green]{model_name} v{info.version} approved by {by}; aliases: {', '.join(info.aliases)}[/]")
 
 
+@registry_app.command("canary")
+def registry_canary(
+    version: str = typer.Argument(..., help="The pending challenger to clear for canary traffic."),
+    by: str = BY_OPTION,
+    reason: str = REASON_OPTION,
+    model_name: str = MODEL_NAME_OPTION,
+) -> None:
+    """Clear the challenger for a share of live traffic (serve.canary_share); four-eyes applies."""
+    from defectops import registry
+
+    with step_errors("registry canary"):
+        info = registry.approve_canary(model_name, version, by, reason)
+    console.print(f"[green]{model_name} v{info.version} cleared for canary traffic by {by}[/]")
+
+
 @registry_app.command("reject")
 def registry_reject(
     version: str = typer.Argument(..., help="Pending version to reject."),

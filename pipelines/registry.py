@@ -166,6 +166,21 @@ def approve(name: str, version: str, by: str, reason: str) -> VersionInfo:
     return get_version(name, version)
 
 
+def approve_canary(name: str, version: str, by: str, reason: str) -> VersionInfo:
+    """Clear a pending challenger to take a small share of live traffic (serve.canary_share).
+
+    Same four-eyes rule as promotion: an unreviewed model never sees production parts.
+    """
+    info = get_version(name, version)
+    check_decision(name, version, info.tags.get("approval"), info.tags.get("submitted_by"), by, reason, "approved")
+    challenger = by_alias(name, CHALLENGER)
+    if challenger is None or challenger.version != str(version):
+        raise RegistryError(f"{name} v{version} is not the challenger; only the challenger can run as canary")
+    _set_tags(name, version, {"canary": "approved", "canary_by": by, "canary_at": _now(), "canary_reason": reason})
+    _record("approve_canary", by, name, version, reason=reason)
+    return get_version(name, version)
+
+
 def reject(name: str, version: str, by: str, reason: str) -> VersionInfo:
     """A human rejects a pending version; it can never be served."""
     info = get_version(name, version)

@@ -9,13 +9,15 @@ from defectops.cli_support import PARAMS_OPTION, run_step
 
 def command(
     dataset: Path = typer.Option(Path("data/raw"), help="Dataset whose held-out splits form the drift reference."),
-    out: Path = typer.Option(Path("deploy"), help="Folder for model.onnx, model.json and reference.csv."),
+    out: Path = typer.Option(Path("deploy"), help="Root folder; the version lands in <out>/versions/v<N>/."),
+    alias: str = typer.Option(None, help="Override params: champion, or challenger (once cleared for canary)."),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    """Export the approved champion to ONNX and build the drift reference."""
+    """Export the approved champion (or canary-cleared challenger) to ONNX and build the drift reference."""
     from defectops.components.deploy.step import DeployConfig, deploy
 
-    run_step("deploy", DeployConfig, deploy, dataset, out, params=params)
+    overrides = {"alias": alias} if alias else {}
+    run_step("deploy", DeployConfig, deploy, dataset, out, params=params, overrides=overrides)
 
 
 def serve(

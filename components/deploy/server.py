@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import random
 import secrets
 import threading
 import time
@@ -53,6 +54,8 @@ class ServeConfig(StepConfig):
     inference_timeout_s: float = Field(10.0, gt=0)
     review_band: tuple[float, float] = Field((0.5, 1.0), description="Scores in [thr*lo, thr*hi) go to review.")
     reload_interval_s: float = Field(2.0, gt=0, description="How often the registry is checked for a new champion.")
+    canary_share: float = Field(0.0, ge=0, le=0.5, description="Share of requests for a challenger cleared for "
+                                                               "canary traffic ('defectops registry canary').")
 
 
 class BadInput(Exception):
@@ -94,10 +97,38 @@ class ChampionWatcher:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.current: LoadedModel | None = None
+        self.canary: LoadedModel | None = None
         self.last_error: str | None = None
+        self.canary_error: str | None = None
         self._stop = threading.Event()
+        self._random = random.Random()
+
+    def pick(self) -> tuple[LoadedModel, str]:
+        """The model for one request: the canary for its share of traffic, else the champion."""
+        canary = self.canary
+        if canary is not None and self._random.random() < self.config.canary_share:
+            return canary, "canary"
+        return self.current, "champion"
 
     def refresh(self) -> None:
+        self._refresh_champion()
+        if self.config.canary_share > 0:
+            self._refresh_canary()
+
+    def _refresh_canary(self) -> None:
+        challenger = registry.by_alias(self.config.model_name, registry.CHALLENGER)
+        if challenger is None or challenger.tags.get("canary") != "approved":
+            self.canary, self.canary_error = None, None
+            return
+        if self.canary is not None and self.canary.version == challenger.version:
+            return
+        try:
+            self.canary, self.canary_error = load_verified(self.config, challenger.version), None
+            log.warning("canary v%s takes %.0f%% of requests", challenger.version, 100 * self.config.canary_share)
+        except DefectopsError as exc:
+            self.canary, self.canary_error = None, str(exc)
+
+    def _refresh_champion(self) -> None:
         champion = registry.by_alias(self.config.model_name, registry.CHAMPION)
         if champion is None:
             self.last_error = f"model '{self.config.model_name}' has no champion"
@@ -257,7 +288,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 raise BadInput(413, f"body exceeds the limit of {config.max_body_bytes} bytes")
         return [body], False
 
-    def predict_one(model: LoadedModel, data: bytes) -> dict:
+    def predict_one(model: LoadedModel, role: str, data: bytes) -> dict:
         started = time.perf_counter()
         rgb = np.asarray(decode_image(data, config))
         detections = model.detector.predict(rgb)
@@ -270,10 +301,10 @@ def create_app(config: ServeConfig) -> FastAPI:
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "image_sha256": hashlib.sha256(data).hexdigest(), **image_features(rgb),
             "max_confidence": best, "n_detections": sum(d.score >= threshold for d in detections),
-            "decision": decision, "model_version": model.version, "latency_ms": round(latency_ms, 2)})
+            "decision": decision, "model_version": model.version, "role": role, "latency_ms": round(latency_ms, 2)})
         metrics.decisions.labels(decision, model.version).inc()
         return {"decision": decision, "threshold": threshold, "max_confidence": best,
-                "model_name": config.model_name, "model_version": model.version,
+                "model_name": config.model_name, "model_version": model.version, "role": role,
                 "detections": [{"class_id": d.class_id, "class_name": d.class_name, "score": d.score,
                                 "box": [round(v, 1) for v in d.box]} for d in shown],
                 "latency_ms": round(latency_ms, 2)}
@@ -295,8 +326,11 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.get("/readyz")
     def readyz() -> Response:
         model = watcher.current
+        canary = watcher.canary
         body = {"ready": model is not None, "model_name": config.model_name,
-                "model_version": model.version if model else None, "last_error": watcher.last_error}
+                "model_version": model.version if model else None, "last_error": watcher.last_error,
+                "canary_version": canary.version if canary else None, "canary_share": config.canary_share,
+                "canary_error": watcher.canary_error}
         return JSONResponse(body, status_code=200 if model is not None else 503)
 
     @app.get("/metrics")
@@ -312,8 +346,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def predict(request: Request) -> dict:
         authorize(request)
         images, batch = await read_images(request)
-        model = watcher.current  # pinned for this request, whatever a swap does meanwhile
-        results = [await in_threadpool(predict_one, model, data) for data in images]
+        model, role = watcher.pick()  # pinned for this request, whatever a swap does meanwhile
+        results = [await in_threadpool(predict_one, model, role, data) for data in images]
         return {"results": results} if batch else results[0]
 
     @app.post("/v1/explain")

@@ -10,6 +10,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -25,6 +26,8 @@ from defectops.metrics import StepTimer, write_metrics
 
 class DeployConfig(StepConfig):
     model_name: str = Field("defectops-detector", min_length=1)
+    alias: Literal["champion", "challenger"] = Field(
+        "champion", description="champion (approved) or challenger (only once cleared for canary traffic).")
     reference_splits: list[str] = Field(["val"], description="Held-out splits that define 'normal' for drift.")
 
 
@@ -91,10 +94,13 @@ def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
     """
     timer = StepTimer()
     dataset, out = Path(dataset), Path(out)
-    info = registry.by_alias(config.model_name, registry.CHAMPION)
+    info = registry.by_alias(config.model_name, config.alias)
     if info is None:
-        raise DeployError(f"model '{config.model_name}' has no champion yet: approve a version first "
+        raise DeployError(f"model '{config.model_name}' has no {config.alias} yet: approve a version first "
                           "('defectops registry approve VERSION --by NAME --reason TEXT')")
+    if config.alias == registry.CHALLENGER and info.tags.get("canary") != "approved":
+        raise DeployError(f"{info.name} v{info.version} is not cleared for canary traffic "
+                          "('defectops registry canary VERSION --by NAME --reason TEXT')")
     (out / "versions").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out / "versions", prefix=".staging-") as tmp:
         staging = Path(tmp) / "export"

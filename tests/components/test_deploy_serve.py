@@ -199,3 +199,35 @@ def test_server_refuses_to_start_without_api_keys(deployed, tmp_path):
     server = Server(serve_params(tmp_path, MODEL, deployed), env_extra={"DEFECTOPS_API_KEYS": ""})
     assert server.proc.wait(timeout=90) == 2
     assert "no API keys" in server.proc.stderr.read()
+
+
+def test_canary_share_goes_to_a_cleared_challenger_only(trained, evaluated, tiny_dataset, tmp_path,
+                                                          tmp_path_factory, monkeypatch):
+    name = "canary-test-detector"
+    root = tmp_path / "deploy"
+    v1 = register_and_approve(name, trained, evaluated, tmp_path_factory)
+    deploy(DeployConfig(model_name=name), tiny_dataset, root)
+    monkeypatch.setenv("DEFECTOPS_USER", "data.scientist")
+    from defectops.components.register.step import RegisterConfig, register
+
+    v2 = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path / "reg")["version"]
+    with pytest.raises(DeployError, match="not cleared for canary"):
+        deploy(DeployConfig(model_name=name, alias="challenger"), tiny_dataset, root)
+    with pytest.raises(registry.RegistryError, match="four-eyes"):
+        registry.approve_canary(name, v2, "data.scientist", "mine")
+    registry.approve_canary(name, v2, "qa.lead", "10% on line 2 for a shift")
+    deploy(DeployConfig(model_name=name, alias="challenger"), tiny_dataset, root)
+    server = Server(serve_params(tmp_path, name, root, canary_share=0.3)).wait_ready()
+    try:
+        ready = httpx.get(f"{server.url}/readyz").json()
+        assert (ready["model_version"], ready["canary_version"]) == (v1, v2)
+        body = (tiny_dataset / read_manifest(tiny_dataset)[0]["path"]).read_bytes()
+        with httpx.Client(headers=AUTH) as http:
+            replies = [http.post(f"{server.url}/v1/predict", content=body).json() for _ in range(200)]
+        roles = {(r["role"], r["model_version"]) for r in replies}
+        assert roles == {("champion", v1), ("canary", v2)}
+        share = sum(r["role"] == "canary" for r in replies) / len(replies)
+        assert 0.15 < share < 0.45
+    finally:
+        server.stop()
+    assert registry.get_version(name, v2).tags["approval"] == "pending"  # canary is not promotion
