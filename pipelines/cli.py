@@ -85,6 +85,21 @@ BY_OPTION = typer.Option(..., "--by", help="Name of the person acting; recorded 
 REASON_OPTION = typer.Option(..., "--reason", help="Why; kept on the version and in the audit log.")
 
 
+def _decide(action: str, version: str, by: str, reason: str, model_name: str, backend: str) -> None:
+    """approve / reject through one path, whichever registry holds the model."""
+    from defectops import registry
+
+    with step_errors(f"registry {action}"):
+        if backend == "sagemaker":
+            from defectops.sagemaker_registry import SageMakerRegistry
+
+            package = getattr(SageMakerRegistry(model_name), action)(version, by, reason)
+            console.print(f"{package['arn']}: {package['approval']} by {by}")
+            return
+        info = getattr(registry, action)(model_name, version, by, reason)
+    console.print(f"{model_name} v{info.version}: {info.tags['approval']} by {by}; aliases: {info.aliases}")
+
+
 @registry_app.command("approve")
 def registry_approve(
     version: str = typer.Argument(..., help="Pending version to promote to champion."),
@@ -94,17 +109,19 @@ def registry_approve(
     backend: str = BACKEND_OPTION,
 ) -> None:
     """Approve a pending version: it becomes the champion (the submitter cannot approve their own run)."""
-    from defectops import registry
+    _decide("approve", version, by, reason, model_name, backend)
 
-    with step_errors("registry approve"):
-        if backend == "sagemaker":
-            from defectops.sagemaker_registry import SageMakerRegistry
 
-            package = SageMakerRegistry(model_name).approve(version, by, reason)
-            console.print(f"[green]{package['arn']} approved by {by}[/]")
-            return
-        info = registry.approve(model_name, version, by, reason)
-    console.print(f"[green]{model_name} v{info.version} approved by {by}; aliases: {', '.join(info.aliases)}[/]")
+@registry_app.command("reject")
+def registry_reject(
+    version: str = typer.Argument(..., help="Pending version to reject."),
+    by: str = BY_OPTION,
+    reason: str = REASON_OPTION,
+    model_name: str = MODEL_NAME_OPTION,
+    backend: str = BACKEND_OPTION,
+) -> None:
+    """Reject a pending version; it can never become champion."""
+    _decide("reject", version, by, reason, model_name, backend)
 
 
 @registry_app.command("canary")
@@ -120,28 +137,6 @@ def registry_canary(
     with step_errors("registry canary"):
         info = registry.approve_canary(model_name, version, by, reason)
     console.print(f"[green]{model_name} v{info.version} cleared for canary traffic by {by}[/]")
-
-
-@registry_app.command("reject")
-def registry_reject(
-    version: str = typer.Argument(..., help="Pending version to reject."),
-    by: str = BY_OPTION,
-    reason: str = REASON_OPTION,
-    model_name: str = MODEL_NAME_OPTION,
-    backend: str = BACKEND_OPTION,
-) -> None:
-    """Reject a pending version; it can never become champion."""
-    from defectops import registry
-
-    with step_errors("registry reject"):
-        if backend == "sagemaker":
-            from defectops.sagemaker_registry import SageMakerRegistry
-
-            package = SageMakerRegistry(model_name).reject(version, by, reason)
-            console.print(f"[yellow]{package['arn']} rejected by {by}[/]")
-            return
-        info = registry.reject(model_name, version, by, reason)
-    console.print(f"[yellow]{model_name} v{info.version} rejected by {by}[/]")
 
 
 @registry_app.command("rollback")

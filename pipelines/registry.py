@@ -146,20 +146,28 @@ def check_decision(name: str, version: str, status: str | None, submitted_by: st
                             "another person must review it")
 
 
+def _decidable(name: str, version: str, by: str, reason: str, action: str) -> VersionInfo:
+    info = get_version(name, version)
+    check_decision(name, version, info.tags.get("approval"), info.tags.get("submitted_by"), by, reason, action)
+    return info
+
+
+def _drop_challenger(name: str, version: str) -> None:
+    challenger = by_alias(name, CHALLENGER)
+    if challenger is not None and challenger.version == str(version):
+        client().delete_registered_model_alias(name, CHALLENGER)
+
+
 def approve(name: str, version: str, by: str, reason: str) -> VersionInfo:
     """A human approves: the version becomes champion. The submitter may not approve their own run."""
-    info = get_version(name, version)
-    check_decision(name, version, info.tags.get("approval"), info.tags.get("submitted_by"), by, reason, "approved")
+    _decidable(name, version, by, reason, "approved")
     _set_tags(name, version, {"approval": "approved", "approved_by": by, "approved_at": _now(),
                               "approval_reason": reason})
     previous = by_alias(name, CHAMPION)
     if previous is not None and previous.version != version:
         _set_tags(name, previous.version, {"approval": "superseded"})
-    c = client()
-    c.set_registered_model_alias(name, CHAMPION, version)
-    challenger = by_alias(name, CHALLENGER)
-    if challenger is not None and challenger.version == version:
-        c.delete_registered_model_alias(name, CHALLENGER)
+    client().set_registered_model_alias(name, CHAMPION, version)
+    _drop_challenger(name, version)
     _set_history(name, [*champion_history(name), str(version)])
     _record("approve", by, name, version, reason=reason,
             previous_champion=previous.version if previous else None)
@@ -171,8 +179,7 @@ def approve_canary(name: str, version: str, by: str, reason: str) -> VersionInfo
 
     Same four-eyes rule as promotion: an unreviewed model never sees production parts.
     """
-    info = get_version(name, version)
-    check_decision(name, version, info.tags.get("approval"), info.tags.get("submitted_by"), by, reason, "approved")
+    _decidable(name, version, by, reason, "approved")
     challenger = by_alias(name, CHALLENGER)
     if challenger is None or challenger.version != str(version):
         raise RegistryError(f"{name} v{version} is not the challenger; only the challenger can run as canary")
@@ -183,13 +190,10 @@ def approve_canary(name: str, version: str, by: str, reason: str) -> VersionInfo
 
 def reject(name: str, version: str, by: str, reason: str) -> VersionInfo:
     """A human rejects a pending version; it can never be served."""
-    info = get_version(name, version)
-    check_decision(name, version, info.tags.get("approval"), info.tags.get("submitted_by"), by, reason, "rejected")
+    _decidable(name, version, by, reason, "rejected")
     _set_tags(name, version, {"approval": "rejected", "rejected_by": by, "rejected_at": _now(),
                               "rejection_reason": reason})
-    challenger = by_alias(name, CHALLENGER)
-    if challenger is not None and challenger.version == version:
-        client().delete_registered_model_alias(name, CHALLENGER)
+    _drop_challenger(name, version)
     _record("reject", by, name, version, reason=reason)
     return get_version(name, version)
 
