@@ -205,6 +205,29 @@ def pipeline_compile(
     console.print(f"wrote {write_dvc_yaml(out)}")
 
 
+@pipeline_app.command("run")
+def pipeline_run(
+    force: bool = typer.Option(False, "--force", help="Re-run every stage even if nothing changed (retraining)."),
+    trigger: str = typer.Option("manual", help="Why this run happens: manual, schedule or drift; tagged on the "
+                                              "registered version."),
+    trigger_ref: str = typer.Option("", help="Where the trigger came from (e.g. the drift verdict file)."),
+) -> None:
+    """Run the training DAG on the local engine (dvc repro) and print each stage's wall time."""
+    import os
+
+    from defectops.engines import dvc
+
+    os.environ["DEFECTOPS_TRIGGER"], os.environ["DEFECTOPS_TRIGGER_REF"] = trigger, trigger_ref
+    if not Path("dvc.yaml").exists():
+        dvc.write_dvc_yaml()
+    dvc.ensure_repo()
+    runs = dvc.repro(extra_args=("--force",) if force else ())
+    table = Table("stage", "status", "wall time (s)")
+    for run in runs:
+        table.add_row(run.name, run.status, f"{run.seconds:.1f}")
+    console.print(table)
+
+
 @app.command("demo")
 def demo_command(
     approver: str = typer.Option("qa.lead", help="Name of the person standing in as approver."),

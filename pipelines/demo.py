@@ -154,8 +154,10 @@ def run_demo(approver: str = "qa.lead") -> None:
     rows = [r for r in read_manifest(RAW) if r["split"] == "test"]
     normal = [((RAW / r["path"]).read_bytes(), bool(read_labels(label_path(RAW, r["path"])))) for r in rows]
     shifted = [(shift_lighting(body), truth) for body, truth in normal]
-    monitor_config = load_step_config(MonitorConfig, "monitor", PARAMS, {"window": len(normal),
-                                                                         "min_window": min(30, len(normal))})
+    # The demo reports drift and writes the trigger; it does not start a retraining run itself
+    # (tests/e2e proves that loop). `defectops monitor` with params.yaml does.
+    monitor_config = load_step_config(MonitorConfig, "monitor", PARAMS, {
+        "window": len(normal), "min_window": min(30, len(normal)), "retrain": {"enabled": False}})
     INFERENCE_LOG.unlink(missing_ok=True)
     endpoint = Endpoint()
     try:

@@ -57,9 +57,19 @@ class OnnxDetector:
         return canvas, scale, (left, top)
 
     def predict(self, rgb: np.ndarray, iou: float = 0.6, max_det: int = 100) -> list[Detection]:
+        return self.infer(rgb, iou, max_det)[0]
+
+    def infer(self, rgb: np.ndarray, iou: float = 0.6, max_det: int = 100) -> tuple[list[Detection], np.ndarray | None]:
+        """Detections, plus the pooled backbone embedding when the export carries it (see deploy)."""
         canvas, scale, (left, top) = self._letterbox(rgb)
         blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        out = self.session.run(None, {self.input_name: blob})[0][0]  # (4 + classes, anchors)
+        outputs = self.session.run(None, {self.input_name: blob})
+        embedding = outputs[1][0].mean(axis=(1, 2)) if len(outputs) > 1 else None
+        return self._detections(outputs[0][0], rgb.shape[:2], scale, left, top, iou, max_det), embedding
+
+    def _detections(self, out: np.ndarray, shape: tuple[int, int], scale: float, left: int, top: int, iou: float,
+                    max_det: int) -> list[Detection]:
+        """Decode (4 + classes, anchors) into boxes in original pixels, with class-aware NMS."""
         boxes_xywh, class_scores = out[:4].T, out[4:].T
         class_ids = class_scores.argmax(1)
         scores = class_scores[np.arange(len(class_ids)), class_ids]
@@ -73,7 +83,7 @@ class OnnxDetector:
         offset = class_ids[:, None] * (self.imgsz + 1)
         order = cv2.dnn.NMSBoxes((xyxy + offset).tolist(), scores.tolist(), SCORE_FLOOR, iou)
         order = np.array(order).reshape(-1)[:max_det]
-        h, w = rgb.shape[:2]
+        h, w = shape
         detections = []
         for i in order:
             x1, y1, x2, y2 = xyxy[i]

@@ -31,8 +31,9 @@ from starlette.concurrency import run_in_threadpool
 from defectops import registry
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
+from defectops.components.deploy.observe import observe
 from defectops.components.deploy.step import DeployError, version_dir
-from defectops.components.monitor.features import image_features
+from defectops.components.monitor.features import EmbeddingReducer
 from defectops.config import StepConfig
 from defectops.dataset import sha256_file
 from defectops.errors import DefectopsError
@@ -69,6 +70,7 @@ class LoadedModel:
     version: str
     detector: OnnxDetector
     folder: Path
+    reducer: EmbeddingReducer | None = None
     explainer: object | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,7 +86,7 @@ def load_verified(config: ServeConfig, version: str) -> LoadedModel:
     if actual != expected:
         raise DeployError(f"{folder / 'model.onnx'}: sha256 {actual} differs from the registry's {expected} "
                           f"for {config.model_name} v{version}; refusing to serve a modified artefact")
-    return LoadedModel(version, OnnxDetector(folder), folder)
+    return LoadedModel(version, OnnxDetector(folder), folder, EmbeddingReducer.load(folder))
 
 
 class ChampionWatcher:
@@ -291,16 +293,15 @@ def create_app(config: ServeConfig) -> FastAPI:
     def predict_one(model: LoadedModel, role: str, data: bytes) -> dict:
         started = time.perf_counter()
         rgb = np.asarray(decode_image(data, config))
-        detections = model.detector.predict(rgb)
-        best = max((d.score for d in detections), default=0.0)
+        detections, features, _ = observe(model.detector, rgb, model.reducer)
+        best = features["max_confidence"]
         threshold = model.detector.threshold
         decision = decide(best, threshold, config.review_band)
         shown = [d for d in detections if d.score >= threshold * config.review_band[0]]
         latency_ms = (time.perf_counter() - started) * 1000
         inference_log.append({
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "image_sha256": hashlib.sha256(data).hexdigest(), **image_features(rgb),
-            "max_confidence": best, "n_detections": sum(d.score >= threshold for d in detections),
+            "image_sha256": hashlib.sha256(data).hexdigest(), **features,
             "decision": decision, "model_version": model.version, "role": role, "latency_ms": round(latency_ms, 2)})
         metrics.decisions.labels(decision, model.version).inc()
         return {"decision": decision, "threshold": threshold, "max_confidence": best,

@@ -12,12 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from defectops import registry
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
-from defectops.components.monitor.features import image_features
+from defectops.components.deploy.observe import observe
+from defectops.components.monitor.features import EMBEDDING_DIMS, EmbeddingReducer
 from defectops.config import StepConfig
 from defectops.dataset import read_manifest, read_names, sha256_file
 from defectops.errors import RefusedError
@@ -55,34 +57,54 @@ def fetch_weights(info: registry.VersionInfo, dest: Path) -> Path:
 
 
 def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
+    """Ultralytics' ONNX export, plus the backbone's last feature map as a second output (for drift)."""
+    import onnx
+
     from defectops.offline import configure_ultralytics
 
     configure_ultralytics()
     from ultralytics import YOLO
 
-    exported = YOLO(str(weights), task="detect").export(format="onnx", imgsz=imgsz, simplify=True,
-                                                       dynamic=False, verbose=False)
+    model = YOLO(str(weights), task="detect")
+    backbone_end = len(model.model.yaml["backbone"]) - 1
+    exported = model.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, verbose=False)
     target = out / "model.onnx"
     shutil.move(str(exported), target)
+    graph = onnx.load(str(target))
+    prefix = f"/model.{backbone_end}/"
+    last = [n for n in graph.graph.node if n.name.startswith(prefix)]
+    if last:  # nodes are topologically sorted: the last one emits the block's output
+        graph.graph.output.append(onnx.helper.make_tensor_value_info(last[-1].output[0], onnx.TensorProto.FLOAT,
+                                                                     None))
+        onnx.save(graph, str(target))
     return target
 
 
-def write_reference(detector: OnnxDetector, dataset: Path, splits: list[str], path: Path) -> int:
-    """Features of held-out images as the endpoint will log them: the drift baseline."""
+def write_reference(detector: OnnxDetector, dataset: Path, splits: list[str], folder: Path) -> int:
+    """Features of held-out images exactly as the endpoint logs them: the drift baseline.
+
+    Also fits the embedding projection on these images, so live embeddings are expressed in the
+    reference's own principal directions.
+    """
     rows = [r for r in read_manifest(dataset) if r["split"] in splits]
-    with open(path, "w", newline="") as fh:
+    observed = []
+    for row in rows:
+        rgb = detector.decode((dataset / row["path"]).read_bytes())
+        _, record, embedding = observe(detector, rgb, None)
+        observed.append((row["path"], record, embedding))
+    embeddings = [e for _, _, e in observed if e is not None]
+    reducer = EmbeddingReducer.fit(np.stack(embeddings)) if len(embeddings) > EMBEDDING_DIMS else None
+    if reducer is not None:
+        reducer.save(folder)
+    with open(folder / "reference.csv", "w", newline="") as fh:
         writer = None
-        for row in rows:
-            rgb = detector.decode((dataset / row["path"]).read_bytes())
-            scores = [d.score for d in detector.predict(rgb)]
-            record = {"path": row["path"], **image_features(rgb),
-                      "max_confidence": max(scores, default=0.0),
-                      "n_detections": sum(s >= detector.threshold for s in scores),
-                      "decision": decide(max(scores, default=0.0), detector.threshold)}
+        for path, record, embedding in observed:
+            full = {"path": path, **record, **(reducer.transform(embedding) if reducer else {}),
+                    "decision": decide(record["max_confidence"], detector.threshold)}
             if writer is None:
-                writer = csv.DictWriter(fh, fieldnames=list(record))
+                writer = csv.DictWriter(fh, fieldnames=list(full))
                 writer.writeheader()
-            writer.writerow(record)
+            writer.writerow(full)
     return len(rows)
 
 
@@ -114,7 +136,7 @@ def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
                 "onnx_sha256": sha256_file(onnx_path), "weights_sha256": info.tags.get("weights_sha256"),
                 "approved_by": info.tags.get("approved_by")}
         (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        n_ref = write_reference(OnnxDetector(staging), dataset, config.reference_splits, staging / "reference.csv")
+        n_ref = write_reference(OnnxDetector(staging), dataset, config.reference_splits, staging)
         registry.client().set_model_version_tag(info.name, info.version, "onnx_sha256", meta["onnx_sha256"])
         target = version_dir(out, info.version)
         if target.exists():

@@ -1,10 +1,21 @@
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, run_step
+from defectops.cli_support import PARAMS_OPTION, console, run_step
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_every(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", text.strip())
+    if not match:
+        raise typer.BadParameter(f"'{text}': expected a number with s, m or h, e.g. 30s, 15m, 1h")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def command(
@@ -13,14 +24,29 @@ def command(
     log: Path = typer.Option(Path("monitoring/inference_log.jsonl"), help="The endpoint's inference log."),
     out: Path = typer.Option(Path("monitoring"), help="Folder for drift_report.html, verdict.json, triggers."),
     window: int = typer.Option(None, help="Override params: most recent inferences to compare."),
+    every: str = typer.Option(None, help="Keep checking at this interval (e.g. 15m) instead of once."),
+    max_runs: int = typer.Option(0, help="With --every: stop after this many checks (0 = run until stopped)."),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    """Compare recent inferences with the reference (Evidently); on drift, write a retraining trigger."""
-    from defectops.components.monitor.step import MonitorConfig, monitor
+    """Compare recent inferences with the reference (Evidently); on drift, alert and start retraining."""
+    from defectops.components.monitor.step import MonitorConfig, monitor, reference_for_log
 
     overrides = {"window": window} if window else {}
-    if reference is None:
-        from defectops.components.monitor.step import reference_for_log
 
-        reference = reference_for_log(log, Path("deploy"))
-    run_step("monitor", MonitorConfig, monitor, reference, log, out, params=params, overrides=overrides)
+    def check() -> None:
+        ref = reference or reference_for_log(log, Path("deploy"))
+        run_step("monitor", MonitorConfig, monitor, ref, log, out, params=params, overrides=overrides)
+
+    if every is None:
+        check()
+        return
+    interval, runs = parse_every(every), 0
+    while True:
+        try:
+            check()
+        except (typer.Exit, Exception) as exc:  # noqa: BLE001 - a scheduler keeps its cadence through bad checks
+            console.print(f"[yellow]monitor check failed, retrying in {every}: {exc!r}[/]")
+        runs += 1
+        if max_runs and runs >= max_runs:
+            return
+        time.sleep(interval)

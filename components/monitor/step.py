@@ -13,16 +13,20 @@ from pathlib import Path
 import pandas as pd
 from pydantic import Field
 
+from defectops.components.monitor.retrain import RetrainConfig, on_drift
 from defectops.config import StepConfig
 from defectops.errors import DefectopsError
 from defectops.metrics import StepTimer, write_metrics
 
 
 class MonitorConfig(StepConfig):
-    features: list[str] = Field(["brightness", "contrast", "sharpness", "max_confidence"], min_length=1)
+    features: list[str] = Field(["brightness", "contrast", "sharpness", "noise", "max_confidence",
+                                 "n_detections"], min_length=1)
     drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted features that means 'drift'.")
+    critical_features: list[str] = Field([], description="Any one of these drifting means 'drift' on its own.")
     window: int = Field(500, ge=1, description="Most recent logged inferences to compare.")
     min_window: int = Field(30, ge=1, description="Fewer logged inferences than this: no verdict.")
+    retrain: RetrainConfig = RetrainConfig()
 
 
 class MonitorError(DefectopsError):
@@ -86,17 +90,19 @@ def monitor(config: MonitorConfig, reference_csv: Path, inference_log: Path, out
     out.mkdir(parents=True, exist_ok=True)
     reference = pd.read_csv(reference_csv)
     current = read_inference_log(inference_log, config.window)
-    missing = [f for f in config.features if f not in reference.columns or f not in current.columns]
-    if missing:
-        raise MonitorError(f"features {missing} are missing from {reference_csv} or {inference_log}")
+    features = [f for f in config.features if f in reference.columns and f in current.columns]
+    if not features:
+        raise MonitorError(f"none of the features {config.features} is in both {reference_csv} and {inference_log}")
     verdict = {"time": datetime.now(UTC).isoformat(timespec="seconds"),
-               "reference_rows": len(reference), "current_rows": len(current)}
+               "reference_rows": len(reference), "current_rows": len(current),
+               # e.g. embeddings when the reference set was too small to fit their projection
+               "skipped_features": sorted(set(config.features) - set(features))}
     if len(current) < config.min_window:
         verdict.update(status="insufficient_data", drift=False)
     else:
-        result = drift_report(reference, current, config.features, config.drift_share, out / "drift_report.html")
+        result = drift_report(reference, current, features, config.drift_share, out / "drift_report.html")
         drifted = sorted(f for f, v in result["features"].items() if v["drifted"])
-        is_drift = result["share"] >= config.drift_share
+        is_drift = result["share"] >= config.drift_share or bool(set(drifted) & set(config.critical_features))
         verdict.update(status="drift" if is_drift else "ok", drift=is_drift, drifted_share=result["share"],
                        drifted_features=drifted, features=result["features"], report=str(out / "drift_report.html"))
         if is_drift:
@@ -104,9 +110,11 @@ def monitor(config: MonitorConfig, reference_csv: Path, inference_log: Path, out
             trigger = {"time": verdict["time"], "reason": "data drift", "drifted_features": drifted,
                        "drifted_share": result["share"], "model_versions": versions,
                        "report": verdict["report"], "action": "retrain"}
-            (out / "retrain_trigger.json").write_text(json.dumps(trigger, indent=2) + "\n")
+            trigger_file = out / "retrain_trigger.json"
+            trigger_file.write_text(json.dumps(trigger, indent=2) + "\n")
+            verdict["retrain"] = on_drift(trigger, trigger_file, config.retrain, out)
             with open(out / "triggers.jsonl", "a") as fh:
-                fh.write(json.dumps(trigger) + "\n")
+                fh.write(json.dumps({**trigger, "outcome": verdict["retrain"]}) + "\n")
     verdict["seconds"] = timer.seconds()
     write_metrics(out / "verdict.json", verdict)
     return verdict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -39,7 +40,10 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
         "test_map50": f"{evaluation['test_map50']:.4f}",
         "imgsz": run_info["imgsz"],
         "weights_sha256": sha256_file(model_dir / "weights" / "best.pt"),
-        "trigger": config.trigger,
+        # A retraining launcher says why it ran through the environment, so the same DVC stage
+        # records 'drift' or 'schedule' without editing params.yaml.
+        "trigger": os.environ.get("DEFECTOPS_TRIGGER") or config.trigger,
+        "trigger_ref": os.environ.get("DEFECTOPS_TRIGGER_REF", ""),
     }
     version = registry.register_pending(config.model_name, f"{artifact_uri}/model", run_info["run_id"], tags)
     result = {"model_name": version.name, "version": version.version, "run_id": version.run_id,

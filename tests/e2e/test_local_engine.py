@@ -19,6 +19,7 @@ NETGUARD = Path(__file__).resolve().parent / "netguard"
 TINY = {
     "ingest": {"n_images": 40, "image_size": 64, "seed": 5},
     "train": {"epochs": 2, "imgsz": 64, "batch": 8, "workers": 0},
+    "monitor": {"min_window": 5},  # the tiny test split has 6 images
 }
 
 
@@ -114,3 +115,45 @@ def test_corrupt_image_fails_validate_by_name(project, demo):
         assert "images/train/operator_upload.png" in result.stderr
     finally:
         bad.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_drift_starts_exactly_one_retraining_and_a_pending_version(project, demo):
+    """The closed loop: shifted traffic -> drift -> one retraining however often the monitor fires
+    -> a new version waiting for a person, tagged with why it was trained."""
+    n_test = json.loads((project / "data/raw/ingest_metrics.json").read_text())["per_split"]["test"]
+    window = ["--window", str(n_test)]  # the newest window is the lighting-shifted traffic
+    checks = [_run(project, "defectops.cli", "monitor", *window) for _ in range(4)]
+    assert all(c.returncode == 0 for c in checks), checks[0].stderr[-2000:]
+    actions = [json.loads(c.stdout)["retrain"]["action"] for c in checks]
+    assert actions[0] == "retraining started"
+    assert all(a.startswith("skipped") for a in actions[1:]), actions
+
+    state = json.loads((project / "monitoring/retrain_state.json").read_text())
+    assert state["runs_started"] == 1 and state["alerts"] == 1 + 4  # the demo's own drift alert, then ours
+    deadline = time.monotonic() + 600
+    while _alive(state["last_run"]["pid"]) and time.monotonic() < deadline:
+        time.sleep(1)
+    log = Path(state["last_run"]["log"]).read_text()
+    assert "Running stage 'register'" in log, log[-3000:]
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    check = subprocess.run([sys.executable, "-c",
+                            "import json; from defectops import registry;"
+                            "print(json.dumps([[v.version, v.tags['approval'], v.tags['trigger'],"
+                            " v.tags['trigger_ref']] for v in registry.list_versions('defectops-detector')]))"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    versions = json.loads(check.stdout)
+    assert [v[:3] for v in versions] == [["1", "approved", "manual"], ["2", "pending", "drift"]]
+    assert versions[1][3].endswith("monitoring/retrain_trigger.json")  # the approver can see why
+
+    again = _run(project, "defectops.cli", "monitor", *window)
+    assert json.loads(again.stdout)["retrain"]["action"].startswith("skipped: cool-down")
+    assert not (project / "network_attempts.jsonl").exists()

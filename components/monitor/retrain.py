@@ -1,0 +1,150 @@
+"""Close the loop: a drift verdict starts one retraining run, not fifty.
+
+Debounce has two parts. In flight: while a retraining started by us is still running, further
+alerts are recorded but start nothing. Cool-down: after a start, alerts within
+`cooldown_minutes` start nothing either (a storm of drifted windows is one event). The
+retrained model is registered as pending like any other: never promoted automatically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from defectops.config import StepConfig
+from defectops.errors import DefectopsError
+
+STATE_FILE = "retrain_state.json"
+
+
+class RetrainConfig(StepConfig):
+    enabled: bool = Field(False, description="Start retraining on drift (else only alert); params.yaml opts in.")
+    engine: Literal["local", "sagemaker"] = "local"
+    cooldown_minutes: float = Field(360, ge=0, description="No new retraining within this time of the last start.")
+    webhook_url: str | None = Field(None, description="POSTed the alert as JSON (e.g. a chat or pager hook).")
+    project_dir: Path = Field(Path("."), description="local engine: the project whose DVC pipeline is re-run.")
+    sagemaker_pipeline: str | None = Field(None, description="sagemaker engine: pipeline name to start.")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _load_state(state_dir: Path) -> dict:
+    path = state_dir / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_state(state_dir: Path, state: dict) -> None:
+    tmp = state_dir / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, state_dir / STATE_FILE)  # atomic: a crash never leaves half a state file
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A finished child we started stays a zombie until reaped; it is not running.
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def in_flight(state: dict, config: RetrainConfig, sagemaker_client=None) -> bool:
+    run = state.get("last_run") or {}
+    if run.get("engine") == "local":
+        return _pid_alive(run.get("pid"))
+    if run.get("engine") == "sagemaker" and run.get("execution_arn"):
+        import boto3
+
+        client = sagemaker_client or boto3.client("sagemaker")
+        status = client.describe_pipeline_execution(PipelineExecutionArn=run["execution_arn"])
+        return status["PipelineExecutionStatus"] in ("Executing", "Stopping")
+    return False
+
+
+def start_local(config: RetrainConfig, trigger_file: Path, log_dir: Path) -> dict:
+    """`defectops pipeline run --force --trigger drift` in the background, in its own session."""
+    log_path = (log_dir / f"retrain_{_now().strftime('%Y%m%dT%H%M%S')}.log").resolve()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "defectops.cli", "pipeline", "run", "--force",
+                                 "--trigger", "drift", "--trigger-ref", str(trigger_file.resolve())],
+                                cwd=config.project_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return {"engine": "local", "pid": proc.pid, "log": str(log_path)}
+
+
+def start_sagemaker(config: RetrainConfig, trigger: dict, sagemaker_client=None) -> dict:
+    import boto3
+
+    if not config.sagemaker_pipeline:
+        raise DefectopsError("monitor.retrain.sagemaker_pipeline: set the SageMaker pipeline name to start")
+    client = sagemaker_client or boto3.client("sagemaker")
+    response = client.start_pipeline_execution(
+        PipelineName=config.sagemaker_pipeline, PipelineExecutionDisplayName=f"drift-{_now():%Y%m%d%H%M%S}",
+        PipelineExecutionDescription=f"retraining on drift in {', '.join(trigger['drifted_features'])}"[:3000],
+        PipelineParameters=[{"Name": "Trigger", "Value": "drift"}])
+    return {"engine": "sagemaker", "execution_arn": response["PipelineExecutionArn"]}
+
+
+def send_webhook(url: str, payload: dict) -> str:
+    import httpx
+
+    try:
+        reply = httpx.post(url, json=payload, timeout=10)
+        return f"webhook {reply.status_code}"
+    except httpx.HTTPError as exc:  # an alert channel being down must not stop retraining
+        return f"webhook failed: {exc}"
+
+
+def on_drift(trigger: dict, trigger_file: Path, config: RetrainConfig, state_dir: Path,
+             sagemaker_client=None) -> dict:
+    """Alert, then start retraining unless one is in flight or the cool-down holds. Returns what happened."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "retrain.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two monitors firing at once still decide one after the other
+        return _decide(trigger, trigger_file, config, state_dir, sagemaker_client)
+
+
+def _decide(trigger: dict, trigger_file: Path, config: RetrainConfig, state_dir: Path, sagemaker_client) -> dict:
+    state = _load_state(state_dir)
+    outcome: dict = {"time": _now().isoformat(timespec="seconds")}
+    if config.webhook_url:
+        outcome["alert"] = send_webhook(config.webhook_url, {"event": "drift", **trigger})
+    last_start = state.get("last_run", {}).get("started")
+    if not config.enabled:
+        outcome["action"] = "alert only (retraining disabled)"
+    elif in_flight(state, config, sagemaker_client):
+        outcome["action"] = "skipped: a retraining run is still in flight"
+    elif last_start and _now() - datetime.fromisoformat(last_start) < timedelta(minutes=config.cooldown_minutes):
+        outcome["action"] = f"skipped: cool-down of {config.cooldown_minutes:g} min since {last_start}"
+    else:
+        if config.engine == "local":
+            run = start_local(config, trigger_file, state_dir)
+        else:
+            run = start_sagemaker(config, trigger, sagemaker_client)
+        run["started"] = outcome["time"]
+        state["last_run"] = run
+        state["runs_started"] = state.get("runs_started", 0) + 1
+        outcome["action"] = "retraining started"
+        outcome["run"] = run
+    state.setdefault("alerts", 0)
+    state["alerts"] += 1
+    _save_state(state_dir, state)
+    return outcome
