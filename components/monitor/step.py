@@ -61,14 +61,18 @@ def reference_for_log(inference_log: Path, deploy_root: Path) -> Path:
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, features: list[str], drift_share: float,
                  html_path: Path) -> dict:
     """Run Evidently's drift preset; return per-feature p-values/drift flags and the overall share."""
-    from evidently import Report
+    from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
+    # Every feature is a number; left to guess, Evidently treats small counts (n_detections) as
+    # categories and a count never seen in the reference looks like infinite drift.
+    definition = DataDefinition(numerical_columns=features)
     with warnings.catch_warnings():
         # Constant columns in tiny windows make scipy divide by zero; the test still answers.
         warnings.simplefilter("ignore", RuntimeWarning)
         snapshot = Report([DataDriftPreset(columns=features, drift_share=drift_share)]).run(
-            current_data=current[features], reference_data=reference[features])
+            current_data=Dataset.from_pandas(current[features].astype(float), data_definition=definition),
+            reference_data=Dataset.from_pandas(reference[features].astype(float), data_definition=definition))
     snapshot.save_html(str(html_path))
     per_feature, share = {}, 0.0
     for metric in snapshot.dict()["metrics"]:

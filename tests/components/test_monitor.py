@@ -65,3 +65,32 @@ def test_features_react_to_lighting_and_blur():
     import cv2
 
     assert image_features(cv2.GaussianBlur(img, (0, 0), 2))["sharpness"] < base["sharpness"] / 4
+
+
+def _rendered_rows(html_path):
+    """Open the report in headless Chromium (JS executed) and return each table row's text."""
+    import re
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (.ci/run installs it)")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={html_path.parent / 'chromium-profile'}", "--virtual-time-budget=15000",
+                          "--dump-dom", html_path.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    rows = re.findall(r"<tr.*?</tr>", dom, re.S)
+    return [" ".join(re.sub(r"<[^>]+>", " ", r).split()) for r in rows]
+
+
+def test_drift_report_opens_and_shows_the_drifted_features(tmp_path):
+    rng = np.random.default_rng(5)
+    current = _frame(rng, 120, 175)
+    _write(tmp_path, _frame(rng, 200, 120), current)
+    monitor(MonitorConfig(), tmp_path / "reference.csv", tmp_path / "log.jsonl", tmp_path / "out")
+    rows = _rendered_rows(tmp_path / "out" / "drift_report.html")
+    by_feature = {r.split()[0]: r for r in rows if r and r.split()[0] in {"brightness", "contrast", "sharpness"}}
+    assert "Detected" in by_feature["brightness"] and "Not Detected" not in by_feature["brightness"]
+    assert "Not Detected" in by_feature["contrast"]
