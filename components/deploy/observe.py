@@ -13,8 +13,10 @@ def observe(detector: OnnxDetector, rgb: np.ndarray,
     """Detections, the drift features of the image, and the raw pooled embedding."""
     detections, embedding = detector.infer(rgb)
     scores = [d.score for d in detections]
+    confident = [s for s in scores if s >= detector.threshold]
     record = {**image_features(rgb), "max_confidence": max(scores, default=0.0),
-              "n_detections": sum(s >= detector.threshold for s in scores)}
+              "mean_confidence": float(np.mean(confident)) if confident else 0.0,
+              "n_detections": len(confident)}
     if reducer is not None and embedding is not None:
         record.update(reducer.transform(embedding))
     return detections, record, embedding

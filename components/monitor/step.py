@@ -27,6 +27,7 @@ class MonitorConfig(StepConfig):
     window: int = Field(500, ge=1, description="Most recent logged inferences to compare.")
     min_window: int = Field(30, ge=1, description="Fewer logged inferences than this: no verdict.")
     retrain: RetrainConfig = RetrainConfig()
+    log_to_mlflow: bool = Field(False, description="Record every check as an MLflow run with its report.")
 
 
 class MonitorError(DefectopsError):
@@ -121,4 +122,22 @@ def monitor(config: MonitorConfig, reference_csv: Path, inference_log: Path, out
                 fh.write(json.dumps({**trigger, "outcome": verdict["retrain"]}) + "\n")
     verdict["seconds"] = timer.seconds()
     write_metrics(out / "verdict.json", verdict)
+    if config.log_to_mlflow:
+        _log_to_mlflow(verdict, out)
     return verdict
+
+
+def _log_to_mlflow(verdict: dict, out: Path) -> None:
+    """Each check is a run in the 'defectops-monitoring' experiment: the drift history, with its reports."""
+    import mlflow
+
+    from defectops.tracking import configure_mlflow
+
+    configure_mlflow("defectops-monitoring")
+    with mlflow.start_run(run_name=f"drift-check {verdict['status']}"):
+        mlflow.set_tags({"status": verdict["status"], "action": (verdict.get("retrain") or {}).get("action", "")})
+        mlflow.log_metrics({"drifted_share": verdict.get("drifted_share", 0.0), "current_rows": verdict["current_rows"],
+                            "drift": float(verdict["drift"])})
+        mlflow.log_artifact(str(out / "verdict.json"))
+        if (out / "drift_report.html").exists() and verdict["status"] != "insufficient_data":
+            mlflow.log_artifact(str(out / "drift_report.html"))

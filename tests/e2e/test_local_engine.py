@@ -156,4 +156,12 @@ def test_drift_starts_exactly_one_retraining_and_a_pending_version(project, demo
 
     again = _run(project, "defectops.cli", "monitor", *window)
     assert json.loads(again.stdout)["retrain"]["action"].startswith("skipped: cool-down")
+
+    history = subprocess.run([sys.executable, "-c",
+                              "import mlflow; mlflow.set_tracking_uri(__import__('defectops.tracking').tracking."
+                              "tracking_uri()); runs = mlflow.search_runs(experiment_names=['defectops-monitoring']);"
+                              "print(len(runs), sorted(set(runs['tags.status'])))"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    # the demo's two checks (ok, then drift) and our five
+    assert history.stdout.split(maxsplit=1) == ["7", "['drift', 'ok']\n"], history.stderr[-2000:]
     assert not (project / "network_attempts.jsonl").exists()
