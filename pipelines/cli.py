@@ -228,6 +228,41 @@ def pipeline_run(
     console.print(table)
 
 
+@app.command("ui")
+def ui_command(
+    host: str = typer.Option("127.0.0.1", help="Bind address; loopback unless behind a proxy."),
+    port: int = typer.Option(8100),
+    users: Path = typer.Option(Path("ui_users.json"), help="Local users file (see 'defectops ui-add-user')."),
+    trusted_header: str = typer.Option(None, help="Take the approver's name from this header, set by a trusted "
+                                                  "authenticating proxy, instead of the login page."),
+    model_name: str = MODEL_NAME_OPTION,
+) -> None:
+    """The approver's review page: pending versions, evidence side by side, approve / reject / rollback."""
+    import uvicorn
+
+    from defectops.ui.app import create_app
+
+    uvicorn.run(create_app(model_name, users, trusted_header), host=host, port=port, log_level="warning")
+
+
+@app.command("ui-add-user")
+def ui_add_user(
+    name: str = typer.Argument(..., help="Login name; it is recorded as the approver."),
+    users: Path = typer.Option(Path("ui_users.json"), help="Users file to add to (created 0600)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+) -> None:
+    """Add or reset a local review-page user (salted PBKDF2 hash; the password is never stored)."""
+    import sys
+
+    from defectops.ui import auth
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
+        "password", hide_input=True, confirmation_prompt=True)
+    with step_errors("ui-add-user"):
+        auth.add_user(users, name, password)
+    console.print(f"user {name} saved in {users}")
+
+
 @app.command("demo")
 def demo_command(
     approver: str = typer.Option("qa.lead", help="Name of the person standing in as approver."),

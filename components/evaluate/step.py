@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from defectops.components.evaluate.evidence import false_negative_grid, model_card, per_class_recall, recall_lower_bound
 from defectops.components.evaluate.plots import plot_pr_curves
 from defectops.components.evaluate.threshold import image_level_metrics, pr_curve, tune_threshold
 from defectops.config import StepConfig
-from defectops.dataset import label_path, read_labels, read_manifest, ultralytics_view
+from defectops.dataset import label_path, read_labels, read_manifest, read_names, ultralytics_view
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow
 
@@ -72,6 +73,17 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
                               device=config.device, plots=False, verbose=False, project=scratch, name="val")
     missed = [p for p, s, t in zip(split_paths["test"], split_scores["test"], split_truth["test"])
               if t and s < threshold]
+    names = read_names(dataset)
+    test_labels = {p: read_labels(label_path(dataset, p)) for p in split_paths["test"]}
+    per_class = per_class_recall(split_paths["test"], split_scores["test"], test_labels, names, threshold)
+    (out / "per_class.json").write_text(json.dumps(per_class, indent=2) + "\n")
+    false_negative_grid(dataset, missed, test_labels, names, out / "false_negatives.png")
+    lower_bound = recall_lower_bound(val_m["tp"], val_m["tp"] + val_m["fn"])
+    warning = None
+    if recall_lower_bound(val_m["tp"] + val_m["fn"], val_m["tp"] + val_m["fn"]) < config.target_recall:
+        warning = (f"the validation split has {val_m['tp'] + val_m['fn']} defective images: even catching all of "
+                   f"them cannot show recall >= {config.target_recall} with 95 % confidence; add defective "
+                   "validation images")
 
     curves = {s: pr_curve(split_scores[s], split_truth[s])[:2] for s in ("val", "test")}
     operating = {"val": (val_m["recall"], val_m["precision"]), "test": (test_m["recall"], test_m["precision"])}
@@ -92,9 +104,12 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
         "test_map50": float(detection.box.map50),
         "test_map50_95": float(detection.box.map),
         "test_false_negatives": missed,
+        "val_recall_lower_bound": lower_bound,
+        "small_validation_warning": warning,
         "seconds": timer.seconds(),
     }
     write_metrics(out / "metrics.json", metrics)
+    (out / "model_card.md").write_text(model_card(metrics, per_class, run_info))
 
     configure_mlflow(config.experiment)
     with mlflow.start_run(run_id=run_info["run_id"]):
@@ -102,6 +117,7 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
                             "eval/test_precision": test_m["precision"], "eval/test_f1": test_m["f1"],
                             "eval/val_recall": val_m["recall"], "eval/test_map50": metrics["test_map50"],
                             "eval/test_map50_95": metrics["test_map50_95"]})
-        for name in ("metrics.json", "threshold.json", "per_image.csv", "pr_curve.png"):
+        for name in ("metrics.json", "threshold.json", "per_image.csv", "pr_curve.png", "per_class.json",
+                     "false_negatives.png", "model_card.md"):
             mlflow.log_artifact(str(out / name), artifact_path="evaluation")
     return metrics

@@ -1,0 +1,1 @@
+"""The approver's review page: decide on a pending model from the evidence, in a browser."""

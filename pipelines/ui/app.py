@@ -1,0 +1,202 @@
+"""`defectops ui`: pending list, review page (challenger vs champion), approve / reject / rollback.
+
+Decisions go through `defectops.registry`, the same code path as the CLI: four-eyes, required
+reasons and the audit log are enforced there, not here. Server-rendered pages, no external
+assets: it works on an air-gapped line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from defectops import registry
+from defectops.ui import auth, evidence
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+ROWS = [("recall", "recall"), ("precision", "precision"), ("recall 95 % lower bound (val)", "lower_bound"),
+        ("threshold", "threshold"), ("mAP50", "map50"), ("missed defective images", "missed")]
+
+
+def _fmt(ev: evidence.Evidence | None, key: str) -> str:
+    if ev is None or not ev.metrics:
+        return "—"
+    m = ev.metrics
+    values = {"recall": m["test"]["recall"], "precision": m["test"]["precision"],
+              "lower_bound": m.get("val_recall_lower_bound"), "threshold": m["threshold"],
+              "map50": m.get("test_map50"), "missed": len(m.get("test_false_negatives", []))}
+    value = values[key]
+    return "—" if value is None else str(value) if isinstance(value, int) else f"{value:.3f}"
+
+
+def _age(info: registry.VersionInfo) -> str:
+    stamp = info.tags.get("registered_at")
+    if not stamp:
+        return ""
+    minutes = (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds() / 60
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.0f} h" if minutes < 2880 else f"{minutes / 1440:.0f} d"
+
+
+def create_app(model_name: str, users_file: Path, trusted_header: str | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def warm_up(_: FastAPI):
+        # Pay MLflow's and matplotlib's import and the first registry query at start, not on an
+        # approver's first click.
+        import matplotlib.pyplot  # noqa: F401
+
+        registry.list_versions(model_name)
+        yield
+
+    app = FastAPI(title="defectops review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=warm_up)
+    app.add_middleware(SessionMiddleware, secret_key=os.environ.get("DEFECTOPS_UI_SECRET") or secrets.token_hex(32),
+                       same_site="strict", max_age=8 * 3600)
+
+    def user_of(request: Request) -> str | None:
+        if trusted_header:  # behind an authenticating proxy that sets this header
+            return request.headers.get(trusted_header)
+        return request.session.get("user")
+
+    def csrf_token(request: Request) -> str:
+        if "csrf" not in request.session:
+            request.session["csrf"] = secrets.token_urlsafe(32)
+        return request.session["csrf"]
+
+    def check_csrf(request: Request, token: str) -> None:
+        expected = request.session.get("csrf")
+        if not expected or not secrets.compare_digest(token or "", expected):
+            raise HTTPException(403, "form expired or forged (CSRF token mismatch): reload the page")
+
+    def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
+        return TEMPLATES.TemplateResponse(request, template, {"user": user_of(request), "csrf": csrf_token(request),
+                                                              **context}, status_code=status)
+
+    def require_user(request: Request) -> str:
+        user = user_of(request)
+        if not user:
+            raise HTTPException(303, headers={"Location": "/login"})
+        return user
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request):
+        return page(request, "login.html")
+
+    @app.post("/login")
+    def login(request: Request, username: str = Form(...), password: str = Form(...), csrf: str = Form("")):
+        check_csrf(request, csrf)
+        if not auth.check_password(auth.load_users(users_file), username, password):
+            return page(request, "login.html", status=401, error="Unknown name or wrong password.")
+        request.session["user"] = username
+        request.session["csrf"] = secrets.token_urlsafe(32)  # new session, new token
+        return RedirectResponse("/", status_code=303)
+
+    @app.post("/logout")
+    def logout(request: Request, csrf: str = Form("")):
+        check_csrf(request, csrf)
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/", response_class=HTMLResponse)
+    def pending(request: Request):
+        require_user(request)
+        versions = registry.list_versions(model_name)
+        waiting = [v for v in versions if v.tags.get("approval") == "pending"]
+        return page(request, "pending.html", pending=waiting, versions=list(reversed(versions)),
+                    champion=next((v for v in versions if registry.CHAMPION in v.aliases), None),
+                    ages={v.version: _age(v) for v in waiting})
+
+    def review(request: Request, version: str, status: int = 200, **extra) -> HTMLResponse:
+        ev = evidence.load(model_name, version)
+        champion = registry.by_alias(model_name, registry.CHAMPION)
+        champ = evidence.load(model_name, champion.version) if champion and champion.version != version else None
+        card = ev.file("model_card.md")
+        trigger_ref = ev.info.tags.get("trigger_ref")
+        trigger = json.loads(Path(trigger_ref).read_text()) if trigger_ref and Path(trigger_ref).exists() else {}
+        import mistune
+
+        markdown = mistune.create_markdown(escape=True, plugins=["table"])
+        return page(request, "review.html", status=status, name=model_name, ev=ev, champ=champ, rows=ROWS, fmt=_fmt,
+                    model_card=markdown(card.read_text()) if card else None, trigger=trigger,
+                    trigger_report=trigger.get("report"), history=evidence.history(model_name), **extra)
+
+    @app.get("/versions/{version}", response_class=HTMLResponse)
+    def version_page(request: Request, version: str, message: str | None = None):
+        require_user(request)
+        return review(request, version, message=message)
+
+    @app.post("/versions/{version}/decide")
+    def decide(request: Request, version: str, action: str = Form(...), reason: str = Form(""),
+               csrf: str = Form("")):
+        user = require_user(request)
+        check_csrf(request, csrf)
+        if action not in ("approve", "reject"):
+            raise HTTPException(400, f"unknown action {action!r}")
+        try:
+            getattr(registry, action)(model_name, version, user, reason)
+        except registry.RegistryError as exc:
+            return review(request, version, status=409, error=str(exc))
+        verb = "approved: it is now the champion" if action == "approve" else "rejected"
+        return RedirectResponse(f"/versions/{version}?message=v{version} {verb}", status_code=303)
+
+    @app.post("/rollback")
+    def rollback(request: Request, reason: str = Form(""), csrf: str = Form("")):
+        user = require_user(request)
+        check_csrf(request, csrf)
+        current = registry.by_alias(model_name, registry.CHAMPION)
+        try:
+            restored = registry.rollback(model_name, user, reason)
+        except registry.RegistryError as exc:
+            return review(request, current.version if current else "1", status=409, error=str(exc))
+        return RedirectResponse(f"/versions/{restored.version}?message=rolled back to v{restored.version}",
+                                status_code=303)
+
+    @app.get("/versions/{version}/pr.png")
+    def pr_png(request: Request, version: str):
+        require_user(request)
+        champion = registry.by_alias(model_name, registry.CHAMPION)
+        champ = evidence.load(model_name, champion.version) if champion and champion.version != version else None
+        return Response(_pr_png_cached(version, champ.info.version if champ else None), media_type="image/png")
+
+    @functools.lru_cache(maxsize=128)
+    def _pr_png_cached(version: str, champion_version: str | None) -> bytes:
+        """Evaluations never change once logged, so a (challenger, champion) pair renders once."""
+        champ = evidence.load(model_name, champion_version) if champion_version else None
+        return evidence.pr_png(evidence.load(model_name, version), champ)
+
+    @app.get("/versions/{version}/artifact/{name}")
+    def artifact(request: Request, version: str, name: str):
+        require_user(request)
+        if name not in ("false_negatives.png", "pr_curve.png", "model_card.md"):
+            raise HTTPException(404, f"no artefact named {name}")
+        path = evidence.load(model_name, version).file(name)
+        if path is None:
+            raise HTTPException(404, f"v{version} has no {name}")
+        return FileResponse(path)
+
+    @app.get("/versions/{version}/trigger-report")
+    def trigger_report(request: Request, version: str):
+        require_user(request)
+        ref = registry.get_version(model_name, version).tags.get("trigger_ref")
+        report = json.loads(Path(ref).read_text()).get("report") if ref and Path(ref).exists() else None
+        if not report or not Path(report).exists():
+            raise HTTPException(404, "this version was not trained on a drift alert, or its report is gone")
+        return FileResponse(report, media_type="text/html")
+
+    @app.exception_handler(HTTPException)
+    async def http_errors(request: Request, exc: HTTPException):
+        if exc.status_code == 303:
+            return RedirectResponse(exc.headers["Location"], status_code=303)
+        return HTMLResponse(f"<h3>{exc.status_code}</h3><p>{exc.detail}</p>", status_code=exc.status_code)
+
+    return app

@@ -1,0 +1,100 @@
+"""What the review page shows for a version, read from the registry and the run's evaluation artefacts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from defectops import audit, registry
+from defectops.tracking import tracking_uri
+
+
+@dataclass
+class Evidence:
+    info: registry.VersionInfo
+    metrics: dict
+    per_class: list[dict]
+    folder: Path | None  # local copy of the run's evaluation artefacts
+
+    def file(self, name: str) -> Path | None:
+        path = self.folder / name if self.folder else None
+        return path if path and path.exists() else None
+
+
+@lru_cache(maxsize=256)
+def _download(run_id: str) -> Path | None:
+    """Evaluation artefacts of a run, fetched once per process (runs are immutable)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation",
+                                                        tracking_uri=tracking_uri()))
+    except (MlflowException, OSError):
+        return None
+
+
+def load(name: str, version: str) -> Evidence:
+    info = registry.get_version(name, version)
+    folder = _download(info.run_id) if info.run_id else None
+    metrics = json.loads((folder / "metrics.json").read_text()) if folder and (folder / "metrics.json").exists() else {}
+    per_class_file = folder / "per_class.json" if folder else None
+    per_class = json.loads(per_class_file.read_text()) if per_class_file and per_class_file.exists() else []
+    return Evidence(info, metrics, per_class, folder)
+
+
+def pr_points(evidence: Evidence, split: str = "test") -> tuple[np.ndarray, np.ndarray] | None:
+    from defectops.components.evaluate.threshold import pr_curve
+
+    path = evidence.file("per_image.csv")
+    if path is None:
+        return None
+    with open(path) as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == split]
+    scores = np.array([float(r["score"]) for r in rows])
+    truth = np.array([r["is_defect"] == "1" for r in rows])
+    precision, recall, _ = pr_curve(scores, truth)
+    return recall, precision
+
+
+def pr_png(challenger: Evidence, champion: Evidence | None) -> bytes:
+    """Both PR curves on the test split with both operating points, so the trade-off is visible."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.2), dpi=100)
+    for label, evidence, colour in (("challenger", challenger, "tab:orange"), ("champion", champion, "tab:blue")):
+        if evidence is None or evidence is challenger and label == "champion":
+            continue
+        curve = pr_points(evidence)
+        if curve is None:
+            continue
+        ax.plot(curve[0], curve[1], drawstyle="steps-post", color=colour, label=f"{label} v{evidence.info.version}")
+        test = evidence.metrics.get("test", {})
+        if test:
+            ax.scatter([test["recall"]], [test["precision"]], color=colour, edgecolors="black", s=70, zorder=5,
+                       label=f"{label} operating point (thr {evidence.metrics['threshold']:.3f})")
+    target = challenger.metrics.get("target_recall")
+    if target:
+        ax.axvline(target, color="grey", linestyle="--", linewidth=1, label=f"target recall {target:.2f}")
+    ax.set(xlabel="image-level recall", ylabel="image-level precision", xlim=(0, 1.02), ylim=(0, 1.02),
+           title="Test split: challenger vs champion")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def history(name: str) -> list[dict]:
+    return [e for e in audit.read() if e["model"] == name]
