@@ -236,13 +236,16 @@ def ui_command(
     trusted_header: str = typer.Option(None, help="Take the approver's name from this header, set by a trusted "
                                                   "authenticating proxy, instead of the login page."),
     model_name: str = MODEL_NAME_OPTION,
+    backend: str = BACKEND_OPTION,
 ) -> None:
     """The approver's review page: pending versions, evidence side by side, approve / reject / rollback."""
     import uvicorn
 
     from defectops.ui.app import create_app
+    from defectops.ui.backends import MlflowBackend, SageMakerBackend
 
-    uvicorn.run(create_app(model_name, users, trusted_header), host=host, port=port, log_level="warning")
+    store = SageMakerBackend(model_name) if backend == "sagemaker" else MlflowBackend(model_name)
+    uvicorn.run(create_app(model_name, users, trusted_header, store), host=host, port=port, log_level="warning")
 
 
 @app.command("ui-add-user")

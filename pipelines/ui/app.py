@@ -22,6 +22,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from defectops import registry
 from defectops.ui import auth, evidence
+from defectops.ui.backends import MlflowBackend, SageMakerBackend
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 ROWS = [("recall", "recall"), ("precision", "precision"), ("recall 95 % lower bound (val)", "lower_bound"),
@@ -49,14 +50,17 @@ def _age(info: registry.VersionInfo) -> str:
     return f"{minutes / 60:.0f} h" if minutes < 2880 else f"{minutes / 1440:.0f} d"
 
 
-def create_app(model_name: str, users_file: Path, trusted_header: str | None = None) -> FastAPI:
+def create_app(model_name: str, users_file: Path, trusted_header: str | None = None,
+               backend: MlflowBackend | SageMakerBackend | None = None) -> FastAPI:
+    backend = backend or MlflowBackend(model_name)
+
     @contextlib.asynccontextmanager
     async def warm_up(_: FastAPI):
         # Pay MLflow's and matplotlib's import and the first registry query at start, not on an
         # approver's first click.
         import matplotlib.pyplot  # noqa: F401
 
-        registry.list_versions(model_name)
+        backend.versions()
         yield
 
     app = FastAPI(title="defectops review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=warm_up)
@@ -110,16 +114,16 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     @app.get("/", response_class=HTMLResponse)
     def pending(request: Request):
         require_user(request)
-        versions = registry.list_versions(model_name)
+        versions = backend.versions()
         waiting = [v for v in versions if v.tags.get("approval") == "pending"]
         return page(request, "pending.html", pending=waiting, versions=list(reversed(versions)),
                     champion=next((v for v in versions if registry.CHAMPION in v.aliases), None),
                     ages={v.version: _age(v) for v in waiting})
 
     def review(request: Request, version: str, status: int = 200, **extra) -> HTMLResponse:
-        ev = evidence.load(model_name, version)
-        champion = registry.by_alias(model_name, registry.CHAMPION)
-        champ = evidence.load(model_name, champion.version) if champion and champion.version != version else None
+        ev = backend.evidence(version)
+        champion = backend.champion()
+        champ = backend.evidence(champion.version) if champion and champion.version != version else None
         card = ev.file("model_card.md")
         trigger_ref = ev.info.tags.get("trigger_ref")
         trigger = json.loads(Path(trigger_ref).read_text()) if trigger_ref and Path(trigger_ref).exists() else {}
@@ -143,7 +147,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         if action not in ("approve", "reject"):
             raise HTTPException(400, f"unknown action {action!r}")
         try:
-            getattr(registry, action)(model_name, version, user, reason)
+            backend.decide(action, version, user, reason)
         except registry.RegistryError as exc:
             return review(request, version, status=409, error=str(exc))
         verb = "approved: it is now the champion" if action == "approve" else "rejected"
@@ -153,9 +157,9 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     def rollback(request: Request, reason: str = Form(""), csrf: str = Form("")):
         user = require_user(request)
         check_csrf(request, csrf)
-        current = registry.by_alias(model_name, registry.CHAMPION)
+        current = backend.champion()
         try:
-            restored = registry.rollback(model_name, user, reason)
+            restored = backend.rollback(user, reason)
         except registry.RegistryError as exc:
             return review(request, current.version if current else "1", status=409, error=str(exc))
         return RedirectResponse(f"/versions/{restored.version}?message=rolled back to v{restored.version}",
@@ -164,22 +168,22 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     @app.get("/versions/{version}/pr.png")
     def pr_png(request: Request, version: str):
         require_user(request)
-        champion = registry.by_alias(model_name, registry.CHAMPION)
-        champ = evidence.load(model_name, champion.version) if champion and champion.version != version else None
-        return Response(_pr_png_cached(version, champ.info.version if champ else None), media_type="image/png")
+        champion = backend.champion()
+        champion_version = champion.version if champion and champion.version != version else None
+        return Response(_pr_png_cached(version, champion_version), media_type="image/png")
 
     @functools.lru_cache(maxsize=128)
     def _pr_png_cached(version: str, champion_version: str | None) -> bytes:
         """Evaluations never change once logged, so a (challenger, champion) pair renders once."""
-        champ = evidence.load(model_name, champion_version) if champion_version else None
-        return evidence.pr_png(evidence.load(model_name, version), champ)
+        champ = backend.evidence(champion_version) if champion_version else None
+        return evidence.pr_png(backend.evidence(version), champ)
 
     @app.get("/versions/{version}/artifact/{name}")
     def artifact(request: Request, version: str, name: str):
         require_user(request)
         if name not in ("false_negatives.png", "pr_curve.png", "model_card.md"):
             raise HTTPException(404, f"no artefact named {name}")
-        path = evidence.load(model_name, version).file(name)
+        path = backend.evidence(version).file(name)
         if path is None:
             raise HTTPException(404, f"v{version} has no {name}")
         return FileResponse(path)
@@ -187,7 +191,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     @app.get("/versions/{version}/trigger-report")
     def trigger_report(request: Request, version: str):
         require_user(request)
-        ref = registry.get_version(model_name, version).tags.get("trigger_ref")
+        ref = backend.get(version).tags.get("trigger_ref")
         report = json.loads(Path(ref).read_text()).get("report") if ref and Path(ref).exists() else None
         if not report or not Path(report).exists():
             raise HTTPException(404, "this version was not trained on a drift alert, or its report is gone")

@@ -6,13 +6,11 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from defectops import audit, registry
-from defectops.tracking import tracking_uri
 
 
 @dataclass
@@ -27,23 +25,10 @@ class Evidence:
         return path if path and path.exists() else None
 
 
-@lru_cache(maxsize=256)
-def _download(run_id: str) -> Path | None:
-    """Evaluation artefacts of a run, fetched once per process (runs are immutable)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation",
-                                                        tracking_uri=tracking_uri()))
-    except (MlflowException, OSError):
-        return None
-
-
-def load(name: str, version: str) -> Evidence:
-    info = registry.get_version(name, version)
-    folder = _download(info.run_id) if info.run_id else None
-    metrics = json.loads((folder / "metrics.json").read_text()) if folder and (folder / "metrics.json").exists() else {}
+def load_folder(info: registry.VersionInfo, folder: Path | None) -> Evidence:
+    """Evidence from a local copy of a version's evaluation folder (wherever it was fetched from)."""
+    metrics_file = folder / "metrics.json" if folder else None
+    metrics = json.loads(metrics_file.read_text()) if metrics_file and metrics_file.exists() else {}
     per_class_file = folder / "per_class.json" if folder else None
     per_class = json.loads(per_class_file.read_text()) if per_class_file and per_class_file.exists() else []
     return Evidence(info, metrics, per_class, folder)

@@ -1,0 +1,115 @@
+"""Where the review page reads versions and sends decisions: the MLflow registry or SageMaker's.
+
+Both expose the same few operations, and both decide through the rules in `defectops.registry`
+(the SageMaker adapter calls the same `check_decision`), so the page has one code path.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from defectops import registry
+from defectops.ui.evidence import Evidence, load_folder
+
+
+class MlflowBackend:
+    def __init__(self, model_name: str):
+        self.model_name = model_name
+
+    def versions(self) -> list[registry.VersionInfo]:
+        return registry.list_versions(self.model_name)
+
+    def get(self, version: str) -> registry.VersionInfo:
+        return registry.get_version(self.model_name, version)
+
+    def champion(self) -> registry.VersionInfo | None:
+        return registry.by_alias(self.model_name, registry.CHAMPION)
+
+    def evidence(self, version: str) -> Evidence:
+        info = self.get(version)
+        return load_folder(info, _mlflow_evaluation(info.run_id) if info.run_id else None)
+
+    def decide(self, action: str, version: str, by: str, reason: str) -> None:
+        getattr(registry, action)(self.model_name, version, by, reason)
+
+    def rollback(self, by: str, reason: str) -> registry.VersionInfo:
+        return registry.rollback(self.model_name, by, reason)
+
+
+@lru_cache(maxsize=256)
+def _mlflow_evaluation(run_id: str) -> Path | None:
+    """Evaluation artefacts of a run, fetched once per process (runs are immutable)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from defectops.tracking import tracking_uri
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation",
+                                                        tracking_uri=tracking_uri()))
+    except (MlflowException, OSError):
+        return None
+
+
+class SageMakerBackend:
+    """A model package group; evidence is the evaluation folder its ModelMetrics statistics point to in S3."""
+
+    def __init__(self, group: str, sagemaker_client=None, s3_client=None):
+        import boto3
+
+        from defectops.sagemaker_registry import SageMakerRegistry
+
+        self.model_name = group
+        self.registry = SageMakerRegistry(group, sagemaker_client)
+        self.s3 = s3_client or boto3.client("s3")
+        self._cache = Path(tempfile.mkdtemp(prefix="defectops-ui-s3-"))
+
+    def _info(self, package: dict, champion_version: str | None) -> registry.VersionInfo:
+        aliases = [registry.CHAMPION] if package["version"] == champion_version else []
+        return registry.VersionInfo(self.model_name, package["version"], package["arn"], "",
+                                    {**package["metadata"], "approval": package["approval"]}, aliases)
+
+    def versions(self) -> list[registry.VersionInfo]:
+        packages = self.registry.list_versions()
+        approved = [p["version"] for p in packages if p["approval"] == "approved"]
+        # The newest approved package is what the approval EventBridge rule deploys: the champion.
+        champion = max(approved, key=int) if approved else None
+        return sorted((self._info(p, champion) for p in packages), key=lambda v: int(v.version))
+
+    def get(self, version: str) -> registry.VersionInfo:
+        for info in self.versions():
+            if info.version == str(version):
+                return info
+        raise registry.RegistryError(f"SageMaker model package group '{self.model_name}' has no version {version}")
+
+    def champion(self) -> registry.VersionInfo | None:
+        return next((v for v in self.versions() if registry.CHAMPION in v.aliases), None)
+
+    def evidence(self, version: str) -> Evidence:
+        info = self.get(version)
+        raw = self.registry.sm.describe_model_package(ModelPackageName=info.source)
+        uri = raw.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri")
+        return load_folder(info, self._download(uri) if uri else None)
+
+    def _download(self, metrics_uri: str) -> Path:
+        bucket, key = metrics_uri.removeprefix("s3://").split("/", 1)
+        prefix = key.rsplit("/", 1)[0] + "/"
+        folder = self._cache / bucket / prefix
+        if not (folder / "metrics.json").exists():
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    target = folder / obj["Key"][len(prefix):]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self.s3.download_file(bucket, obj["Key"], str(target))
+        return folder
+
+    def decide(self, action: str, version: str, by: str, reason: str) -> None:
+        getattr(self.registry, action)(version, by, reason)
+
+    def rollback(self, by: str, reason: str) -> registry.VersionInfo:
+        raise registry.RegistryError("on SageMaker, roll back by redeploying the previous Approved package "
+                                     "('defectops sagemaker deploy-endpoint --model-package-arn ...')")
+
+
