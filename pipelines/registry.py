@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from defectops.errors import RefusedError
 from defectops.tracking import tracking_uri
@@ -111,6 +112,22 @@ def list_versions(name: str) -> list[VersionInfo]:
     versions = sorted((_info(v) for v in c.search_model_versions(f"name='{name}'")), key=lambda v: int(v.version))
     # Search results carry no aliases in MLflow; the registered model does.
     return [replace(v, aliases=sorted(a for a, num in aliases.items() if str(num) == v.version)) for v in versions]
+
+
+def fetch_weights(info: VersionInfo, dest: Path) -> Path:
+    """Download a version's weights and check them against the sha256 recorded at registration."""
+    import mlflow
+
+    from defectops.dataset import sha256_file
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dest)))
+    weights = local / "best.pt" if local.is_dir() else local
+    expected = info.tags.get("weights_sha256")
+    actual = sha256_file(weights)
+    if expected and actual != expected:
+        raise RegistryError(f"{weights}: sha256 {actual} does not match the registry's {expected} for "
+                            f"{info.name} v{info.version}; refusing to use a modified artefact")
+    return weights
 
 
 def champion_history(name: str) -> list[str]:

@@ -34,26 +34,12 @@ class DeployConfig(StepConfig):
 
 
 class DeployError(RefusedError):
-    """No approved champion, or its artefact does not match the registry."""
+    """No approved champion, or an exported artefact does not match the registry."""
 
 
 def version_dir(deploy_root: Path, version: str) -> Path:
     """Where an exported version lives; the endpoint loads what the registry's aliases point to."""
     return Path(deploy_root) / "versions" / f"v{version}"
-
-
-def fetch_weights(info: registry.VersionInfo, dest: Path) -> Path:
-    """Download a version's weights and check them against the sha256 recorded at registration."""
-    import mlflow
-
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dest)))
-    weights = local / "best.pt" if local.is_dir() else local
-    expected = info.tags.get("weights_sha256")
-    actual = sha256_file(weights)
-    if expected and actual != expected:
-        raise DeployError(f"{weights}: sha256 {actual} does not match the registry's {expected} for "
-                          f"{info.name} v{info.version}; refusing to deploy a modified artefact")
-    return weights
 
 
 def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
@@ -127,7 +113,7 @@ def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
     with tempfile.TemporaryDirectory(dir=out / "versions", prefix=".staging-") as tmp:
         staging = Path(tmp) / "export"
         staging.mkdir()
-        weights = fetch_weights(info, Path(tmp) / "download")
+        weights = registry.fetch_weights(info, Path(tmp) / "download")
         shutil.copyfile(weights, staging / "best.pt")
         imgsz = int(info.tags.get("imgsz", 256))
         onnx_path = export_onnx(staging / "best.pt", imgsz, staging)

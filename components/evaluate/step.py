@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from defectops.components.evaluate.evidence import false_negative_grid, model_card, per_class_recall, recall_lower_bound
+from defectops.components.evaluate.gate import champion_on_split, compare
 from defectops.components.evaluate.plots import plot_pr_curves
 from defectops.components.evaluate.threshold import image_level_metrics, pr_curve, tune_threshold
 from defectops.config import StepConfig
@@ -29,6 +30,9 @@ class EvaluateConfig(StepConfig):
     batch: int = Field(16, ge=1)
     device: str = "cpu"
     experiment: str = "defectops"
+    model_name: str = Field("defectops-detector", description="Registered model whose champion is the bar.")
+    gate_margin: float = Field(0.0, ge=-1, le=1, description="How much worse than the champion (recall, "
+                                                             "precision) still passes; negative demands gains.")
 
 
 def image_scores(model, root: Path, paths: list[str], imgsz: int, batch: int, device: str) -> np.ndarray:
@@ -73,6 +77,17 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
                               device=config.device, plots=False, verbose=False, project=scratch, name="val")
     missed = [p for p, s, t in zip(split_paths["test"], split_scores["test"], split_truth["test"])
               if t and s < threshold]
+    def score_test_split(weights: Path, size: int) -> np.ndarray:
+        other = YOLO(str(weights), task="detect")
+        return image_scores(other, dataset, split_paths["test"], size, config.batch, config.device)
+
+    champion = champion_on_split(config.model_name, score_test_split, split_truth["test"], image_level_metrics)
+    if champion is None:
+        gate = {"passed": True, "champion_version": None, "reason": "no champion yet"}
+    else:
+        passed, reason = compare(test_m, champion["test"], config.gate_margin)
+        gate = {"passed": passed, "champion_version": champion["version"], "champion": champion, "reason": reason,
+                "margin": config.gate_margin}
     names = read_names(dataset)
     test_labels = {p: read_labels(label_path(dataset, p)) for p in split_paths["test"]}
     per_class = per_class_recall(split_paths["test"], split_scores["test"], test_labels, names, threshold)
@@ -106,6 +121,7 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
         "test_false_negatives": missed,
         "val_recall_lower_bound": lower_bound,
         "small_validation_warning": warning,
+        "gate": gate,
         "seconds": timer.seconds(),
     }
     write_metrics(out / "metrics.json", metrics)

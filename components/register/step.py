@@ -27,6 +27,14 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
     model_dir, eval_dir, out = Path(model_dir), Path(eval_dir), Path(out)
     run_info = json.loads((model_dir / "run.json").read_text())
     evaluation = json.loads((eval_dir / "metrics.json").read_text())
+    gate = evaluation.get("gate") or {"passed": True}
+    if not gate["passed"]:
+        # The run ends here, clearly: a model worse than production is never put in front of an approver.
+        result = {"registered": False, "model_name": config.model_name,
+                  "reason": f"not better than champion v{gate['champion_version']}: {gate['reason']}",
+                  "run_id": run_info["run_id"], "seconds": timer.seconds()}
+        write_metrics(out / "registration.json", result)
+        return result
     mlflow.set_tracking_uri(run_info["tracking_uri"])
     artifact_uri = mlflow.get_run(run_info["run_id"]).info.artifact_uri
     tags = {
@@ -43,10 +51,12 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
         # A retraining launcher says why it ran through the environment, so the same DVC stage
         # records 'drift' or 'schedule' without editing params.yaml.
         "trigger": os.environ.get("DEFECTOPS_TRIGGER") or config.trigger,
+        "gate": (gate.get("reason") or "")[:250],
         "trigger_ref": os.environ.get("DEFECTOPS_TRIGGER_REF", ""),
     }
     version = registry.register_pending(config.model_name, f"{artifact_uri}/model", run_info["run_id"], tags)
-    result = {"model_name": version.name, "version": version.version, "run_id": version.run_id,
+    result = {"registered": True, "gate": gate.get("reason"), "model_name": version.name,
+              "version": version.version, "run_id": version.run_id,
               "approval": version.tags["approval"], "aliases": version.aliases, "seconds": timer.seconds()}
     write_metrics(out / "registration.json", result)
     return result

@@ -65,7 +65,7 @@ def test_tampered_weights_are_refused_at_deploy(deployed, tiny_dataset, tmp_path
     info = registry.by_alias(MODEL, registry.CHAMPION)
     registry.client().set_model_version_tag(MODEL, info.version, "weights_sha256", "0" * 64)
     try:
-        with pytest.raises(DeployError, match="does not match the registry"):
+        with pytest.raises(registry.RegistryError, match="does not match the registry"):
             deploy(DeployConfig(model_name=MODEL), tiny_dataset, tmp_path / "d")
     finally:
         registry.client().set_model_version_tag(MODEL, info.version, "weights_sha256", info.tags["weights_sha256"])

@@ -1,0 +1,43 @@
+"""Champion/challenger gate: the same test split, each model at its own threshold."""
+
+import json
+
+import pytest
+
+from defectops import registry
+from defectops.components.evaluate.gate import compare
+from defectops.components.evaluate.step import EvaluateConfig, evaluate
+from defectops.components.register.step import RegisterConfig, register
+
+
+def test_compare_checks_recall_then_precision_with_margin():
+    champion = {"recall": 0.96, "precision": 0.90}
+    assert compare({"recall": 0.96, "precision": 0.90}, champion, 0.0)[0]
+    ok, reason = compare({"recall": 0.95, "precision": 0.99}, champion, 0.0)
+    assert not ok and reason.startswith("recall 0.950 < champion's 0.960")
+    assert compare({"recall": 0.95, "precision": 0.99}, champion, 0.02)[0]
+    assert not compare({"recall": 0.97, "precision": 0.80}, champion, 0.02)[0]
+    assert not compare({"recall": 0.96, "precision": 0.90}, champion, -0.01)[0]  # must beat it
+
+
+def test_worse_challenger_ends_the_run_without_registration(trained, evaluated, tiny_dataset, tmp_path):
+    name = "gate-test-detector"
+    v1 = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path / "r1")["version"]
+    registry.approve(name, v1, "qa.lead", "baseline")
+
+    same = evaluate(EvaluateConfig(model_name=name), trained, tiny_dataset, tmp_path / "eval_same")
+    assert same["gate"]["passed"] and same["gate"]["champion_version"] == v1
+    assert same["gate"]["champion"]["test"] == same["test"]  # same model, same split, same threshold
+
+    strict = evaluate(EvaluateConfig(model_name=name, gate_margin=-0.05), trained, tiny_dataset, tmp_path / "eval")
+    assert not strict["gate"]["passed"]
+    result = register(RegisterConfig(model_name=name), trained, tmp_path / "eval", tmp_path / "r2")
+    assert result["registered"] is False and f"not better than champion v{v1}" in result["reason"]
+    assert json.loads((tmp_path / "r2" / "registration.json").read_text())["registered"] is False
+    assert [v.version for v in registry.list_versions(name)] == [v1]
+
+
+@pytest.mark.parametrize("margin", [2, -2])
+def test_margin_is_validated(margin):
+    with pytest.raises(ValueError):
+        EvaluateConfig(gate_margin=margin)
