@@ -174,29 +174,34 @@ def read_manifest(root: Path) -> list[dict]:
     return rows
 
 
-@contextlib.contextmanager
-def ultralytics_view(root: Path):
-    """A throw-away YOLO view of the dataset for Ultralytics, yielding its data yaml.
+def build_ultralytics_view(root: Path, view: Path) -> Path:
+    """A YOLO view of the dataset for Ultralytics at `view`; returns its data yaml.
 
     Ultralytics writes `labels/<split>.cache` beside the labels it reads. Pointed at the dataset
     itself, that would modify a DVC-tracked output and invalidate every later stage, so it reads
-    a temporary tree of per-image symlinks and copied label files instead.
+    a tree of per-image symlinks and copied label files instead.
     """
-    root = Path(root).resolve()
+    root, view = Path(root).resolve(), Path(view)
     names = read_names(root)
-    with tempfile.TemporaryDirectory(prefix="defectops-view-") as tmp:
-        view = Path(tmp)
-        for _split, rel in iter_images(root):
-            link = view / rel
-            link.parent.mkdir(parents=True, exist_ok=True)
+    for _split, rel in iter_images(root):
+        link = view / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
             link.symlink_to(root / rel)
-            labels = label_path(root, rel)
-            if labels.exists():
-                target = label_path(view, rel)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(labels, target)
-        data = {"path": str(view), "train": "images/train", "val": "images/val", "test": "images/test",
-                "names": dict(enumerate(names))}
-        data_yaml = view / "data.yaml"
-        data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
-        yield data_yaml
+        labels = label_path(root, rel)
+        if labels.exists():
+            target = label_path(view, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(labels, target)
+    data = {"path": str(view.resolve()), "train": "images/train", "val": "images/val", "test": "images/test",
+            "names": dict(enumerate(names))}
+    data_yaml = view / "data.yaml"
+    data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+    return data_yaml
+
+
+@contextlib.contextmanager
+def ultralytics_view(root: Path):
+    """A throw-away view (see build_ultralytics_view), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="defectops-view-") as tmp:
+        yield build_ultralytics_view(root, Path(tmp))

@@ -38,8 +38,10 @@ def trained(tmp_path_factory, tiny_dataset) -> Path:
     """One real (very short) Ultralytics training run on the tiny dataset, tracked in MLflow."""
     from defectops.components.train.step import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("train") / "model"
-    train(TrainConfig(epochs=2, imgsz=64, batch=8, workers=0), tiny_dataset, out)
+    root = tmp_path_factory.mktemp("train")
+    train(TrainConfig(epochs=2, imgsz=64, batch=8, workers=0, checkpoint_dir=root / "checkpoints"), tiny_dataset,
+          root / "model")
+    out = root / "model"
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 
 from defectops.config import StepConfig
-from defectops.dataset import ultralytics_view
+from defectops.dataset import build_ultralytics_view
 from defectops.lineage import dvc_dir_md5, git_commit
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow, metric_key, tracking_uri
@@ -27,6 +28,9 @@ class TrainConfig(StepConfig):
     patience: int = Field(100, ge=1)
     cache: bool = Field(True, description="Cache decoded images in RAM (small datasets).")
     experiment: str = "defectops"
+    checkpoint_dir: Path = Field(Path("models/checkpoints"), description="Survives the process (on spot: a mounted "
+                                                                          "volume or synced to S3); not a DVC output.")
+    resume: bool = Field(True, description="Resume an interrupted run with the same settings and data.")
 
 
 def _resolve_device(device: str) -> str:
@@ -48,8 +52,20 @@ def dataset_lineage(dataset: Path) -> dict[str, str]:
     return {"dataset_md5": source or seen, "train_data_md5": seen}
 
 
+def run_key(config: TrainConfig, lineage: dict[str, str]) -> str:
+    """Identity of a training run: same settings on the same data = same run, so it may resume."""
+    settings = config.model_dump(mode="json", exclude={"checkpoint_dir", "resume", "experiment"})
+    blob = json.dumps({"settings": settings, "data": lineage["train_data_md5"]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def train(config: TrainConfig, dataset: Path, out: Path) -> dict:
-    """Train on the canonical dataset at `dataset`; write weights and run info under `out`."""
+    """Train on the canonical dataset at `dataset`; write weights and run info under `out`.
+
+    Spot-safe: Ultralytics writes last.pt every epoch into the run's checkpoint folder; started
+    again after an interruption with the same settings and data, training resumes from it and
+    keeps logging into the same MLflow run.
+    """
     import mlflow
 
     from defectops.offline import configure_ultralytics
@@ -65,36 +81,52 @@ def train(config: TrainConfig, dataset: Path, out: Path) -> dict:
     lineage = dataset_lineage(dataset)
     configure_mlflow(config.experiment)
     device = _resolve_device(config.device)
+    checkpoint = (config.checkpoint_dir / run_key(config, lineage)).resolve()
+    last = checkpoint / "ultralytics" / "weights" / "last.pt"
+    run_id_file = checkpoint / "mlflow_run_id"
+    resuming = config.resume and last.exists() and run_id_file.exists()
+    if not resuming and checkpoint.exists():
+        shutil.rmtree(checkpoint)
+    data_yaml = build_ultralytics_view(dataset, checkpoint / "view")
 
-    with mlflow.start_run(run_name="train") as run, ultralytics_view(dataset) as data_yaml:
-        mlflow.log_params({**config.model_dump(), "device": device})
-        mlflow.set_tags({**lineage, "git_commit": git_commit(), "step": "train"})
-        model = YOLO(config.model, task="detect")
+    with mlflow.start_run(run_id=run_id_file.read_text().strip() if resuming else None, run_name="train") as run:
+        run_id_file.write_text(run.info.run_id)
+        if not resuming:
+            mlflow.log_params({**config.model_dump(exclude={"checkpoint_dir"}), "device": device})
+            mlflow.set_tags({**lineage, "git_commit": git_commit(), "step": "train"})
+        else:
+            mlflow.set_tag("resumed_from", str(last))
+        model = YOLO(str(last) if resuming else config.model, task="detect")
 
         def log_epoch(trainer) -> None:
             values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **(trainer.metrics or {})}
             mlflow.log_metrics({metric_key(k): float(v) for k, v in values.items()}, step=trainer.epoch)
 
         model.add_callback("on_fit_epoch_end", log_epoch)
-        model.train(data=str(data_yaml), epochs=config.epochs, imgsz=config.imgsz, batch=config.batch,
-                    device=device, workers=config.workers, seed=config.seed, lr0=config.lr0,
-                    patience=config.patience, cache="ram" if config.cache else False, project=str(out.resolve()),
-                    name="ultralytics", exist_ok=True, plots=False, verbose=False, amp=device != "cpu",
-                    deterministic=True)
+        if resuming:
+            model.train(resume=True, device=device, workers=config.workers)
+        else:
+            model.train(data=str(data_yaml), epochs=config.epochs, imgsz=config.imgsz, batch=config.batch,
+                        device=device, workers=config.workers, seed=config.seed, lr0=config.lr0,
+                        patience=config.patience, cache="ram" if config.cache else False, project=str(checkpoint),
+                        name="ultralytics", exist_ok=True, plots=False, verbose=False, amp=device != "cpu",
+                        deterministic=True)
         run_dir = Path(model.trainer.save_dir)
         weights = out / "weights" / "best.pt"
         weights.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model.trainer.best, weights)
+        if (run_dir / "results.csv").exists():
+            shutil.copyfile(run_dir / "results.csv", out / "results.csv")
+            mlflow.log_artifact(str(out / "results.csv"), artifact_path="training")
         final = {metric_key(k): float(v) for k, v in (model.trainer.metrics or {}).items()}
         mlflow.log_metrics({f"final/{k}": v for k, v in final.items()})
         mlflow.log_artifact(str(weights), artifact_path="model")
-        if (run_dir / "results.csv").exists():
-            mlflow.log_artifact(str(run_dir / "results.csv"), artifact_path="training")
         run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                     "tracking_uri": tracking_uri(), "model_artifact": "model/best.pt",
-                    **lineage, "imgsz": config.imgsz}
+                    **lineage, "imgsz": config.imgsz, "resumed": resuming}
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    shutil.rmtree(checkpoint, ignore_errors=True)  # finished: the next run with these settings starts fresh
     metrics = {"epochs": config.epochs, "device": device, "seconds": timer.seconds(), **final,
-               "run_id": run_info["run_id"], **lineage}
+               "run_id": run_info["run_id"], "resumed": resuming, **lineage}
     write_metrics(out / "metrics.json", metrics)
     return metrics
