@@ -28,7 +28,7 @@ def per_class_recall(paths: list[str], scores: np.ndarray, labels: dict[str, lis
         with_class = [i for i, p in enumerate(paths) if any(b.cls == class_id for b in labels[p])]
         caught = sum(scores[i] >= threshold for i in with_class)
         rows.append({"class": name, "images": len(with_class), "caught": int(caught),
-                     "recall": caught / len(with_class) if with_class else float("nan")})
+                     "recall": caught / len(with_class) if with_class else None})
     return rows
 
 
@@ -58,6 +58,10 @@ def false_negative_grid(root: Path, missed: list[str], labels: dict[str, list[Bo
     return path
 
 
+def _num(value) -> str:
+    return "—" if value is None or value != value else f"{value:.3f}"
+
+
 def model_card(metrics: dict, per_class: list[dict], run: dict) -> str:
     test, val = metrics["test"], metrics["val"]
     lines = [
@@ -70,8 +74,10 @@ def model_card(metrics: dict, per_class: list[dict], run: dict) -> str:
         f"bound {metrics['val_recall_lower_bound']:.3f}",
         f"- **Test**: recall {test['recall']:.3f}, precision {test['precision']:.3f}, F1 {test['f1']:.3f}, "
         f"mAP50 {metrics['test_map50']:.3f}, mAP50-95 {metrics['test_map50_95']:.3f}",
-        "", "| class | test images | caught | recall |", "|---|---|---|---|",
-        *[f"| {r['class']} | {r['images']} | {r['caught']} | {r['recall']:.3f} |" for r in per_class],
+        "", "| class | test images | caught | recall | own threshold | test recall at own threshold |",
+        "|---|---|---|---|---|---|",
+        *[f"| {r['class']} | {r['images']} | {r['caught']} | {_num(r['recall'])} | {_num(r.get('class_threshold'))} "
+          f"| {_num(r.get('test_recall_at_class_threshold'))} |" for r in per_class],
         "", "## Limits", "",
         f"- {len(metrics['test_false_negatives'])} defective test image(s) were missed (see false_negatives.png).",
     ]

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from defectops.components.evaluate.evidence import false_negative_grid, model_card, per_class_recall, recall_lower_bound
 from defectops.components.evaluate.gate import champion_on_split, compare
-from defectops.components.evaluate.plots import plot_pr_curves
+from defectops.components.evaluate.plots import plot_confusion_matrix, plot_pr_curves
 from defectops.components.evaluate.threshold import image_level_metrics, pr_curve, tune_threshold
 from defectops.config import StepConfig
 from defectops.dataset import label_path, read_labels, read_manifest, read_names, ultralytics_view
@@ -35,14 +35,54 @@ class EvaluateConfig(StepConfig):
                                                              "precision) still passes; negative demands gains.")
 
 
-def image_scores(model, root: Path, paths: list[str], imgsz: int, batch: int, device: str) -> np.ndarray:
-    """Best box confidence per image (0 when the model finds nothing)."""
-    scores = []
+def class_scores(model, root: Path, paths: list[str], imgsz: int, batch: int, device: str,
+                 n_classes: int) -> np.ndarray:
+    """Best box confidence per image and class, shape (images, classes); 0 where nothing was found."""
+    scores = np.zeros((len(paths), n_classes))
     for i in range(0, len(paths), batch):
         chunk = [str(root / p) for p in paths[i:i + batch]]
-        for result in model.predict(chunk, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False):
-            scores.append(float(result.boxes.conf.max()) if len(result.boxes) else 0.0)
-    return np.array(scores)
+        results = model.predict(chunk, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False)
+        for j, result in enumerate(results):
+            for cls, conf in zip(result.boxes.cls.tolist(), result.boxes.conf.tolist()):
+                if int(cls) < n_classes:
+                    scores[i + j, int(cls)] = max(scores[i + j, int(cls)], conf)
+    return scores
+
+
+def image_scores(model, root: Path, paths: list[str], imgsz: int, batch: int, device: str) -> np.ndarray:
+    """Best box confidence per image, any class (0 when the model finds nothing)."""
+    per_class = class_scores(model, root, paths, imgsz, batch, device, len(model.names))
+    return per_class.max(axis=1) if per_class.size else np.zeros(len(paths))
+
+
+def run_gate(config: EvaluateConfig, dataset: Path, test_paths: list[str], test_truth: np.ndarray,
+             challenger_test: dict) -> dict:
+    """Score the registry champion on the same test images and compare at the operating points."""
+    from ultralytics import YOLO
+
+    def score(weights: Path, size: int) -> np.ndarray:
+        return image_scores(YOLO(str(weights), task="detect"), dataset, test_paths, size, config.batch, config.device)
+
+    champion = champion_on_split(config.model_name, score, test_truth, image_level_metrics)
+    if champion is None:
+        return {"passed": True, "champion_version": None, "reason": "no champion yet"}
+    passed, reason = compare(challenger_test, champion["test"], config.gate_margin)
+    return {"passed": passed, "champion_version": champion["version"], "champion": champion, "reason": reason,
+            "margin": config.gate_margin}
+
+
+def class_threshold(class_id: int, paths: dict, labels: dict, scores: dict, tuning_recall: float) -> dict:
+    """Highest threshold on this class's own box score keeping its val recall; its test recall there."""
+    def has(split):
+        return np.array([any(b.cls == class_id for b in labels[split][p]) for p in paths[split]], dtype=bool)
+
+    val_has, test_has = has("val"), has("test")
+    if not val_has.any():
+        return {"class_threshold": None, "test_recall_at_class_threshold": None}
+    t = tune_threshold(scores["val"][:, class_id], val_has, tuning_recall)
+    caught = (scores["test"][:, class_id] >= t) & test_has
+    recall = float(caught.sum() / test_has.sum()) if test_has.any() else None
+    return {"class_threshold": t, "test_recall_at_class_threshold": recall}
 
 
 def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) -> dict:
@@ -61,12 +101,15 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
     imgsz = int(run_info["imgsz"])
     model = YOLO(str(model_dir / "weights" / "best.pt"), task="detect")
     rows = read_manifest(dataset)
-    split_scores, split_truth, split_paths = {}, {}, {}
+    names = read_names(dataset)
+    split_scores, split_truth, split_paths, split_class_scores, split_labels = {}, {}, {}, {}, {}
     for split in ("val", "test"):
         paths = [r["path"] for r in rows if r["split"] == split]
         split_paths[split] = paths
-        split_truth[split] = np.array([len(read_labels(label_path(dataset, p))) > 0 for p in paths])
-        split_scores[split] = image_scores(model, dataset, paths, imgsz, config.batch, config.device)
+        split_labels[split] = {p: read_labels(label_path(dataset, p)) for p in paths}
+        split_truth[split] = np.array([len(split_labels[split][p]) > 0 for p in paths])
+        split_class_scores[split] = class_scores(model, dataset, paths, imgsz, config.batch, config.device, len(names))
+        split_scores[split] = split_class_scores[split].max(axis=1)
 
     tuning_recall = min(1.0, config.target_recall + config.val_recall_margin)
     threshold = tune_threshold(split_scores["val"], split_truth["val"], tuning_recall)
@@ -77,20 +120,13 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
                               device=config.device, plots=False, verbose=False, project=scratch, name="val")
     missed = [p for p, s, t in zip(split_paths["test"], split_scores["test"], split_truth["test"])
               if t and s < threshold]
-    def score_test_split(weights: Path, size: int) -> np.ndarray:
-        other = YOLO(str(weights), task="detect")
-        return image_scores(other, dataset, split_paths["test"], size, config.batch, config.device)
-
-    champion = champion_on_split(config.model_name, score_test_split, split_truth["test"], image_level_metrics)
-    if champion is None:
-        gate = {"passed": True, "champion_version": None, "reason": "no champion yet"}
-    else:
-        passed, reason = compare(test_m, champion["test"], config.gate_margin)
-        gate = {"passed": passed, "champion_version": champion["version"], "champion": champion, "reason": reason,
-                "margin": config.gate_margin}
-    names = read_names(dataset)
-    test_labels = {p: read_labels(label_path(dataset, p)) for p in split_paths["test"]}
+    gate = run_gate(config, dataset, split_paths["test"], split_truth["test"], test_m)
+    test_labels = split_labels["test"]
     per_class = per_class_recall(split_paths["test"], split_scores["test"], test_labels, names, threshold)
+    for class_id, row in enumerate(per_class):
+        # A threshold of the class's own: what the line would use to trade this defect type separately.
+        row.update(class_threshold(class_id, split_paths, split_labels, split_class_scores, tuning_recall))
+    plot_confusion_matrix(detection.confusion_matrix.matrix, names, out / "confusion_matrix.png")
     (out / "per_class.json").write_text(json.dumps(per_class, indent=2) + "\n")
     false_negative_grid(dataset, missed, test_labels, names, out / "false_negatives.png")
     lower_bound = recall_lower_bound(val_m["tp"], val_m["tp"] + val_m["fn"])
@@ -108,8 +144,9 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
         for s in ("val", "test"):
             for p, sc, t in zip(split_paths[s], split_scores[s], split_truth[s]):
                 fh.write(f"{s},{p},{sc:.6f},{int(t)}\n")
-    (out / "threshold.json").write_text(json.dumps({"threshold": threshold,
-                                                    "target_recall": config.target_recall}, indent=2) + "\n")
+    (out / "threshold.json").write_text(json.dumps({
+        "threshold": threshold, "target_recall": config.target_recall, "tuning_recall": tuning_recall,
+        "class_thresholds": {r["class"]: r["class_threshold"] for r in per_class}}, indent=2) + "\n")
     metrics = {
         "threshold": threshold,
         "target_recall": config.target_recall,
@@ -134,6 +171,6 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
                             "eval/val_recall": val_m["recall"], "eval/test_map50": metrics["test_map50"],
                             "eval/test_map50_95": metrics["test_map50_95"]})
         for name in ("metrics.json", "threshold.json", "per_image.csv", "pr_curve.png", "per_class.json",
-                     "false_negatives.png", "model_card.md"):
+                     "false_negatives.png", "model_card.md", "confusion_matrix.png"):
             mlflow.log_artifact(str(out / name), artifact_path="evaluation")
     return metrics

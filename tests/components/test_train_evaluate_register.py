@@ -65,3 +65,15 @@ def test_register_is_pending_and_approval_is_human(trained, evaluated, tmp_path,
     assert registry.by_alias(name, registry.CHAMPION).version == second
     with pytest.raises(registry.RegistryError, match="no version 99"):
         registry.get_version(name, "99")
+
+
+def test_per_class_thresholds_and_confusion_matrix(evaluated):
+    per_class = json.loads((evaluated / "per_class.json").read_text())
+    thresholds = json.loads((evaluated / "threshold.json").read_text())["class_thresholds"]
+    assert set(thresholds) == {r["class"] for r in per_class}
+    for row in per_class:
+        assert ("class_threshold" in row) and ("test_recall_at_class_threshold" in row)
+        if row["class_threshold"] is not None:
+            assert 0 <= row["class_threshold"] <= 1
+    assert (evaluated / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert "own threshold" in (evaluated / "model_card.md").read_text()
