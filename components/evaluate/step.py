@@ -117,7 +117,10 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
     test_m = image_level_metrics(split_scores["test"], split_truth["test"], threshold)
     with ultralytics_view(dataset) as data_yaml, tempfile.TemporaryDirectory() as scratch:
         detection = model.val(data=str(data_yaml), split="test", imgsz=imgsz, batch=config.batch,
-                              device=config.device, plots=False, verbose=False, project=scratch, name="val")
+                              device=config.device, verbose=False, project=scratch, name="val",
+                              # Ultralytics fills its confusion matrix only when plotting; the plots go to
+                              # scratch (fonts are local, see offline.py) and we draw our own figure.
+                              plots=True)
     missed = [p for p, s, t in zip(split_paths["test"], split_scores["test"], split_truth["test"])
               if t and s < threshold]
     gate = run_gate(config, dataset, split_paths["test"], split_truth["test"], test_m)
@@ -153,12 +156,15 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
         "tuning_recall": tuning_recall,
         "val": val_m,
         "test": test_m,
+        "test_boxes": sum(len(b) for b in test_labels.values()),
         "test_map50": float(detection.box.map50),
         "test_map50_95": float(detection.box.map),
         "test_false_negatives": missed,
         "val_recall_lower_bound": lower_bound,
         "small_validation_warning": warning,
         "gate": gate,
+        "confusion_matrix": {"labels": [*names, "background"], "rows_predicted_columns_true":
+                             detection.confusion_matrix.matrix.astype(int).tolist()},
         "seconds": timer.seconds(),
     }
     write_metrics(out / "metrics.json", metrics)

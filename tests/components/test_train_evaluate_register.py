@@ -76,4 +76,8 @@ def test_per_class_thresholds_and_confusion_matrix(evaluated):
         if row["class_threshold"] is not None:
             assert 0 <= row["class_threshold"] <= 1
     assert (evaluated / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    matrix = metrics["confusion_matrix"]["rows_predicted_columns_true"]
+    n_true_boxes = sum(sum(row[:-1]) for row in matrix)  # every ground-truth box lands in some row
+    assert n_true_boxes == metrics["test_boxes"] > 0
     assert "own threshold" in (evaluated / "model_card.md").read_text()
