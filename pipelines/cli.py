@@ -16,6 +16,7 @@ from defectops.components.ingest import cli as ingest_cli
 from defectops.components.monitor import cli as monitor_cli
 from defectops.components.register import cli as register_cli
 from defectops.components.train import cli as train_cli
+from defectops.components.tune import cli as tune_cli
 from defectops.components.validate import cli as validate_cli
 
 app = typer.Typer(help="defectops: visual defect detection from dataset to monitored endpoint.",
@@ -24,6 +25,7 @@ app.command("ingest")(ingest_cli.command)
 app.command("validate")(validate_cli.command)
 app.command("augment")(augment_cli.command)
 app.command("train")(train_cli.command)
+app.command("tune")(tune_cli.command)
 app.command("evaluate")(evaluate_cli.command)
 app.command("register")(register_cli.command)
 app.command("deploy")(deploy_cli.command)

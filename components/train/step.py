@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import Field
@@ -25,6 +26,9 @@ class TrainConfig(StepConfig):
     workers: int = Field(2, ge=0)
     seed: int = 0
     lr0: float = Field(0.01, gt=0)
+    weight_decay: float = Field(0.0005, ge=0)
+    mosaic: float = Field(1.0, ge=0, le=1, description="Probability of mosaic augmentation.")
+    hsv_v: float = Field(0.4, ge=0, le=1, description="Brightness augmentation strength.")
     patience: int = Field(100, ge=1)
     cache: bool = Field(True, description="Cache decoded images in RAM (small datasets).")
     experiment: str = "defectops"
@@ -59,7 +63,8 @@ def run_key(config: TrainConfig, lineage: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def train(config: TrainConfig, dataset: Path, out: Path) -> dict:
+def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | None = None,
+          on_epoch: Callable[[int, float], bool] | None = None) -> dict:
     """Train on the canonical dataset at `dataset`; write weights and run info under `out`.
 
     Spot-safe: Ultralytics writes last.pt every epoch into the run's checkpoint folder; started
@@ -89,7 +94,8 @@ def train(config: TrainConfig, dataset: Path, out: Path) -> dict:
         shutil.rmtree(checkpoint)
     data_yaml = build_ultralytics_view(dataset, checkpoint / "view")
 
-    with mlflow.start_run(run_id=run_id_file.read_text().strip() if resuming else None, run_name="train") as run:
+    with mlflow.start_run(run_id=run_id_file.read_text().strip() if resuming else None, run_name="train",
+                          nested=parent_run_id is not None, parent_run_id=parent_run_id) as run:
         run_id_file.write_text(run.info.run_id)
         if not resuming:
             mlflow.log_params({**config.model_dump(exclude={"checkpoint_dir"}), "device": device})
@@ -101,13 +107,15 @@ def train(config: TrainConfig, dataset: Path, out: Path) -> dict:
         def log_epoch(trainer) -> None:
             values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **(trainer.metrics or {})}
             mlflow.log_metrics({metric_key(k): float(v) for k, v in values.items()}, step=trainer.epoch)
-
+            if on_epoch is not None and on_epoch(trainer.epoch, float(trainer.fitness or 0.0)):
+                trainer.stop = True  # e.g. an HPO pruner gave up on this trial
         model.add_callback("on_fit_epoch_end", log_epoch)
         if resuming:
             model.train(resume=True, device=device, workers=config.workers)
         else:
             model.train(data=str(data_yaml), epochs=config.epochs, imgsz=config.imgsz, batch=config.batch,
                         device=device, workers=config.workers, seed=config.seed, lr0=config.lr0,
+                        weight_decay=config.weight_decay, mosaic=config.mosaic, hsv_v=config.hsv_v,
                         patience=config.patience, cache="ram" if config.cache else False, project=str(checkpoint),
                         name="ultralytics", exist_ok=True, plots=False, verbose=False, amp=device != "cpu",
                         deterministic=True)

@@ -47,10 +47,11 @@ def test_repository_params_file_is_valid():
     from defectops.components.evaluate.step import EvaluateConfig
     from defectops.components.monitor.step import MonitorConfig
     from defectops.components.register.step import RegisterConfig
+    from defectops.components.tune.step import TuneConfig
     from defectops.components.validate.step import ValidateConfig
 
     params = Path(__file__).resolve().parents[2] / "params.yaml"
     for model, section in [(IngestConfig, "ingest"), (ValidateConfig, "validate"), (AugmentConfig, "augment"),
                            (TrainConfig, "train"), (EvaluateConfig, "evaluate"), (RegisterConfig, "register"),
-                           (DeployConfig, "deploy"), (MonitorConfig, "monitor")]:
+                           (DeployConfig, "deploy"), (MonitorConfig, "monitor"), (TuneConfig, "tune")]:
         assert isinstance(load_step_config(model, section, params), model)

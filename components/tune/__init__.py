@@ -1,0 +1,1 @@
+"""Hyperparameter search for the training step (Optuna)."""

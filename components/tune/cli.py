@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+
+
+def command(
+    dataset: Path = typer.Option(Path("data/augmented"), help="Canonical dataset (train and val splits)."),
+    out: Path = typer.Option(Path("models/tune"), help="Folder for best_params.yaml, trials.csv, metrics.json."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """Search training settings with Optuna; the winner goes to best_params.yaml for 'defectops train'."""
+    from defectops.components.train.step import TrainConfig
+    from defectops.components.tune.step import TuneConfig, tune
+    from defectops.config import load_step_config
+
+    with step_errors("tune"):
+        show_metrics("tune", tune(load_step_config(TuneConfig, "tune", params),
+                                  load_step_config(TrainConfig, "train", params), dataset, out))

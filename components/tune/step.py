@@ -1,0 +1,150 @@
+"""Tune: Optuna search over training settings, scored the recall-first way.
+
+Objective: validation precision at the threshold that keeps the target recall (what the line
+gets), not mAP. TPE proposes settings; the median pruner stops trials whose per-epoch fitness
+trails the others. Trial 0 is the current defaults, so "better than the defaults" is measured in
+the same study. Every trial is an MLflow child run. The search space is declarative
+(params.yaml), so the cloud tuners (SageMaker HyperparameterTuner ranges, Katib) read the same.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from defectops.components.train.step import TrainConfig, train
+from defectops.config import StepConfig
+from defectops.metrics import StepTimer, write_metrics
+
+
+class SearchRange(StepConfig):
+    type: Literal["float", "int", "categorical"] = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list | None = None
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.type == "categorical" and not self.choices:
+            raise ValueError("a categorical range needs 'choices'")
+        if self.type != "categorical" and (self.low is None or self.high is None or self.low >= self.high):
+            raise ValueError("a numeric range needs low < high")
+        return self
+
+
+class TuneConfig(StepConfig):
+    trials: int = Field(4, ge=1, description="Trials including the defaults (trial 0).")
+    epochs_per_trial: int | None = Field(None, ge=1, description="Default: train.epochs.")
+    target_recall: float = Field(0.98, gt=0, le=1, description="Recall the objective's threshold keeps on val.")
+    seed: int = 0
+    space: dict[str, SearchRange] = {
+        "lr0": SearchRange(type="float", low=0.002, high=0.05, log=True),
+        "mosaic": SearchRange(type="float", low=0.0, high=1.0),
+        "hsv_v": SearchRange(type="float", low=0.1, high=0.6),
+    }
+
+    @model_validator(mode="after")
+    def _known_settings(self):
+        unknown = sorted(set(self.space) - set(TrainConfig.model_fields))
+        if unknown:
+            raise ValueError(f"space keys {unknown} are not train settings ({sorted(TrainConfig.model_fields)})")
+        return self
+
+
+def objective_value(model_dir: Path, dataset: Path, target_recall: float, device: str) -> dict:
+    """Validation precision at the highest threshold keeping `target_recall` (recall-first)."""
+    import json
+
+    import numpy as np
+    from ultralytics import YOLO
+
+    from defectops.components.evaluate.step import image_scores
+    from defectops.components.evaluate.threshold import image_level_metrics, tune_threshold
+    from defectops.dataset import label_path, read_labels, read_manifest
+
+    paths = [r["path"] for r in read_manifest(dataset) if r["split"] == "val"]
+    truth = np.array([bool(read_labels(label_path(dataset, p))) for p in paths])
+    imgsz = json.loads((model_dir / "run.json").read_text())["imgsz"]
+    scores = image_scores(YOLO(str(model_dir / "weights" / "best.pt"), task="detect"), dataset, paths, imgsz, 16,
+                          device)
+    threshold = tune_threshold(scores, truth, target_recall)
+    return {"threshold": threshold, **image_level_metrics(scores, truth, threshold)}
+
+
+def tune(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path) -> dict:
+    import mlflow
+    import optuna
+
+    from defectops.tracking import configure_mlflow
+
+    timer = StepTimer()
+    dataset, out = Path(dataset), Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1))
+    study.enqueue_trial({name: getattr(train_config, name) for name in config.space})
+    base = train_config.model_copy(update={"epochs": config.epochs_per_trial or train_config.epochs,
+                                           "checkpoint_dir": out / "checkpoints"})
+    configure_mlflow(train_config.experiment)
+
+    with mlflow.start_run(run_name="tune") as parent:
+        mlflow.log_params({"trials": config.trials, "target_recall": config.target_recall,
+                           "epochs_per_trial": base.epochs})
+
+        def objective(trial: optuna.Trial) -> float:
+            params = {}
+            for name, r in config.space.items():
+                if r.type == "categorical":
+                    params[name] = trial.suggest_categorical(name, r.choices)
+                elif r.type == "int":
+                    params[name] = trial.suggest_int(name, int(r.low), int(r.high), log=r.log)
+                else:
+                    params[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
+            pruned = False
+
+            def report(epoch: int, fitness: float) -> bool:
+                nonlocal pruned
+                if pruned or epoch >= base.epochs:  # after the last epoch: Ultralytics' final eval
+                    return pruned
+                trial.report(fitness, epoch)
+                pruned = trial.should_prune()
+                return pruned
+
+            trial_dir = out / f"trial_{trial.number}"
+            train(TrainConfig.model_validate({**base.model_dump(), **params}), dataset, trial_dir,
+                  parent_run_id=parent.info.run_id, on_epoch=report)
+            if pruned:
+                raise optuna.TrialPruned()
+            result = objective_value(trial_dir, dataset, config.target_recall, base.device)
+            trial.set_user_attr("threshold", result["threshold"])
+            trial.set_user_attr("recall", result["recall"])
+            return result["precision"]
+
+        study.optimize(objective, n_trials=config.trials)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        best = max(complete, key=lambda t: t.value)
+        default = study.trials[0]
+        mlflow.log_metrics({"best_objective": best.value,
+                            "default_objective": default.value if default.value is not None else float("nan")})
+
+    best_params = {"train": {k: v for k, v in best.params.items()}}
+    (out / "best_params.yaml").write_text(yaml.safe_dump(best_params, sort_keys=True))
+    study.trials_dataframe().to_csv(out / "trials.csv", index=False)
+    for trial in study.trials:  # the trials' weights are not needed once the study is decided
+        shutil.rmtree(out / f"trial_{trial.number}" / "weights", ignore_errors=True)
+    metrics = {"trials": len(study.trials), "completed": len(complete),
+               "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+               "default_objective": default.value, "best_objective": best.value, "best_trial": best.number,
+               "best_params": best.params, "beats_defaults": best.number != 0 and best.value > (default.value or 0),
+               "objective": f"val precision at recall >= {config.target_recall}", "parent_run_id": parent.info.run_id,
+               "seconds": timer.seconds()}
+    write_metrics(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,37 @@
+"""Optuna search on tiny data: defaults as trial 0, child runs in MLflow, a best_params file train accepts."""
+
+import mlflow
+import pytest
+import yaml
+
+from defectops.components.train.step import TrainConfig
+from defectops.components.tune.step import SearchRange, TuneConfig, tune
+from defectops.tracking import tracking_uri
+
+
+def test_study_records_trials_and_best_params(tiny_dataset, tmp_path):
+    train_config = TrainConfig(epochs=2, imgsz=64, batch=8, workers=0, checkpoint_dir=tmp_path / "ck")
+    config = TuneConfig(trials=3, target_recall=0.9, space={"lr0": SearchRange(low=0.002, high=0.05, log=True)})
+    metrics = tune(config, train_config, tiny_dataset, tmp_path / "tune")
+    assert metrics["trials"] == 3 and metrics["completed"] + metrics["pruned"] == 3
+    best = yaml.safe_load((tmp_path / "tune" / "best_params.yaml").read_text())["train"]
+    assert 0.002 <= best["lr0"] <= 0.05
+    trials = (tmp_path / "tune" / "trials.csv").read_text().splitlines()
+    assert len(trials) == 4 and "params_lr0" in trials[0]
+    assert f"{train_config.lr0}" in trials[1]  # trial 0 ran the defaults
+    mlflow.set_tracking_uri(tracking_uri())
+    children = mlflow.search_runs(experiment_names=["defectops"],
+                                  filter_string=f"tags.mlflow.parentRunId = '{metrics['parent_run_id']}'")
+    assert len(children) == 3
+    assert metrics["beats_defaults"] == (metrics["best_trial"] != 0 and metrics["best_objective"]
+                                         > metrics["default_objective"])
+    merged = TrainConfig.model_validate({**train_config.model_dump(), **best})
+    assert merged.lr0 == best["lr0"]
+
+
+@pytest.mark.parametrize("space, message", [({"lr00": {"low": 0.1, "high": 0.2}}, "not train settings"),
+                                            ({"lr0": {"low": 0.2, "high": 0.1}}, "low < high"),
+                                            ({"mosaic": {"type": "categorical"}}, "needs 'choices'")])
+def test_search_space_is_validated(space, message):
+    with pytest.raises(ValueError, match=message):
+        TuneConfig(space=space)
