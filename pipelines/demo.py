@@ -129,7 +129,7 @@ def run_demo(approver: str = "qa.lead") -> None:
     _section("2. Registry: the new version waits for a human")
     registration = json.loads(Path("reports/register/registration.json").read_text())
     evaluation = json.loads(Path("reports/evaluate/metrics.json").read_text())
-    if not registration["registered"]:
+    if not registration.get("registered", True):
         console.print(f"[yellow]{registration['reason']}: nothing new to approve; the champion keeps serving[/]")
         champion = registry.by_alias(registration["model_name"], registry.CHAMPION)
         registration["version"] = champion.version
