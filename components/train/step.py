@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,12 @@ def dataset_lineage(dataset: Path) -> dict[str, str]:
     return {"dataset_md5": source or seen, "train_data_md5": seen}
 
 
+def _atomic_copy(source: Path, target: Path) -> None:
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
 def run_key(config: TrainConfig, lineage: dict[str, str]) -> str:
     """Identity of a training run: same settings on the same data = same run, so it may resume."""
     settings = config.model_dump(mode="json", exclude={"checkpoint_dir", "resume", "experiment"})
@@ -87,9 +94,16 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     configure_mlflow(config.experiment)
     device = _resolve_device(config.device)
     checkpoint = (config.checkpoint_dir / run_key(config, lineage)).resolve()
-    last = checkpoint / "ultralytics" / "weights" / "last.pt"
+    # Ultralytics writes last.pt in place: a kill mid-write leaves it truncated. After every save we
+    # copy it atomically to resume.pt, which is therefore always a whole checkpoint.
+    last, best_copy = checkpoint / "resume.pt", checkpoint / "best.pt"
     run_id_file = checkpoint / "mlflow_run_id"
     resuming = config.resume and last.exists() and run_id_file.exists()
+    if resuming:  # put whole copies back where Ultralytics reads them (a kill may have cut them short)
+        weights_dir = checkpoint / "ultralytics" / "weights"
+        _atomic_copy(last, weights_dir / "last.pt")
+        if best_copy.exists():
+            _atomic_copy(best_copy, weights_dir / "best.pt")
     if not resuming and checkpoint.exists():
         shutil.rmtree(checkpoint)
     data_yaml = build_ultralytics_view(dataset, checkpoint / "view")
@@ -109,7 +123,13 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             mlflow.log_metrics({metric_key(k): float(v) for k, v in values.items()}, step=trainer.epoch)
             if on_epoch is not None and on_epoch(trainer.epoch, float(trainer.fitness or 0.0)):
                 trainer.stop = True  # e.g. an HPO pruner gave up on this trial
+        def keep_whole_checkpoint(trainer) -> None:
+            _atomic_copy(Path(trainer.last), last)
+            if trainer.best_fitness == trainer.fitness:  # best.pt was rewritten in this save too
+                _atomic_copy(Path(trainer.best), best_copy)
+
         model.add_callback("on_fit_epoch_end", log_epoch)
+        model.add_callback("on_model_save", keep_whole_checkpoint)
         if resuming:
             model.train(resume=True, device=device, workers=config.workers)
         else:
