@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -11,10 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from defectops.engines.dvc import write_dvc_yaml
-
-REPO = Path(__file__).resolve().parents[2]
-NETGUARD = Path(__file__).resolve().parent / "netguard"
+from .project import make_project, project_env
 
 TINY = {
     "ingest": {"n_images": 40, "image_size": 64, "seed": 5},
@@ -25,30 +21,11 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    for folder in ("components", "pipelines"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / ".dvcignore", root)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    write_dvc_yaml(root / "dvc.yaml")
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root
-
-
-def _env(root: Path) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_TRACKING_URI", "DEFECTOPS_ARTIFACT_ROOT", "DEFECTOPS_AUDIT_LOG")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), env.get("PYTHONPATH")]))
-    env["DEFECTOPS_NET_LOG"] = str(root / "network_attempts.jsonl")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
+    return make_project(tmp_path_factory.mktemp("project"), TINY)
 
 
 def _run(root, *args, timeout=900):
-    return subprocess.run([sys.executable, "-m", *args], cwd=root, env=_env(root), capture_output=True,
+    return subprocess.run([sys.executable, "-m", *args], cwd=root, env=project_env(root), capture_output=True,
                           text=True, timeout=timeout)
 
 

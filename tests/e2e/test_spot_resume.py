@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .test_local_engine import REPO, _env  # noqa: F401 - same project layout and offline environment
+from .project import make_project, project_env
 
 TINY = {"ingest": {"n_images": 40, "image_size": 64, "seed": 11},
         "train": {"epochs": 6, "imgsz": 64, "batch": 8, "workers": 0}}
@@ -18,25 +18,7 @@ TINY = {"ingest": {"n_images": 40, "image_size": 64, "seed": 11},
 
 @pytest.fixture
 def project(tmp_path):
-    import shutil
-
-    import yaml
-
-    from defectops.engines.dvc import write_dvc_yaml
-
-    for folder in ("components", "pipelines"):
-        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / ".dvcignore", tmp_path)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    write_dvc_yaml(tmp_path / "dvc.yaml")
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    from defectops.engines.dvc import ensure_repo
-
-    ensure_repo(tmp_path)
-    return tmp_path
+    return make_project(tmp_path, TINY, init_dvc=True)
 
 
 def _epochs_logged(project) -> int:
@@ -45,7 +27,7 @@ def _epochs_logged(project) -> int:
 
 
 def test_killed_training_resumes_and_registers_once(project):
-    env = _env(project)
+    env = project_env(project)
     first = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=project, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

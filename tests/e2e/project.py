@@ -1,0 +1,42 @@
+"""A throw-away defectops project on a tiny config, and the offline environment its processes run in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from defectops.engines.dvc import ensure_repo, write_dvc_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+
+
+def make_project(root: Path, overrides: dict[str, dict], init_dvc: bool = False) -> Path:
+    """Copy the code the DVC stages depend on, write a tiny params.yaml and dvc.yaml, git init."""
+    for folder in ("components", "pipelines"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / ".dvcignore", root)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    write_dvc_yaml(root / "dvc.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    if init_dvc:
+        ensure_repo(root)
+    return root
+
+
+def project_env(root: Path) -> dict:
+    """The project's own MLflow store, the venv's scripts on PATH, and the network guard in every process."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "DEFECTOPS_ARTIFACT_ROOT", "DEFECTOPS_AUDIT_LOG")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), env.get("PYTHONPATH")]))
+    env["DEFECTOPS_NET_LOG"] = str(root / "network_attempts.jsonl")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
