@@ -21,6 +21,3 @@ def write_metrics(path: Path, metrics: dict) -> Path:
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
-
-def read_metrics(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
