@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from defectops.cli_support import console, step_errors
+from defectops.cli_support import PARAMS_OPTION, console, step_errors
 from defectops.components.augment import cli as augment_cli
 from defectops.components.deploy import cli as deploy_cli
 from defectops.components.evaluate import cli as evaluate_cli
@@ -193,18 +193,78 @@ def sagemaker_deploy_endpoint(
     typer.echo(json.dumps(result, indent=2))
 
 
+ENGINES = ("dvc", "kfp", "sagemaker")
+
+
 @pipeline_app.command("compile")
 def pipeline_compile(
-    engine: str = typer.Option("dvc", help="Engine to render for (dvc)."),
-    out: Path = typer.Option(Path("dvc.yaml"), help="Where the rendered pipeline is written."),
+    engine: str = typer.Option("dvc", help=f"Engine to render for: {', '.join(ENGINES)}."),
+    out: Path = typer.Option(None, help="Where the rendered pipeline is written (default: dvc.yaml, "
+                                        "pipelines/compiled/kfp_pipeline.yaml, pipelines/compiled/sagemaker_pipeline.json)."),
+    params: Path = PARAMS_OPTION,
+    image: str = typer.Option(None, help="Container image for kfp/sagemaker steps (default: the engine's)."),
+    flavour: str = typer.Option("cluster", help="kfp only: 'cluster' (container components) or 'local' "
+                                                "(lightweight components for kfp.local)."),
 ) -> None:
-    """Render the declared DAG for an engine."""
-    if engine != "dvc":
-        console.print(f"[red]engine '{engine}' is not available yet; choose: dvc[/]")
-        raise typer.Exit(2)
-    from defectops.engines.dvc import write_dvc_yaml
+    """Render the declared DAG for an engine (offline: no cluster or cloud account needed)."""
+    from defectops.engines import compile_for
 
-    console.print(f"wrote {write_dvc_yaml(out)}")
+    if engine not in ENGINES:
+        console.print(f"[red]engine '{engine}' is not one of: {', '.join(ENGINES)}[/]")
+        raise typer.Exit(2)
+    with step_errors("pipeline compile"):
+        console.print(f"wrote {compile_for(engine, out, params, image=image, flavour=flavour)}")
+
+
+@pipeline_app.command("stage")
+def pipeline_stage(
+    name: str = typer.Argument(..., help="DAG stage to run."),
+    path: list[str] = typer.Option([], "--path", help="DECLARED=ACTUAL: run with ACTUAL where the DAG says DECLARED "
+                                                      "(repeatable)."),
+    params: Path = typer.Option(None, help="Settings file."),
+    params_text: str = typer.Option(None, help="Settings as YAML text (how KFP passes its pipeline parameter)."),
+    overrides_json: str = typer.Option(None, help="Tuned settings for a tunable stage, as a JSON object."),
+    emit: list[str] = typer.Option([], "--emit", help="NAME=FILE: write an emitted value (e.g. gate_passed) to FILE "
+                                                      "(repeatable)."),
+) -> None:
+    """Run one DAG stage at engine-chosen paths: the entry point of every container step."""
+    from defectops.engines.stage import StageError, parse_path_mappings, run_stage, run_stage_text
+
+    with step_errors(f"pipeline stage {name}"):
+        if (params is None) == (params_text is None):
+            raise StageError("give exactly one of --params FILE or --params-text YAML")
+        try:
+            overrides = json.loads(overrides_json) if overrides_json else None
+        except json.JSONDecodeError as exc:
+            raise StageError(f"--overrides-json is not JSON: {exc}") from None
+        targets = {}
+        for item in emit:
+            key, sep, file = item.partition("=")
+            if not sep:
+                raise StageError(f"--emit '{item}': expected NAME=FILE")
+            targets[key] = Path(file)
+        mappings = parse_path_mappings(path)
+        values = (run_stage(name, params, mappings, overrides) if params is not None
+                  else run_stage_text(name, params_text, mappings, overrides))
+        for key, file in targets.items():
+            if key not in values:
+                raise StageError(f"stage '{name}' emits {sorted(values)}; not '{key}'")
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_text(json.dumps(values[key]))
+
+
+@pipeline_app.command("sagemaker-training")
+def pipeline_sagemaker_training(
+    action: str = typer.Argument("train", help="SageMaker starts training images with 'train'."),
+) -> None:
+    """Entry of the training image on SageMaker (final training or one tuning trial)."""
+    from defectops.engines.stage import main_env_root, sagemaker_training
+
+    if action != "train":
+        console.print(f"[red]unknown action '{action}'; SageMaker training images are started with 'train'[/]")
+        raise typer.Exit(2)
+    with step_errors("sagemaker-training"):
+        sagemaker_training(main_env_root())
 
 
 @pipeline_app.command("run")

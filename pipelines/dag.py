@@ -1,7 +1,10 @@
-"""The training DAG, declared once. Engines (DVC today; Kubeflow and SageMaker next) render it.
+"""The training DAG, declared once. The DVC, Kubeflow and SageMaker engines all render it.
 
 Each stage is one step command; its inputs and outputs are paths, so the edges follow from
-which stage writes what another reads.
+which stage writes what another reads. On an engine a path becomes an artifact named after it
+(`data/raw` -> `data_raw`). Two more facts are declared here rather than in any engine: which
+stage may fan out over hyperparameter trials (`tunable`), and the evaluation gate (a value a
+stage emits from one of its reports, and the stage that only runs when it is true).
 """
 
 from __future__ import annotations
@@ -19,10 +22,27 @@ class Stage:
     outs: tuple[str, ...] = ()  # data paths written
     params: tuple[str, ...] = ()  # params.yaml sections
     code: tuple[str, ...] = field(default=())  # source paths whose change invalidates the stage
+    emits: tuple[tuple[str, str, str], ...] = ()  # (name, report path, dotted key): values engines branch on
+    when: str | None = None  # run only if this emitted value is true (the evaluation gate)
+    tunable: bool = False  # cloud engines may fan this stage out over hyperparameter trials first
 
     @property
     def command(self) -> str:
         return " ".join(("defectops", self.name, *self.args))
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Artifact name -> declared path, for what the stage reads."""
+        return {artifact_name(d): d for d in self.deps}
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return {artifact_name(o): o for o in self.outs}
+
+
+def artifact_name(path: str) -> str:
+    """The name a declared path has on an engine: `data/raw` -> `data_raw`."""
+    return path.strip("/").replace("/", "_").replace("-", "_").replace(".", "_")
 
 
 TRAINING_DAG: tuple[Stage, ...] = (
@@ -34,15 +54,17 @@ TRAINING_DAG: tuple[Stage, ...] = (
           deps=("data/raw", "reports/validate"), outs=("data/augmented",), params=("augment",),
           code=("components/augment", *SHARED_CODE)),
     Stage("train", ("--dataset", "data/augmented", "--out", "models/train"), deps=("data/augmented",),
-          outs=("models/train",), params=("train",), code=("components/train", *SHARED_CODE)),
+          outs=("models/train",), params=("train",), code=("components/train", *SHARED_CODE), tunable=True),
     Stage("evaluate", ("--model", "models/train", "--dataset", "data/raw", "--out", "reports/evaluate"),
           deps=("models/train", "data/raw"), outs=("reports/evaluate",), params=("evaluate",),
-          code=("components/evaluate", *SHARED_CODE)),
+          code=("components/evaluate", *SHARED_CODE),
+          emits=(("gate_passed", "reports/evaluate/metrics.json", "gate.passed"),)),
     Stage("register", ("--model", "models/train", "--evaluation", "reports/evaluate", "--out",
                        "reports/register"),
           deps=("models/train", "reports/evaluate"), outs=("reports/register",), params=("register",),
-          code=("components/register", "pipelines/registry.py")),
+          code=("components/register", "pipelines/registry.py"), when="gate_passed"),
 )
+STAGES: dict[str, Stage] = {s.name: s for s in TRAINING_DAG}
 
 
 def edges(stages: tuple[Stage, ...] = TRAINING_DAG) -> set[tuple[str, str]]:
@@ -62,3 +84,16 @@ def topological_order(stages: tuple[Stage, ...] = TRAINING_DAG) -> list[str]:
         order += ready
         pending -= set(ready)
     return order
+
+
+def stage_of(node: str) -> str:
+    """The DAG stage an engine's node belongs to: engines name helper nodes `<stage>-<role>`."""
+    for name in sorted(STAGES, key=len, reverse=True):
+        if node == name or node.startswith(f"{name}-"):
+            return name
+    raise KeyError(f"engine node '{node}' belongs to no stage of the DAG ({', '.join(STAGES)})")
+
+
+def collapse(node_edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """An engine's node graph seen at stage level (helper nodes folded into their stage)."""
+    return {(stage_of(a), stage_of(b)) for a, b in node_edges if stage_of(a) != stage_of(b)}

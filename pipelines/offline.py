@@ -29,6 +29,10 @@ _ENV_DEFAULTS = {
 }
 
 
+# SageMaker SDK v3 reports usage unless its defaults config opts out (there is no env switch).
+SAGEMAKER_DEFAULTS = Path(__file__).parent / "engines" / "sagemaker_defaults.yaml"
+
+
 def enforce_offline_env() -> None:
     """Set the opt-out variables unless the user already chose a value."""
     for key, value in _ENV_DEFAULTS.items():
@@ -36,6 +40,7 @@ def enforce_offline_env() -> None:
     # Our own settings directory, so the Ultralytics settings we pin do not touch a user's
     # global ~/.config/Ultralytics (and vice versa).
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path.home() / ".cache" / "defectops"))
+    os.environ.setdefault("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(SAGEMAKER_DEFAULTS))
 
 
 def configure_ultralytics() -> None:

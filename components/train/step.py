@@ -93,7 +93,9 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     lineage = dataset_lineage(dataset)
     configure_mlflow(config.experiment)
     device = _resolve_device(config.device)
-    checkpoint = (config.checkpoint_dir / run_key(config, lineage)).resolve()
+    # An engine may mount durable storage for checkpoints (a Kubeflow PVC) and say so here.
+    checkpoint_root = Path(os.environ.get("DEFECTOPS_CHECKPOINT_DIR") or config.checkpoint_dir)
+    checkpoint = (checkpoint_root / run_key(config, lineage)).resolve()
     # Ultralytics writes last.pt in place: a kill mid-write leaves it truncated. After every save we
     # copy it atomically to resume.pt, which is therefore always a whole checkpoint.
     last, best_copy = checkpoint / "resume.pt", checkpoint / "best.pt"

@@ -56,6 +56,52 @@ class TuneConfig(StepConfig):
         return self
 
 
+def suggest(trial, space: dict[str, SearchRange]) -> dict:
+    """One point of the declarative search space, drawn by an Optuna trial."""
+    params = {}
+    for name, r in space.items():
+        if r.type == "categorical":
+            params[name] = trial.suggest_categorical(name, r.choices)
+        elif r.type == "int":
+            params[name] = trial.suggest_int(name, int(r.low), int(r.high), log=r.log)
+        else:
+            params[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
+    return params
+
+
+def plan_trials(config: TuneConfig, train_config: TrainConfig) -> list[dict]:
+    """Settings for trials that run side by side (Kubeflow ParallelFor), decided up front.
+
+    Trial 0 is the current settings; the rest are quasi-random (scrambled Sobol) points, which
+    cover the space evenly when no trial can learn from another.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.QMCSampler(seed=config.seed))
+    study.enqueue_trial({name: getattr(train_config, name) for name in config.space})
+    return [suggest(study.ask(), config.space) for _ in range(config.trials)]
+
+
+def run_trial(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path, settings: dict) -> dict:
+    """Train one trial for `epochs_per_trial` and score it with the recall-first objective."""
+    trial_config = TrainConfig.model_validate({
+        **train_config.model_dump(), **settings, "epochs": config.epochs_per_trial or train_config.epochs,
+        "checkpoint_dir": Path(out) / "checkpoints"})
+    train(trial_config, Path(dataset), Path(out))
+    result = objective_value(Path(out), Path(dataset), config.target_recall, trial_config.device)
+    return {"settings": settings, "objective": result["precision"], "recall": result["recall"],
+            "threshold": result["threshold"]}
+
+
+def select_best(results: list[dict]) -> dict:
+    """The settings of the best trial; on a tie the earlier one (trial 0 = the defaults) wins."""
+    if not results:
+        raise ValueError("no trial results to choose from")
+    best = max(enumerate(results), key=lambda item: (item[1]["objective"], -item[0]))[1]
+    return dict(best["settings"])
+
+
 def objective_value(model_dir: Path, dataset: Path, target_recall: float, device: str) -> dict:
     """Validation precision at the highest threshold keeping `target_recall` (recall-first)."""
     import json
@@ -100,14 +146,7 @@ def tune(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path
                            "epochs_per_trial": base.epochs})
 
         def objective(trial: optuna.Trial) -> float:
-            params = {}
-            for name, r in config.space.items():
-                if r.type == "categorical":
-                    params[name] = trial.suggest_categorical(name, r.choices)
-                elif r.type == "int":
-                    params[name] = trial.suggest_int(name, int(r.low), int(r.high), log=r.log)
-                else:
-                    params[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
+            params = suggest(trial, config.space)
             pruned = False
 
             def report(epoch: int, fitness: float) -> bool:

@@ -1,0 +1,159 @@
+"""Run one DAG stage with engine-chosen paths: the single adapter every engine calls.
+
+A stage is declared with project paths (`data/raw`); an engine hands it other places (a KFP
+artifact path, `/opt/ml/processing/input/data_raw`). This swaps them in the stage's declared
+arguments and calls the very same step command, so no step knows which engine runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from defectops.dag import STAGES, Stage
+from defectops.errors import DefectopsError
+
+
+class StageError(DefectopsError):
+    """A stage was asked to run with paths or settings its declaration does not have."""
+
+
+def parse_path_mappings(items: list[str]) -> dict[str, str]:
+    """`declared=actual` pairs from the command line."""
+    mappings = {}
+    for item in items:
+        declared, sep, actual = item.partition("=")
+        if not sep or not declared or not actual:
+            raise StageError(f"--path '{item}': expected DECLARED=ACTUAL, e.g. data/raw=/mnt/in/data_raw")
+        mappings[declared] = actual
+    return mappings
+
+
+def _unpack_model_archive(folder: Path) -> None:
+    """SageMaker hands a training job's output to the next job as model.tar.gz: open it in place."""
+    archive = folder / "model.tar.gz"
+    if folder.is_dir() and archive.is_file():
+        with tarfile.open(archive) as tar:
+            tar.extractall(folder, filter="data")
+        archive.unlink()
+
+
+def _dotted(data: dict, key: str):
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
+def emitted_values(stage: Stage, paths: Mapping[str, str]) -> dict[str, object]:
+    """The values a stage declares for engines to branch on, read from its reports."""
+    values = {}
+    for name, report, key in stage.emits:
+        out = next(o for o in stage.outs if report.startswith(o + "/"))
+        location = Path(paths.get(out, out)) / report[len(out) + 1:]
+        try:
+            values[name] = _dotted(json.loads(location.read_text()), key)
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise StageError(f"stage '{stage.name}' declares '{name}' as {report}:{key}, but {location} "
+                             f"has no such value ({exc})") from None
+    return values
+
+
+def invoke_cli(args: list[str]) -> int:
+    """Call `defectops ARGS` in this process and return its exit code."""
+    import typer
+
+    from defectops.cli import app
+
+    try:
+        result = typer.main.get_command(app).main(args, prog_name="defectops", standalone_mode=False)
+    except SystemExit as exc:  # pragma: no cover - click normally returns codes here
+        return int(exc.code or 0)
+    return result if isinstance(result, int) else 0
+
+
+def run_stage(name: str, params: Path, paths: Mapping[str, str] | None = None,
+              overrides: Mapping[str, object] | None = None) -> dict[str, object]:
+    """Run stage `name` of the DAG with `paths` replacing its declared paths.
+
+    `overrides` are train settings chosen by a tuner (only a tunable stage takes them).
+    Returns the stage's emitted values (e.g. the evaluation gate).
+    """
+    if name not in STAGES:
+        raise StageError(f"no stage '{name}' in the DAG; stages: {', '.join(STAGES)}")
+    stage, paths = STAGES[name], dict(paths or {})
+    unknown = sorted(set(paths) - set(stage.deps) - set(stage.outs))
+    if unknown:
+        raise StageError(f"stage '{name}' reads {list(stage.deps)} and writes {list(stage.outs)}; "
+                         f"not {unknown}")
+    for dep in stage.deps:
+        _unpack_model_archive(Path(paths.get(dep, dep)))
+    args = [name, *(str(paths.get(a, a)) for a in stage.args), "--params", str(params)]
+    with tempfile.TemporaryDirectory() as scratch:
+        if overrides:
+            if not stage.tunable:
+                raise StageError(f"stage '{name}' takes no tuned settings (only tunable stages do)")
+            best = Path(scratch) / "best_params.yaml"
+            best.write_text(yaml.safe_dump({name: dict(overrides)}))
+            args += ["--best-params", str(best)]
+        code = invoke_cli(args)
+    if code:
+        raise SystemExit(code)
+    return emitted_values(stage, paths)
+
+
+def run_stage_text(name: str, params_yaml: str, paths: Mapping[str, str] | None = None,
+                   overrides: Mapping[str, object] | None = None) -> dict[str, object]:
+    """As run_stage, with the settings passed as YAML text (how KFP pipeline parameters arrive)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        params = Path(scratch) / "params.yaml"
+        params.write_text(params_yaml)
+        return run_stage(name, params, paths, overrides)
+
+
+def sagemaker_training(root: Path = Path("/opt/ml")) -> dict:
+    """A SageMaker training job's entry (the image is started as `... train`).
+
+    SageMaker's contract: settings in input/config/hyperparameters.json (all strings), channels
+    under input/data/<channel>, the model to save in model/, checkpoints in checkpoints/ (synced
+    to S3, restored after a spot interruption), a failure reason in output/failure.
+    Hyperparameter `mode` is `final` (train the model) or `trial` (one tuning job: train, score,
+    print the objective for the tuner's metric regex).
+    """
+    from defectops.components.train.step import TrainConfig
+    from defectops.components.tune.step import TuneConfig, run_trial
+    from defectops.config import load_step_config
+
+    root = Path(root)
+    try:
+        hyper = json.loads((root / "input/config/hyperparameters.json").read_text())
+        mode = hyper.pop("mode", "final")
+        settings = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in hyper.items()}
+        params = root / "input/data/params/params.yaml"
+        dataset = root / "input/data/data_augmented"
+        if mode == "trial":
+            tune_config = load_step_config(TuneConfig, "tune", params)
+            train_config = load_step_config(TrainConfig, "train", params)
+            result = run_trial(tune_config, train_config, dataset, root / "model", settings)
+            (root / "model" / "trial.json").write_text(json.dumps(result, indent=2))
+            print(f"defectops_objective={result['objective']:.6f}", flush=True)
+            return result
+        if mode != "final":
+            raise StageError(f"hyperparameter 'mode' is '{mode}'; expected 'final' or 'trial'")
+        settings["checkpoint_dir"] = str(root / "checkpoints")
+        run_stage("train", params, {"data/augmented": str(dataset), "models/train": str(root / "model")}, settings)
+        return {"mode": "final", "model": str(root / "model")}
+    except BaseException as exc:
+        (root / "output").mkdir(parents=True, exist_ok=True)
+        (root / "output" / "failure").write_text(f"{type(exc).__name__}: {exc}"[:1024])
+        raise
+
+
+def main_env_root() -> Path:
+    """Where the SageMaker layout lives: /opt/ml in a job, anywhere in a test."""
+    return Path(os.environ.get("DEFECTOPS_SAGEMAKER_ROOT", "/opt/ml"))
