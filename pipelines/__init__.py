@@ -8,3 +8,10 @@ from defectops.offline import enforce_offline_env
 enforce_offline_env()
 
 __version__ = "0.1.0"
+
+
+def submit(*args, **kwargs):
+    """Run the training DAG on an engine: `defectops.submission.submit`, imported lazily (it pulls in engines)."""
+    from defectops.submission import submit as _submit
+
+    return _submit(*args, **kwargs)

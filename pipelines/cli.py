@@ -199,8 +199,8 @@ ENGINES = ("dvc", "kfp", "sagemaker")
 @pipeline_app.command("compile")
 def pipeline_compile(
     engine: str = typer.Option("dvc", help=f"Engine to render for: {', '.join(ENGINES)}."),
-    out: Path = typer.Option(None, help="Where the rendered pipeline is written (default: dvc.yaml, "
-                                        "pipelines/compiled/kfp_pipeline.yaml, pipelines/compiled/sagemaker_pipeline.json)."),
+    out: Path = typer.Option(None, help="Where the rendered pipeline is written (default: dvc.yaml, pipelines/"
+                                        "compiled/kfp_pipeline.yaml, pipelines/compiled/sagemaker_pipeline.json)."),
     params: Path = PARAMS_OPTION,
     image: str = typer.Option(None, help="Container image for kfp/sagemaker steps (default: the engine's)."),
     flavour: str = typer.Option("cluster", help="kfp only: 'cluster' (container components) or 'local' "
@@ -269,17 +269,25 @@ def pipeline_sagemaker_training(
 
 @pipeline_app.command("run")
 def pipeline_run(
+    engine: str = typer.Option("local", help="local (dvc repro here), kfp (kfp.host, else kfp.local here) or "
+                                             "sagemaker (upload settings, upsert, start)."),
     force: bool = typer.Option(False, "--force", help="Re-run every stage even if nothing changed (retraining)."),
     trigger: str = typer.Option("manual", help="Why this run happens: manual, schedule or drift; tagged on the "
                                               "registered version."),
     trigger_ref: str = typer.Option("", help="Where the trigger came from (e.g. the drift verdict file)."),
 ) -> None:
-    """Run the training DAG on the local engine (dvc repro) and print each stage's wall time."""
+    """Run the training DAG on an engine and print what happened."""
     import os
 
     from defectops.engines import dvc
 
     os.environ["DEFECTOPS_TRIGGER"], os.environ["DEFECTOPS_TRIGGER_REF"] = trigger, trigger_ref
+    if engine != "local":
+        from defectops.submission import submit
+
+        with step_errors(f"pipeline run --engine {engine}"):
+            typer.echo(json.dumps(submit(engine, trigger=trigger).summary(), indent=2))
+        return
     if not Path("dvc.yaml").exists():
         dvc.write_dvc_yaml()
     dvc.ensure_repo()

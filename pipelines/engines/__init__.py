@@ -25,9 +25,10 @@ def compile_for(engine: str, out: Path | None, params: Path, image: str | None =
     # One line of JSON (which is YAML): KFP copies the default into a comment header line by line.
     params_yaml = json.dumps(read_params(params), sort_keys=True)
     if engine == "kfp":
+        from defectops.config import load_step_config
         from defectops.engines import kfp
 
-        return kfp.compile_pipeline(out, params_yaml, image or kfp.DEFAULT_IMAGE, flavour)
+        return kfp.compile_pipeline(out, params_yaml, load_step_config(kfp.KfpSettings, "kfp", params), image, flavour)
     if engine == "sagemaker":
         from defectops.engines import sagemaker
 

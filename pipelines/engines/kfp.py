@@ -15,12 +15,13 @@ No `from __future__ import annotations` here: KFP reads the real annotation obje
 import inspect
 import json
 from pathlib import Path
-from typing import List
 
 from kfp import compiler, dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from pydantic import Field
 
-from defectops.dag import TRAINING_DAG, Stage, artifact_name
+from defectops.config import StepConfig
+from defectops.dag import TRAINING_DAG, Stage
 
 DEFAULT_IMAGE = "defectops:0.1.0"
 LOCAL_BASE_IMAGE = "python:3.11"
@@ -89,7 +90,7 @@ def register(params_yaml: str, models_train: Input[Model], reports_evaluate: Inp
 
 # --- hyperparameter fan-out helpers (pure glue; the same in both flavours) --------------------
 
-def train_plan(params_yaml: str) -> List[dict]:
+def train_plan(params_yaml: str) -> list[dict]:
     """Trial settings from the declarative search space (trial 0 = current settings)."""
     import yaml
 
@@ -117,7 +118,7 @@ def train_trial(params_yaml: str, data_augmented: Input[Dataset], settings: dict
                          settings)
 
 
-def train_select(results: List[dict]) -> dict:
+def train_select(results: list[dict]) -> dict:
     """The best trial's settings; they override the train section for the final training."""
     from defectops.components.tune.step import select_best
 
@@ -181,8 +182,20 @@ def _on_gpu_spot(task) -> None:
     task.set_retry(num_retries=3, backoff_duration="60s")
 
 
+class KfpSettings(StepConfig):
+    """The `kfp` section of params.yaml."""
+
+    image: str = DEFAULT_IMAGE
+    mlflow_tracking_uri: str | None = Field("http://mlflow.defectops.svc.cluster.local:5000",
+                                            description="Tracking server every pod shares (steps read each other's "
+                                                        "runs); None leaves the pod's environment alone.")
+    max_parallel_trials: int = Field(4, ge=1)
+    host: str | None = Field(None, description="KFP API endpoint for submit/schedule.")
+    experiment: str = "defectops"
+
+
 def build_pipeline(flavour: str = "cluster", image: str = DEFAULT_IMAGE, params_yaml: str = "",
-                   max_parallel_trials: int = 4):
+                   max_parallel_trials: int = 4, mlflow_tracking_uri: str | None = None):
     """The KFP pipeline for the DAG; `params_yaml` (the whole params.yaml) is its one parameter."""
     stage_components, (plan_c, trial_c, select_c) = components(flavour, image)
     cluster = flavour == "cluster"
@@ -201,6 +214,8 @@ def build_pipeline(flavour: str = "cluster", image: str = DEFAULT_IMAGE, params_
                     trial.set_display_name(f"{stage.name}-trial")
                     if cluster:
                         _on_gpu_spot(trial)
+                        if mlflow_tracking_uri:
+                            trial.set_env_variable("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
                 kwargs["settings"] = select_c(results=dsl.Collected(trial.output)).set_display_name(
                     f"{stage.name}-select").output
             if stage.when:
@@ -209,6 +224,8 @@ def build_pipeline(flavour: str = "cluster", image: str = DEFAULT_IMAGE, params_
             else:
                 task = stage_components[stage.name](**kwargs)
             task.set_display_name(stage.name)
+            if cluster and mlflow_tracking_uri:
+                task.set_env_variable("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
             # Registering has a side effect outside the pipeline: never served from cache.
             task.set_caching_options(enable_caching=not stage.when)
             if cluster and stage.tunable:
@@ -219,8 +236,11 @@ def build_pipeline(flavour: str = "cluster", image: str = DEFAULT_IMAGE, params_
     return training
 
 
-def compile_pipeline(out: Path, params_yaml: str, image: str = DEFAULT_IMAGE, flavour: str = "cluster") -> Path:
-    compiler.Compiler().compile(build_pipeline(flavour, image, params_yaml), package_path=str(out))
+def compile_pipeline(out: Path, params_yaml: str, settings: KfpSettings, image: str | None = None,
+                     flavour: str = "cluster") -> Path:
+    pipeline = build_pipeline(flavour, image or settings.image, params_yaml, settings.max_parallel_trials,
+                              settings.mlflow_tracking_uri)
+    compiler.Compiler().compile(pipeline, package_path=str(out))
     return Path(out)
 
 
