@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean iac-tools
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# sagemaker first: it pins botocore, and resolving it after the rest backtracks for minutes.
+	$(BIN)/pip install --quiet 'sagemaker==3.27.0'
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -16,8 +18,15 @@ setup: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/defectops demo
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(VENV)-iac/bin/checkov
 	$(BIN)/pytest
 
+# checkov (Terraform policy checks) lives in its own venv: it pins an older boto3 than sagemaker needs.
+$(VENV)-iac/bin/checkov:
+	$(PYTHON) -m venv $(VENV)-iac
+	$(VENV)-iac/bin/pip install --quiet 'checkov==3.3.30'
+
+iac-tools: $(VENV)-iac/bin/checkov
+
 clean:
-	rm -rf data/raw data/augmented models reports deploy monitoring mlflow.db mlartifacts dvc.lock
+	rm -rf data/raw data/augmented models reports deploy monitoring mlflow.db mlartifacts dvc.lock .kfp-local
