@@ -111,8 +111,8 @@ def _ranges(space: dict) -> dict:
     return ranges
 
 
-def build_pipeline(settings: SageMakerSettings, image: str | None = None):
-    """The SDK Pipeline object for the DAG (call inside `_offline_session`)."""
+def build_pipeline(settings: SageMakerSettings, session, image: str | None = None):
+    """The SDK Pipeline object for the DAG, on a session from `_offline_session`."""
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
         MetricsSource,
@@ -137,7 +137,6 @@ def build_pipeline(settings: SageMakerSettings, image: str | None = None):
     from sagemaker.train.model_trainer import ModelTrainer
     from sagemaker.train.tuner import HyperparameterTuner
 
-    session = _session_holder["session"]
     image = image or settings.image
     params_uri = ParameterString(name="ParamsS3Uri", default_value=settings.params_s3_uri)
     trigger = ParameterString(name="Trigger", default_value="manual")
@@ -247,8 +246,6 @@ def build_pipeline(settings: SageMakerSettings, image: str | None = None):
                     steps=steps, sagemaker_session=session)
 
 
-_session_holder: dict = {}
-
 
 def definition(settings: SageMakerSettings, image: str | None = None) -> dict:
     """The pipeline definition JSON as a dict, built offline."""
@@ -256,11 +253,7 @@ def definition(settings: SageMakerSettings, image: str | None = None) -> dict:
 
     logging.getLogger("sagemaker").setLevel(logging.ERROR)
     with _offline_session(settings) as session:
-        _session_holder["session"] = session
-        try:
-            return json.loads(build_pipeline(settings, image).definition())
-        finally:
-            _session_holder.clear()
+        return json.loads(build_pipeline(settings, session, image).definition())
 
 
 def write_definition(out: Path, settings: SageMakerSettings, image: str | None = None) -> Path:
