@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from _project import copy_project, project_env
 
 
 def main() -> None:
@@ -29,20 +24,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny dataset and 2 epochs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="defectops-bench-"))
-    for folder in ("components", "pipelines"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, root)
-    if args.quick:
-        params = yaml.safe_load((root / "params.yaml").read_text())
-        params["ingest"].update(n_images=40, image_size=64)
-        params["train"].update(epochs=2, imgsz=64, batch=8)
-        (root / "params.yaml").write_text(yaml.safe_dump(params))
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_TRACKING_URI", "DEFECTOPS_ARTIFACT_ROOT", "DEFECTOPS_AUDIT_LOG")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    root = copy_project("defectops-bench-", {"ingest": {"n_images": 40, "image_size": 64},
+                                             "train": {"epochs": 2, "imgsz": 64, "batch": 8}} if args.quick else None)
+    env = project_env()
 
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "defectops.cli", "demo"], cwd=root, env=env, check=True)

@@ -28,6 +28,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MANIFEST_NAME = "manifest.csv"
 DATASET_YAML = "dataset.yaml"
 MANIFEST_FIELDS = ("path", "sha256", "width", "height", "split", "classes", "n_boxes")
+GOOD = "good"  # the image-level class of a defect-free image (no boxes)
 
 
 class DatasetError(DefectopsError, ValueError):
@@ -198,6 +199,47 @@ def build_ultralytics_view(root: Path, view: Path) -> Path:
     data_yaml = view / "data.yaml"
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
     return data_yaml
+
+
+def image_class(boxes: list[Box], names: list[str]) -> str:
+    """An image's single class for classification: its most frequent defect type (ties: the larger
+    total area), or GOOD when it has no boxes."""
+    if not boxes:
+        return GOOD
+    totals: dict[int, tuple[int, float]] = {}
+    for b in boxes:
+        count, area = totals.get(b.cls, (0, 0.0))
+        totals[b.cls] = (count + 1, area + b.w * b.h)
+    best = max(totals, key=lambda c: (*totals[c], -c))
+    return names[best] if 0 <= best < len(names) else f"#{best}"
+
+
+def classification_names(root: Path) -> list[str]:
+    """The classes a classifier of this dataset predicts, in Ultralytics' (sorted folder) order."""
+    names = read_names(root)
+    has_good = any(r["n_boxes"] == "0" for r in read_manifest(root))
+    if GOOD in names:
+        raise DatasetError(f"{Path(root) / DATASET_YAML}: '{GOOD}' is reserved for defect-free images "
+                           "(images without boxes); rename that class")
+    return sorted([*names, GOOD] if has_good else names)
+
+
+def build_classification_view(root: Path, view: Path) -> Path:
+    """An Ultralytics classification view, `<view>/<split>/<class>/<image>` symlinks; returns `view`.
+
+    Every split gets a folder for every class (empty where it has none), so class order is the
+    same for all splits.
+    """
+    root, view = Path(root).resolve(), Path(view)
+    names, classes = read_names(root), classification_names(root)
+    for split in SPLITS:
+        for name in classes:
+            (view / split / name).mkdir(parents=True, exist_ok=True)
+    for split, rel in iter_images(root):
+        link = view / split / image_class(read_labels(label_path(root, rel)), names) / Path(rel).name
+        if not link.is_symlink():
+            link.symlink_to(root / rel)
+    return view
 
 
 @contextlib.contextmanager

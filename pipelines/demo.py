@@ -140,7 +140,8 @@ def run_demo(approver: str = "qa.lead") -> None:
     test = evaluation["test"]
     console.print(f"test split @ threshold {evaluation['threshold']:.4f}: image-level recall "
                   f"[bold]{test['recall']:.3f}[/] (target {evaluation['target_recall']}), precision "
-                  f"[bold]{test['precision']:.3f}[/], mAP50 {evaluation['test_map50']:.3f}")
+                  f"[bold]{test['precision']:.3f}[/], image-level accuracy {evaluation['test_accuracy']:.3f}"
+                  + (f", mAP50 {evaluation['test_map50']:.3f}" if evaluation.get("test_map50") is not None else ""))
     reason = "recall and precision meet the line's targets"
     if info.tags["approval"] == "pending":
         console.print(Panel(f"[bold]{approver}[/] reviews the evidence and approves:\n"

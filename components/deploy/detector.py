@@ -1,4 +1,4 @@
-"""ONNX Runtime inference for exported Ultralytics detectors, with no torch at serving time."""
+"""ONNX Runtime inference for exported Ultralytics detectors and classifiers, with no torch at serving time."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from defectops.dataset import GOOD
+
 SCORE_FLOOR = 0.001
 
 
@@ -19,11 +21,15 @@ class Detection:
     class_id: int
     class_name: str
     score: float
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in original image pixels
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in original image pixels (classifier: whole image)
 
 
 class OnnxDetector:
-    """Loads model.onnx + model.json (written by deploy) and turns images into detections."""
+    """Loads model.onnx + model.json (written by deploy) and turns images into detections.
+
+    A classifier's call is one whole-image detection: the likeliest defect type, scored
+    1 - P(good), so the endpoint's threshold, decision and drift features mean the same for both.
+    """
 
     def __init__(self, model_dir: Path, threads: int | None = None):
         import onnxruntime as ort
@@ -39,6 +45,8 @@ class OnnxDetector:
         self.imgsz = int(self.meta["imgsz"])
         self.names = list(self.meta["names"])
         self.threshold = float(self.meta["threshold"])
+        self.task = self.meta.get("task", "detect")
+        self.output_classes = list(self.meta.get("output_classes") or self.names)
 
     @staticmethod
     def decode(data: bytes) -> np.ndarray:
@@ -61,11 +69,35 @@ class OnnxDetector:
 
     def infer(self, rgb: np.ndarray, iou: float = 0.6, max_det: int = 100) -> tuple[list[Detection], np.ndarray | None]:
         """Detections, plus the pooled backbone embedding when the export carries it (see deploy)."""
+        if self.task == "classify":
+            blob = self._center_crop(rgb).transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+            outputs = self.session.run(None, {self.input_name: blob})
+            embedding = outputs[1][0].mean(axis=(1, 2)) if len(outputs) > 1 else None
+            return self._classification(outputs[0][0], rgb.shape[:2]), embedding
         canvas, scale, (left, top) = self._letterbox(rgb)
         blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         outputs = self.session.run(None, {self.input_name: blob})
         embedding = outputs[1][0].mean(axis=(1, 2)) if len(outputs) > 1 else None
         return self._detections(outputs[0][0], rgb.shape[:2], scale, left, top, iou, max_det), embedding
+
+    def _center_crop(self, rgb: np.ndarray) -> np.ndarray:
+        """Ultralytics' classification preprocessing: shorter side to imgsz, then a centred square crop."""
+        h, w = rgb.shape[:2]
+        scale = self.imgsz / min(h, w)
+        nh, nw = max(self.imgsz, round(h * scale)), max(self.imgsz, round(w * scale))
+        resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else rgb
+        top, left = (nh - self.imgsz) // 2, (nw - self.imgsz) // 2
+        return np.ascontiguousarray(resized[top:top + self.imgsz, left:left + self.imgsz])
+
+    def _classification(self, probs: np.ndarray, shape: tuple[int, int]) -> list[Detection]:
+        by_name = dict(zip(self.output_classes, probs.tolist()))
+        score = 1.0 - by_name.get(GOOD, 0.0)
+        defects = [(by_name.get(name, 0.0), i, name) for i, name in enumerate(self.names)]
+        if score < SCORE_FLOOR or not defects:
+            return []
+        _, class_id, name = max(defects)
+        h, w = shape
+        return [Detection(class_id, name, float(score), (0.0, 0.0, float(w), float(h)))]
 
     def _detections(self, out: np.ndarray, shape: tuple[int, int], scale: float, left: int, top: int, iou: float,
                     max_det: int) -> list[Detection]:

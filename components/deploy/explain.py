@@ -1,6 +1,6 @@
-"""Why an image was rejected: EigenCAM heatmaps from the detector's neck (pytorch-grad-cam).
+"""Why an image was rejected: EigenCAM heatmaps from the feature maps the model's head reads.
 
-EigenCAM needs no gradients or class targets, so it works on a detector as it is; it is run on
+EigenCAM needs no gradients or class targets, so it works on a detector or classifier as it is; it is run on
 the PyTorch weights shipped beside the ONNX model, loaded only when someone asks.
 """
 
@@ -33,9 +33,10 @@ class Explainer:
         if meta.get("weights_sha256") and sha256_file(weights) != meta["weights_sha256"]:
             raise DeployError(f"{weights}: sha256 differs from the registry's; refusing to explain with it")
         self.imgsz = int(meta["imgsz"])
-        self.model = YOLO(str(weights), task="detect").model.float().eval()
+        self.model = YOLO(str(weights)).model.float().eval()
         head = self.model.model[-1]
-        layers = [self.model.model[i] for i in head.f]  # the feature maps the Detect head reads
+        # The feature maps the head reads: the Detect head's several scales, or a classifier's last block.
+        layers = [self.model.model[i] for i in head.f] if isinstance(head.f, list) else [self.model.model[-2]]
         self.cam = EigenCAM(self.model, layers)
         self._torch = torch
 

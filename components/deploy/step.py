@@ -42,8 +42,10 @@ def version_dir(deploy_root: Path, version: str) -> Path:
     return Path(deploy_root) / "versions" / f"v{version}"
 
 
-def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
-    """Ultralytics' ONNX export, plus the backbone's last feature map as a second output (for drift)."""
+def export_onnx(weights: Path, imgsz: int, out: Path) -> tuple[Path, str, list[str]]:
+    """Ultralytics' ONNX export, plus the backbone's last feature map as a second output (for drift).
+
+    Returns the file, the model's task and its class names in output order."""
     import onnx
 
     from defectops.offline import configure_ultralytics
@@ -51,7 +53,7 @@ def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
     configure_ultralytics()
     from ultralytics import YOLO
 
-    model = YOLO(str(weights), task="detect")
+    model = YOLO(str(weights))
     backbone_end = len(model.model.yaml["backbone"]) - 1
     exported = model.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, verbose=False)
     target = out / "model.onnx"
@@ -63,7 +65,7 @@ def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
         graph.graph.output.append(onnx.helper.make_tensor_value_info(last[-1].output[0], onnx.TensorProto.FLOAT,
                                                                      None))
         onnx.save(graph, str(target))
-    return target
+    return target, model.task, [model.names[i] for i in sorted(model.names)]
 
 
 def write_reference(detector: OnnxDetector, dataset: Path, splits: list[str], folder: Path) -> int:
@@ -116,8 +118,9 @@ def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
         weights = registry.fetch_weights(info, Path(tmp) / "download")
         shutil.copyfile(weights, staging / "best.pt")
         imgsz = int(info.tags.get("imgsz", 256))
-        onnx_path = export_onnx(staging / "best.pt", imgsz, staging)
-        meta = {"model_name": info.name, "version": info.version, "run_id": info.run_id,
+        onnx_path, task, output_classes = export_onnx(staging / "best.pt", imgsz, staging)
+        meta = {"model_name": info.name, "version": info.version, "run_id": info.run_id, "task": task,
+                "output_classes": output_classes,
                 "threshold": float(info.tags["threshold"]), "imgsz": imgsz, "names": read_names(dataset),
                 "onnx_sha256": sha256_file(onnx_path), "weights_sha256": info.tags.get("weights_sha256"),
                 "approved_by": info.tags.get("approved_by")}

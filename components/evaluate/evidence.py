@@ -67,13 +67,15 @@ def model_card(metrics: dict, per_class: list[dict], run: dict) -> str:
     lines = [
         "# Model card", "",
         f"- **Training run**: `{run.get('run_id')}`; dataset (DVC md5) `{run.get('dataset_md5')}`",
-        f"- **Model**: Ultralytics YOLO, image size {run.get('imgsz')} px",
+        f"- **Model**: Ultralytics YOLO ({metrics.get('task', 'detect')}), image size {run.get('imgsz')} px",
         f"- **Operating threshold**: {metrics['threshold']:.4f} — highest confidence whose validation recall "
         f"≥ {metrics['tuning_recall']:.2f} (line requirement {metrics['target_recall']:.2f})",
         f"- **Validation**: recall {val['recall']:.3f} ({val['tp']}/{val['tp'] + val['fn']}), one-sided 95 % lower "
         f"bound {metrics['val_recall_lower_bound']:.3f}",
         f"- **Test**: recall {test['recall']:.3f}, precision {test['precision']:.3f}, F1 {test['f1']:.3f}, "
-        f"mAP50 {metrics['test_map50']:.3f}, mAP50-95 {metrics['test_map50_95']:.3f}",
+        f"image-level accuracy {_num(metrics.get('test_accuracy'))}"
+        + (f", mAP50 {metrics['test_map50']:.3f}, mAP50-95 {metrics['test_map50_95']:.3f}"
+           if metrics.get("test_map50") is not None else ""),
         "", "| class | test images | caught | recall | own threshold | test recall at own threshold |",
         "|---|---|---|---|---|---|",
         *[f"| {r['class']} | {r['images']} | {r['caught']} | {_num(r['recall'])} | {_num(r.get('class_threshold'))} "

@@ -30,11 +30,11 @@ def plot_pr_curves(curves: dict[str, tuple], operating: dict[str, tuple[float, f
     return path
 
 
-def plot_confusion_matrix(matrix, names: list[str], path: Path) -> Path:
-    """Box-level confusion (Ultralytics' matching at IoU 0.45), rows = predicted, columns = true."""
+def plot_confusion_matrix(matrix, labels: list[str], path: Path) -> Path:
+    """Rows = predicted, columns = true: box-level for a detector (Ultralytics' matching at IoU 0.45,
+    last label 'background'), image-level for a classifier (last label 'good')."""
     import numpy as np
 
-    labels = [*names, "background"]
     matrix = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2, 1.0 * len(labels) + 1.5), dpi=100)
     ax.imshow(matrix, cmap="Blues")
@@ -43,7 +43,8 @@ def plot_confusion_matrix(matrix, names: list[str], path: Path) -> Path:
                 color="white" if value > matrix.max() / 2 else "black")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set(xlabel="true", ylabel="predicted", title="Test split: box-level confusion")
+    level = "box" if labels[-1] == "background" else "image"
+    ax.set(xlabel="true", ylabel="predicted", title=f"Test split: {level}-level confusion")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

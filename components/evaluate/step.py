@@ -12,13 +12,12 @@ from pydantic import Field
 from defectops.components.evaluate.evidence import false_negative_grid, model_card, per_class_recall, recall_lower_bound
 from defectops.components.evaluate.gate import champion_on_split, compare
 from defectops.components.evaluate.plots import plot_confusion_matrix, plot_pr_curves
+from defectops.components.evaluate.scoring import classification_report, load_model, predicted_classes, score_images
 from defectops.components.evaluate.threshold import image_level_metrics, pr_curve, tune_threshold
 from defectops.config import StepConfig
-from defectops.dataset import label_path, read_labels, read_manifest, read_names, ultralytics_view
+from defectops.dataset import image_class, label_path, read_labels, read_manifest, read_names, ultralytics_view
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow
-
-SCORE_FLOOR = 0.001  # boxes below this are noise; an image with none scores 0
 
 
 class EvaluateConfig(StepConfig):
@@ -35,33 +34,13 @@ class EvaluateConfig(StepConfig):
                                                              "precision) still passes; negative demands gains.")
 
 
-def class_scores(model, root: Path, paths: list[str], imgsz: int, batch: int, device: str,
-                 n_classes: int) -> np.ndarray:
-    """Best box confidence per image and class, shape (images, classes); 0 where nothing was found."""
-    scores = np.zeros((len(paths), n_classes))
-    for i in range(0, len(paths), batch):
-        chunk = [str(root / p) for p in paths[i:i + batch]]
-        results = model.predict(chunk, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False)
-        for j, result in enumerate(results):
-            for cls, conf in zip(result.boxes.cls.tolist(), result.boxes.conf.tolist()):
-                if int(cls) < n_classes:
-                    scores[i + j, int(cls)] = max(scores[i + j, int(cls)], conf)
-    return scores
-
-
-def image_scores(model, root: Path, paths: list[str], imgsz: int, batch: int, device: str) -> np.ndarray:
-    """Best box confidence per image, any class (0 when the model finds nothing)."""
-    per_class = class_scores(model, root, paths, imgsz, batch, device, len(model.names))
-    return per_class.max(axis=1) if per_class.size else np.zeros(len(paths))
-
-
 def run_gate(config: EvaluateConfig, dataset: Path, test_paths: list[str], test_truth: np.ndarray,
              challenger_test: dict) -> dict:
     """Score the registry champion on the same test images and compare at the operating points."""
-    from ultralytics import YOLO
+    names = read_names(dataset)
 
     def score(weights: Path, size: int) -> np.ndarray:
-        return image_scores(YOLO(str(weights), task="detect"), dataset, test_paths, size, config.batch, config.device)
+        return score_images(load_model(weights), dataset, test_paths, size, config.batch, config.device, names)[1]
 
     champion = champion_on_split(config.model_name, score, test_truth, image_level_metrics)
     if champion is None:
@@ -85,21 +64,28 @@ def class_threshold(class_id: int, paths: dict, labels: dict, scores: dict, tuni
     return {"class_threshold": t, "test_recall_at_class_threshold": recall}
 
 
+def detection_metrics(model, dataset: Path, imgsz: int, config: EvaluateConfig) -> dict:
+    """Box-level mAP and confusion matrix on the test split (Ultralytics' validator)."""
+    with ultralytics_view(dataset) as data_yaml, tempfile.TemporaryDirectory() as scratch:
+        result = model.val(data=str(data_yaml), split="test", imgsz=imgsz, batch=config.batch,
+                           device=config.device, verbose=False, project=scratch, name="val",
+                           # Ultralytics fills its confusion matrix only when plotting; the plots go to
+                           # scratch (fonts are local, see offline.py) and we draw our own figure.
+                           plots=True)
+    return {"test_map50": float(result.box.map50), "test_map50_95": float(result.box.map),
+            "confusion_labels": [*read_names(dataset), "background"], "confusion": result.confusion_matrix.matrix}
+
+
 def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) -> dict:
     """Write metrics.json, threshold.json, per_image.csv and pr_curve.png under `out`."""
     import mlflow
-
-    from defectops.offline import configure_ultralytics
-
-    configure_ultralytics()
-    from ultralytics import YOLO
 
     timer = StepTimer()
     model_dir, dataset, out = Path(model_dir), Path(dataset), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run_info = json.loads((model_dir / "run.json").read_text())
     imgsz = int(run_info["imgsz"])
-    model = YOLO(str(model_dir / "weights" / "best.pt"), task="detect")
+    model = load_model(model_dir / "weights" / "best.pt")
     rows = read_manifest(dataset)
     names = read_names(dataset)
     split_scores, split_truth, split_paths, split_class_scores, split_labels = {}, {}, {}, {}, {}
@@ -108,28 +94,30 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
         split_paths[split] = paths
         split_labels[split] = {p: read_labels(label_path(dataset, p)) for p in paths}
         split_truth[split] = np.array([len(split_labels[split][p]) > 0 for p in paths])
-        split_class_scores[split] = class_scores(model, dataset, paths, imgsz, config.batch, config.device, len(names))
-        split_scores[split] = split_class_scores[split].max(axis=1)
+        split_class_scores[split], split_scores[split] = score_images(model, dataset, paths, imgsz, config.batch,
+                                                                      config.device, names)
 
     tuning_recall = min(1.0, config.target_recall + config.val_recall_margin)
     threshold = tune_threshold(split_scores["val"], split_truth["val"], tuning_recall)
     val_m = image_level_metrics(split_scores["val"], split_truth["val"], threshold)
     test_m = image_level_metrics(split_scores["test"], split_truth["test"], threshold)
-    with ultralytics_view(dataset) as data_yaml, tempfile.TemporaryDirectory() as scratch:
-        detection = model.val(data=str(data_yaml), split="test", imgsz=imgsz, batch=config.batch,
-                              device=config.device, verbose=False, project=scratch, name="val",
-                              # Ultralytics fills its confusion matrix only when plotting; the plots go to
-                              # scratch (fonts are local, see offline.py) and we draw our own figure.
-                              plots=True)
+    test_labels = split_labels["test"]
+    classified = classification_report(
+        predicted_classes(split_class_scores["test"], split_scores["test"], threshold, names),
+        [image_class(test_labels[p], names) for p in split_paths["test"]], names)
+    if model.task == "detect":
+        box_metrics = detection_metrics(model, dataset, imgsz, config)
+    else:  # a classifier has no boxes: its confusion matrix is the image-level one
+        box_metrics = {"test_map50": None, "test_map50_95": None, "confusion_labels": classified["labels"],
+                       "confusion": classified["matrix"]}
     missed = [p for p, s, t in zip(split_paths["test"], split_scores["test"], split_truth["test"])
               if t and s < threshold]
     gate = run_gate(config, dataset, split_paths["test"], split_truth["test"], test_m)
-    test_labels = split_labels["test"]
     per_class = per_class_recall(split_paths["test"], split_scores["test"], test_labels, names, threshold)
     for class_id, row in enumerate(per_class):
         # A threshold of the class's own: what the line would use to trade this defect type separately.
         row.update(class_threshold(class_id, split_paths, split_labels, split_class_scores, tuning_recall))
-    plot_confusion_matrix(detection.confusion_matrix.matrix, names, out / "confusion_matrix.png")
+    plot_confusion_matrix(box_metrics["confusion"], box_metrics["confusion_labels"], out / "confusion_matrix.png")
     (out / "per_class.json").write_text(json.dumps(per_class, indent=2) + "\n")
     false_negative_grid(dataset, missed, test_labels, names, out / "false_negatives.png")
     lower_bound = recall_lower_bound(val_m["tp"], val_m["tp"] + val_m["fn"])
@@ -157,14 +145,18 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
         "val": val_m,
         "test": test_m,
         "test_boxes": sum(len(b) for b in test_labels.values()),
-        "test_map50": float(detection.box.map50),
-        "test_map50_95": float(detection.box.map),
+        "task": model.task,
+        "test_map50": box_metrics["test_map50"],
+        "test_map50_95": box_metrics["test_map50_95"],
+        "test_accuracy": classified["accuracy"],
         "test_false_negatives": missed,
         "val_recall_lower_bound": lower_bound,
         "small_validation_warning": warning,
         "gate": gate,
-        "confusion_matrix": {"labels": [*names, "background"], "rows_predicted_columns_true":
-                             detection.confusion_matrix.matrix.astype(int).tolist()},
+        "confusion_matrix": {"labels": box_metrics["confusion_labels"], "rows_predicted_columns_true":
+                             np.asarray(box_metrics["confusion"]).astype(int).tolist()},
+        "image_confusion_matrix": {"labels": classified["labels"],
+                                   "rows_predicted_columns_true": classified["matrix"].tolist()},
         "seconds": timer.seconds(),
     }
     write_metrics(out / "metrics.json", metrics)
@@ -172,10 +164,11 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
 
     configure_mlflow(config.experiment)
     with mlflow.start_run(run_id=run_info["run_id"]):
-        mlflow.log_metrics({"eval/threshold": threshold, "eval/test_recall": test_m["recall"],
-                            "eval/test_precision": test_m["precision"], "eval/test_f1": test_m["f1"],
-                            "eval/val_recall": val_m["recall"], "eval/test_map50": metrics["test_map50"],
-                            "eval/test_map50_95": metrics["test_map50_95"]})
+        logged = {"eval/threshold": threshold, "eval/test_recall": test_m["recall"],
+                  "eval/test_precision": test_m["precision"], "eval/test_f1": test_m["f1"],
+                  "eval/val_recall": val_m["recall"], "eval/test_accuracy": classified["accuracy"],
+                  "eval/test_map50": metrics["test_map50"], "eval/test_map50_95": metrics["test_map50_95"]}
+        mlflow.log_metrics({k: v for k, v in logged.items() if v is not None})
         for name in ("metrics.json", "threshold.json", "per_image.csv", "pr_curve.png", "per_class.json",
                      "false_negatives.png", "model_card.md", "confusion_matrix.png"):
             mlflow.log_artifact(str(out / name), artifact_path="evaluation")

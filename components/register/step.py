@@ -45,7 +45,9 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
         "target_recall": evaluation["target_recall"],
         "test_recall": f"{evaluation['test']['recall']:.4f}",
         "test_precision": f"{evaluation['test']['precision']:.4f}",
-        "test_map50": f"{evaluation['test_map50']:.4f}",
+        "task": evaluation.get("task", "detect"),
+        **{f"test_{k}": f"{evaluation[f'test_{k}']:.4f}" for k in ("map50", "accuracy")
+           if evaluation.get(f"test_{k}") is not None},
         "imgsz": run_info["imgsz"],
         "weights_sha256": sha256_file(model_dir / "weights" / "best.pt"),
         # A retraining launcher says why it ran through the environment, so the same DVC stage

@@ -8,18 +8,25 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from defectops.config import StepConfig
-from defectops.dataset import build_ultralytics_view
+from defectops.dataset import build_classification_view, build_ultralytics_view
 from defectops.lineage import dvc_dir_md5, git_commit
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow, metric_key, tracking_uri
 
+DEFAULT_MODELS = {"detect": "yolov8n.yaml", "classify": "yolov8n-cls.yaml"}
+
 
 class TrainConfig(StepConfig):
-    model: str = Field("yolov8n.yaml", description="Ultralytics model yaml; built from scratch, never downloaded.")
+    task: Literal["detect", "classify"] = Field(
+        "detect", description="detect: boxes per defect (YOLO detect); classify: one class per image, 'good' for "
+                              "defect-free ones (YOLO classify).")
+    model: str = Field(None, description="Ultralytics model yaml, built from scratch and never downloaded; "
+                                                "null = yolov8n.yaml (detect) or yolov8n-cls.yaml (classify).")
     epochs: int = Field(20, ge=1)
     imgsz: int = Field(256, ge=32, multiple_of=32)
     batch: int = Field(16, ge=1)
@@ -36,6 +43,22 @@ class TrainConfig(StepConfig):
     checkpoint_dir: Path = Field(Path("models/checkpoints"), description="Survives the process (on spot: a mounted "
                                                                           "volume or synced to S3); not a DVC output.")
     resume: bool = Field(True, description="Resume an interrupted run with the same settings and data.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model_for_task(cls, data):
+        if isinstance(data, dict) and data.get("model") is None:
+            data = {**data, "model": DEFAULT_MODELS.get(data.get("task", "detect"), DEFAULT_MODELS["detect"])}
+        return data
+
+    @model_validator(mode="after")
+    def _model_fits_task(self):
+        if self.model.endswith((".yaml", ".yml")) and (Path(self.model).stem.endswith("-cls")) != (
+                self.task == "classify"):
+            raise ValueError(f"model '{self.model}' does not fit task '{self.task}': classification model yamls "
+                             f"end in '-cls' (e.g. {DEFAULT_MODELS['classify']}), detection ones do not "
+                             f"(e.g. {DEFAULT_MODELS['detect']})")
+        return self
 
 
 def _resolve_device(device: str) -> str:
@@ -108,7 +131,10 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             _atomic_copy(best_copy, weights_dir / "best.pt")
     if not resuming and checkpoint.exists():
         shutil.rmtree(checkpoint)
-    data_yaml = build_ultralytics_view(dataset, checkpoint / "view")
+    if config.task == "classify":
+        data = build_classification_view(dataset, checkpoint / "view")
+    else:
+        data = build_ultralytics_view(dataset, checkpoint / "view")
 
     with mlflow.start_run(run_id=run_id_file.read_text().strip() if resuming else None, run_name="train",
                           nested=parent_run_id is not None, parent_run_id=parent_run_id) as run:
@@ -118,7 +144,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             mlflow.set_tags({**lineage, "git_commit": git_commit(), "step": "train"})
         else:
             mlflow.set_tag("resumed_from", str(last))
-        model = YOLO(str(last) if resuming else config.model, task="detect")
+        model = YOLO(str(last) if resuming else config.model, task=config.task)
 
         def log_epoch(trainer) -> None:
             values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **(trainer.metrics or {})}
@@ -135,7 +161,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         if resuming:
             model.train(resume=True, device=device, workers=config.workers)
         else:
-            model.train(data=str(data_yaml), epochs=config.epochs, imgsz=config.imgsz, batch=config.batch,
+            model.train(data=str(data), epochs=config.epochs, imgsz=config.imgsz, batch=config.batch,
                         device=device, workers=config.workers, seed=config.seed, lr0=config.lr0,
                         weight_decay=config.weight_decay, mosaic=config.mosaic, hsv_v=config.hsv_v,
                         patience=config.patience, cache="ram" if config.cache else False, project=str(checkpoint),
@@ -153,10 +179,10 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         mlflow.log_artifact(str(weights), artifact_path="model")
         run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                     "tracking_uri": tracking_uri(), "model_artifact": "model/best.pt",
-                    **lineage, "imgsz": config.imgsz, "resumed": resuming}
+                    **lineage, "imgsz": config.imgsz, "task": config.task, "resumed": resuming}
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     shutil.rmtree(checkpoint, ignore_errors=True)  # finished: the next run with these settings starts fresh
-    metrics = {"epochs": config.epochs, "device": device, "seconds": timer.seconds(), **final,
+    metrics = {"task": config.task, "epochs": config.epochs, "device": device, "seconds": timer.seconds(), **final,
                "run_id": run_info["run_id"], "resumed": resuming, **lineage}
     write_metrics(out / "metrics.json", metrics)
     return metrics

@@ -107,17 +107,16 @@ def objective_value(model_dir: Path, dataset: Path, target_recall: float, device
     import json
 
     import numpy as np
-    from ultralytics import YOLO
 
-    from defectops.components.evaluate.step import image_scores
+    from defectops.components.evaluate.scoring import load_model, score_images
     from defectops.components.evaluate.threshold import image_level_metrics, tune_threshold
-    from defectops.dataset import label_path, read_labels, read_manifest
+    from defectops.dataset import label_path, read_labels, read_manifest, read_names
 
     paths = [r["path"] for r in read_manifest(dataset) if r["split"] == "val"]
     truth = np.array([bool(read_labels(label_path(dataset, p))) for p in paths])
     imgsz = json.loads((model_dir / "run.json").read_text())["imgsz"]
-    scores = image_scores(YOLO(str(model_dir / "weights" / "best.pt"), task="detect"), dataset, paths, imgsz, 16,
-                          device)
+    _, scores = score_images(load_model(model_dir / "weights" / "best.pt"), dataset, paths, imgsz, 16, device,
+                             read_names(dataset))
     threshold = tune_threshold(scores, truth, target_recall)
     return {"threshold": threshold, **image_level_metrics(scores, truth, threshold)}
 

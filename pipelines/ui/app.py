@@ -26,7 +26,8 @@ from defectops.ui.backends import MlflowBackend, SageMakerBackend
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 ROWS = [("recall", "recall"), ("precision", "precision"), ("recall 95 % lower bound (val)", "lower_bound"),
-        ("threshold", "threshold"), ("mAP50", "map50"), ("missed defective images", "missed")]
+        ("threshold", "threshold"), ("mAP50", "map50"), ("image-level accuracy", "accuracy"),
+        ("missed defective images", "missed")]
 
 
 def _fmt(ev: evidence.Evidence | None, key: str) -> str:
@@ -35,7 +36,8 @@ def _fmt(ev: evidence.Evidence | None, key: str) -> str:
     m = ev.metrics
     values = {"recall": m["test"]["recall"], "precision": m["test"]["precision"],
               "lower_bound": m.get("val_recall_lower_bound"), "threshold": m["threshold"],
-              "map50": m.get("test_map50"), "missed": len(m.get("test_false_negatives", []))}
+              "map50": m.get("test_map50"), "accuracy": m.get("test_accuracy"),
+              "missed": len(m.get("test_false_negatives", []))}
     value = values[key]
     return "—" if value is None else str(value) if isinstance(value, int) else f"{value:.3f}"
 

@@ -30,7 +30,12 @@ def test_evaluation_outputs(evaluated):
     assert metrics["val"]["recall"] >= metrics["target_recall"]  # tuned on val, so it must hold there
     for key in ("recall", "precision", "f1"):
         assert 0 <= metrics["test"][key] <= 1
-    assert 0 <= metrics["test_map50"] <= 1
+    assert 0 <= metrics["test_map50"] <= 1 and metrics["task"] == "detect"
+    image_matrix = metrics["image_confusion_matrix"]["rows_predicted_columns_true"]
+    assert sum(map(sum, image_matrix)) == metrics["test"]["tp"] + metrics["test"]["fp"] + metrics["test"]["fn"] + \
+        metrics["test"]["tn"]  # one image-level call per test image: good, or the best-scoring defect type
+    assert metrics["test_accuracy"] == sum(image_matrix[i][i] for i in range(len(image_matrix))) / sum(
+        map(sum, image_matrix))
     png = (evaluated / "pr_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
     lines = (evaluated / "per_image.csv").read_text().splitlines()

@@ -1,0 +1,43 @@
+"""A throwaway copy of the project for benches: they never touch the working tree's data or registry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_project(prefix: str, params_update: dict | None = None) -> Path:
+    """Copy the code, DAG and params into a fresh git folder; `params_update` merges into sections."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    for folder in ("components", "pipelines"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, root)
+    if params_update:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        for section, values in params_update.items():
+            params[section].update(values)
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    return root
+
+
+def project_env() -> dict[str, str]:
+    """This interpreter's tools first on PATH; no tracking settings leaking in from the caller."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "DEFECTOPS_ARTIFACT_ROOT", "DEFECTOPS_AUDIT_LOG")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def defectops(root: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "defectops.cli", *args], cwd=root, env=project_env(),
+                          check=True, **kwargs)

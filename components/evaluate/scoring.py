@@ -1,0 +1,73 @@
+"""Per-image, per-class scores from a detector or a classifier, so evaluation, the gate and HPO
+speak one language for both task types.
+
+Detector: a class's score is its best box confidence (0 when none). Classifier: the class's
+probability. An image's defect score is the best box (detector) or 1 - P(good) (classifier).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from defectops.dataset import GOOD
+
+SCORE_FLOOR = 0.001  # boxes below this are noise; an image with none scores 0
+
+
+def load_model(weights: Path):
+    """An Ultralytics model; the task (detect or classify) is read from the checkpoint."""
+    from defectops.offline import configure_ultralytics
+
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    return YOLO(str(weights))
+
+
+def score_images(model, root: Path, paths: list[str], imgsz: int, batch: int, device: str,
+                 names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(per-class scores of shape (images, len(names)), defect score per image)."""
+    per_class = np.zeros((len(paths), len(names)))
+    good = np.zeros(len(paths))
+    column = {name: i for i, name in enumerate(names)}
+    model_names = dict(model.names)
+    for start in range(0, len(paths), batch):
+        chunk = [str(Path(root) / p) for p in paths[start:start + batch]]
+        results = model.predict(chunk, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False)
+        for offset, result in enumerate(results):
+            row = start + offset
+            if model.task == "classify":
+                for class_id, p in enumerate(result.probs.data.tolist()):
+                    name = model_names[class_id]
+                    if name == GOOD:
+                        good[row] = p
+                    elif name in column:
+                        per_class[row, column[name]] = p
+            else:
+                for class_id, conf in zip(result.boxes.cls.tolist(), result.boxes.conf.tolist()):
+                    name = model_names.get(int(class_id))
+                    if name in column:
+                        per_class[row, column[name]] = max(per_class[row, column[name]], conf)
+    if model.task == "classify":
+        return per_class, 1.0 - good
+    return per_class, per_class.max(axis=1) if len(names) else np.zeros(len(paths))
+
+
+def predicted_classes(per_class: np.ndarray, image: np.ndarray, threshold: float, names: list[str]) -> list[str]:
+    """The image-level call at the operating threshold: good, or the best-scoring defect type."""
+    return [names[int(np.argmax(row))] if score >= threshold and len(names) else GOOD
+            for row, score in zip(per_class, image)]
+
+
+def classification_report(predicted: list[str], truth: list[str], names: list[str]) -> dict:
+    """Image-level accuracy and confusion matrix (rows predicted, columns true; labels names + good)."""
+    labels = [*names, GOOD]
+    index = {n: i for i, n in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    for p, t in zip(predicted, truth):
+        if p in index and t in index:
+            matrix[index[p], index[t]] += 1
+    correct = sum(p == t for p, t in zip(predicted, truth))
+    return {"accuracy": correct / len(truth) if truth else float("nan"), "labels": labels, "matrix": matrix}
