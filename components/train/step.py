@@ -28,6 +28,8 @@ class TrainConfig(StepConfig):
     model: str = Field(None, description="Ultralytics model yaml, built from scratch and never downloaded; "
                                                 "null = yolov8n.yaml (detect) or yolov8n-cls.yaml (classify).")
     epochs: int = Field(20, ge=1)
+    time_hours: float | None = Field(None, gt=0, description="Wall-clock budget; when set, Ultralytics fits the "
+                                                             "epoch count (and LR schedule) to it after epoch 1.")
     imgsz: int = Field(256, ge=32, multiple_of=32)
     batch: int = Field(16, ge=1)
     device: str = Field("cpu", description="'cpu', a CUDA index like '0', or 'auto'.")
@@ -84,6 +86,18 @@ def _atomic_copy(source: Path, target: Path) -> None:
     partial = target.with_name(target.name + ".partial")
     shutil.copyfile(source, partial)
     os.replace(partial, target)
+
+
+def _epochs_and_seconds(results_csv: Path) -> tuple[int, float]:
+    """Epochs run (with a time budget Ultralytics decides how many) and the loop's seconds
+    (Ultralytics' cumulative 'time' column: training plus per-epoch validation)."""
+    import csv
+
+    if not results_csv.exists():
+        return 0, 0.0
+    with open(results_csv, newline="") as fh:
+        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(fh)]
+    return len(rows), float(rows[-1].get("time") or 0.0) if rows else 0.0
 
 
 def run_key(config: TrainConfig, lineage: dict[str, str]) -> str:
@@ -164,9 +178,9 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             model.train(data=str(data), epochs=config.epochs, imgsz=config.imgsz, batch=config.batch,
                         device=device, workers=config.workers, seed=config.seed, lr0=config.lr0,
                         weight_decay=config.weight_decay, mosaic=config.mosaic, hsv_v=config.hsv_v,
-                        patience=config.patience, cache="ram" if config.cache else False, project=str(checkpoint),
-                        name="ultralytics", exist_ok=True, plots=False, verbose=False, amp=device != "cpu",
-                        deterministic=True)
+                        patience=config.patience, time=config.time_hours, cache="ram" if config.cache else False,
+                        project=str(checkpoint), name="ultralytics", exist_ok=True, plots=False, verbose=False,
+                        amp=device != "cpu", deterministic=True)
         run_dir = Path(model.trainer.save_dir)
         weights = out / "weights" / "best.pt"
         weights.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +196,9 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
                     **lineage, "imgsz": config.imgsz, "task": config.task, "resumed": resuming}
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     shutil.rmtree(checkpoint, ignore_errors=True)  # finished: the next run with these settings starts fresh
-    metrics = {"task": config.task, "epochs": config.epochs, "device": device, "seconds": timer.seconds(), **final,
-               "run_id": run_info["run_id"], "resumed": resuming, **lineage}
+    epochs_run, loop_seconds = _epochs_and_seconds(out / "results.csv")
+    metrics = {"task": config.task, "epochs": epochs_run or config.epochs, "device": device,
+               "seconds_per_epoch": round(loop_seconds / epochs_run, 3) if epochs_run else None,
+               "seconds": timer.seconds(), **final, "run_id": run_info["run_id"], "resumed": resuming, **lineage}
     write_metrics(out / "metrics.json", metrics)
     return metrics
