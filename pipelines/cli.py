@@ -40,6 +40,10 @@ sagemaker_app = typer.Typer(help="SageMaker: deploy approved model packages.", n
 app.add_typer(sagemaker_app, name="sagemaker")
 pipeline_app = typer.Typer(help="Render or run the training DAG on an engine.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+data_app = typer.Typer(help="Datasets: import your own images; list DVC-tracked dataset versions.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+data_app.command("import")(ingest_cli.import_command)
 
 MODEL_NAME_OPTION = typer.Option("defectops-detector", "--model-name", help="Registered model name.")
 

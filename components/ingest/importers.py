@@ -1,7 +1,9 @@
 """Importers from public annotation formats into the canonical dataset.
 
 Each importer returns (class names, [(source image path, boxes in pixels)]) and never
-writes; `step.ingest` does the splitting and writing, the same way for every format.
+writes; `step.ingest` does the splitting and writing, the same way for every format. This
+module holds YOLO and Pascal VOC, the lookup helpers, and format auto-detection; COCO and the
+image-level layouts (classification folders, MVTec-AD) have modules of their own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,65 @@ from defectops.dataset import IMAGE_SUFFIXES, DatasetError, read_labels
 
 PixelBox = tuple[int, float, float, float, float]  # class id, x1, y1, x2, y2
 Item = tuple[Path, list[PixelBox]]
+FORMATS = ("yolo", "voc", "coco", "folders", "mvtec")
+
+
+def find_image(base: Path, file_name: str, annotation: Path, index: dict) -> Path:
+    """An annotation's image: relative to the annotation's folder, in images/, or by name below it.
+
+    `index` is the caller's per-import cache of the tree below `base` (built on first need)."""
+    for candidate in (base / file_name, base / "images" / file_name):
+        if candidate.is_file():
+            return candidate
+    if not index:
+        for path in base.rglob("*"):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                index.setdefault(path.name, []).append(path)
+    matches = index.get(Path(file_name).name, [])
+    if len(matches) != 1:
+        where = "found several times" if matches else "not found"
+        raise DatasetError(f"{annotation}: image '{file_name}' {where} (looked beside it, in images/ and below {base})")
+    return matches[0]
+
+
+def detect_format(src: Path) -> str:
+    """Name the layout of `src` from its files, or say which layouts were expected."""
+    src = Path(src)
+    if not src.exists():
+        raise DatasetError(f"{src}: does not exist")
+    if src.is_file():
+        if src.suffix.lower() == ".json":
+            return "coco"
+        raise DatasetError(f"{src}: a file import must be a COCO .json; folders are detected by their layout")
+    if (src / "dataset.yaml").exists() or (src / "data.yaml").exists():
+        return "yolo"
+    if (src / "train" / "good").is_dir() and (src / "test").is_dir():
+        return "mvtec"
+    if any(src.rglob("*.xml")):
+        return "voc"
+    from defectops.components.ingest.coco import _looks_like_coco
+
+    if any(_looks_like_coco(p) for p in src.rglob("*.json")):
+        return "coco"
+    if any(p.is_dir() and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir()) for p in src.iterdir()):
+        return "folders"
+    raise DatasetError(f"{src}: unknown layout; expected one of: YOLO (data.yaml + images/ + labels/), Pascal VOC "
+                       "(*.xml beside images), COCO (a .json with images/annotations/categories), classification "
+                       "folders (<class>/*.png, good/ok = defect-free), MVTec-AD (train/good, test/<defect>, "
+                       "ground_truth/)")
+
+
+def import_any(fmt: str, src: Path) -> tuple[str, list[str], list[Item]]:
+    """(format used, class names, items); `fmt` 'auto' detects it."""
+    from defectops.components.ingest.coco import import_coco
+    from defectops.components.ingest.folders import import_folders, import_mvtec
+
+    fmt = detect_format(src) if fmt == "auto" else fmt
+    importers = {"yolo": import_yolo, "voc": import_voc, "coco": import_coco, "folders": import_folders,
+                 "mvtec": import_mvtec}
+    if fmt not in importers:
+        raise DatasetError(f"unknown import format '{fmt}': expected auto or one of {list(importers)}")
+    return (fmt, *importers[fmt](Path(src)))
 
 
 def import_voc(src: Path, class_names: list[str] | None = None) -> tuple[list[str], list[Item]]:

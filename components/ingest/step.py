@@ -1,8 +1,9 @@
-"""Ingest: produce the canonical dataset (synthetic by default, or imported from YOLO/VOC)."""
+"""Ingest: produce the canonical dataset (synthetic by default, or imported from a real format)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -15,7 +16,7 @@ from rich.progress import track
 
 from defectops.components.ingest import importers, synthetic
 from defectops.config import StepConfig
-from defectops.dataset import Box, image_dir, label_path, write_dataset_yaml, write_labels, write_manifest
+from defectops.dataset import Box, DatasetError, image_dir, label_path, write_dataset_yaml, write_labels, write_manifest
 from defectops.metrics import StepTimer, write_metrics
 
 
@@ -32,8 +33,9 @@ class SplitFractions(StepConfig):
 
 
 class IngestConfig(StepConfig):
-    source: Literal["synthetic", "yolo", "voc"] = "synthetic"
-    path: Path | None = Field(None, description="Source folder for yolo/voc imports.")
+    source: Literal["synthetic", "auto", "yolo", "voc", "coco", "folders", "mvtec"] = Field(
+        "synthetic", description="synthetic (generated), auto (detect the layout of 'path') or a format name.")
+    path: Path | None = Field(None, description="Folder (or COCO .json) to import.")
     seed: int = 7
     n_images: int = Field(400, ge=6, description="Synthetic only.")
     image_size: int = Field(256, ge=32, le=4096, description="Synthetic only.")
@@ -80,20 +82,36 @@ def _generate_synthetic(config: IngestConfig, out: Path) -> list[str]:
     return synthetic.CLASSES
 
 
+def _target_names(sources: list[Path]) -> list[str]:
+    """File names in the canonical set: the source's own when unique, else its path below the common
+    root (MVTec repeats 000.png in every folder), so re-importing the same tree gives the same names."""
+    if len({p.name for p in sources}) == len(sources):
+        return [p.name for p in sources]
+    root = Path(os.path.commonpath([str(p.parent) for p in sources]))
+    return ["__".join(p.relative_to(root).parts) for p in sources]
+
+
 def _write_imported(names: list[str], items, config: IngestConfig, out: Path) -> list[str]:
-    keys = [p.stem for p, _ in items]
+    if not items:
+        raise DatasetError(f"{config.path}: no images to import")
+    targets = _target_names([p for p, _ in items])
+    keys = [Path(t).stem for t in targets]
     if len(set(keys)) != len(keys):
         dupes = sorted({k for k in keys if keys.count(k) > 1})[:5]
-        raise ValueError(f"{config.path}: image names must be unique across the source, repeated: {dupes}")
+        raise DatasetError(f"{config.path}: image names must be unique across the source, repeated: {dupes}")
     # Stratify by first class (or 'good') so each split sees every class.
     strata = [names[min(b[0] for b in boxes)] if boxes else "good" for _, boxes in items]
     splits = assign_splits(keys, strata, config.split)
-    for (src, boxes), split in zip(items, splits):
-        rel = f"images/{split}/{src.name}"
+    for (src, boxes), split, target in zip(items, splits, targets):
+        rel = f"images/{split}/{target}"
         image_dir(out, split).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, out / rel)
-        with Image.open(src) as im:
-            w, h = im.size
+        try:
+            with Image.open(src) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 - copied as is: validate names and quarantines undecodable files
+            write_labels(label_path(out, rel), [])
+            continue
         write_labels(label_path(out, rel), [Box.from_pixels(c, x1, y1, x2, y2, w, h) for c, x1, y1, x2, y2 in boxes])
     return names
 
@@ -105,12 +123,12 @@ def ingest(config: IngestConfig, out: Path) -> dict:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    fmt = config.source
     if config.source == "synthetic":
         names = _generate_synthetic(config, out)
-    elif config.source == "voc":
-        names = _write_imported(*importers.import_voc(config.path), config, out)
     else:
-        names = _write_imported(*importers.import_yolo(config.path), config, out)
+        fmt, names, items = importers.import_any(config.source, config.path)
+        names = _write_imported(names, items, config, out)
     write_dataset_yaml(out, names)
     rows = write_manifest(out)
     metrics = {
@@ -120,6 +138,7 @@ def ingest(config: IngestConfig, out: Path) -> dict:
         "per_split": {s: sum(1 for r in rows if r["split"] == s) for s in ("train", "val", "test")},
         "per_class_images": {n: sum(1 for r in rows if n in r["classes"].split(";")) for n in names},
         "classes": names,
+        "format": fmt,
         "seconds": timer.seconds(),
     }
     write_metrics(out / "ingest_metrics.json", metrics)
