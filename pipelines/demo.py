@@ -28,7 +28,7 @@ from defectops.dataset import label_path, read_labels, read_manifest
 from defectops.engines import dvc
 
 PARAMS = Path("params.yaml")
-RAW, DEPLOY_DIR, MONITOR_DIR = Path("data/raw"), Path("deploy"), Path("monitoring")
+RAW, DEPLOY_DIR, MONITOR_DIR = Path("data/validated"), Path("deploy"), Path("monitoring")
 INFERENCE_LOG = MONITOR_DIR / "inference_log.jsonl"
 
 
@@ -197,8 +197,8 @@ def run_demo(approver: str = "qa.lead") -> None:
     table.add_row("[bold]total[/]", "", f"{time.perf_counter() - started:.1f}")
     console.print(table)
     where = Table("what", "where")
-    for what, path in [("dataset (DVC-tracked; md5 in dvc.lock)", "data/raw"),
-                       ("validation report", "reports/validate/report.txt"),
+    for what, path in [("dataset (DVC-tracked; md5 in dvc.lock)", "data/raw -> data/validated"),
+                       ("validation report, quarantine", "reports/validate/report.html, data/quarantine"),
                        ("evaluation + PR curve", "reports/evaluate/metrics.json, pr_curve.png"),
                        ("MLflow runs and registry", "mlflow.db (mlflow ui --backend-store-uri sqlite:///mlflow.db)"),
                        ("served model", f"{version_dir(DEPLOY_DIR, version)}/model.onnx, model.json"),

@@ -8,7 +8,7 @@ from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
-    dataset: Path = typer.Option(Path("data/raw"), help="Validated canonical dataset."),
+    dataset: Path = typer.Option(Path("data/validated"), help="Validated canonical dataset (validate --out)."),
     out: Path = typer.Option(Path("data/augmented"), help="Where the augmented dataset is written (replaced)."),
     params: Path = PARAMS_OPTION,
 ) -> None:

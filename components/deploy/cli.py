@@ -8,7 +8,8 @@ from defectops.cli_support import PARAMS_OPTION, run_step
 
 
 def command(
-    dataset: Path = typer.Option(Path("data/raw"), help="Dataset whose held-out splits form the drift reference."),
+    dataset: Path = typer.Option(Path("data/validated"),
+                                 help="Dataset whose held-out splits form the drift reference."),
     out: Path = typer.Option(Path("deploy"), help="Root folder; the version lands in <out>/versions/v<N>/."),
     alias: str = typer.Option(None, help="Override params: champion, or challenger (once cleared for canary)."),
     params: Path = PARAMS_OPTION,

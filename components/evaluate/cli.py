@@ -9,7 +9,8 @@ from defectops.cli_support import PARAMS_OPTION, run_step
 
 def command(
     model: Path = typer.Option(Path("models/train"), help="Output folder of the train step."),
-    dataset: Path = typer.Option(Path("data/raw"), help="Dataset whose val/test splits are used (un-augmented)."),
+    dataset: Path = typer.Option(Path("data/validated"),
+                                 help="Dataset whose val/test splits are used (validated, un-augmented)."),
     out: Path = typer.Option(Path("reports/evaluate"), help="Folder for metrics, threshold and PR curve."),
     params: Path = PARAMS_OPTION,
 ) -> None:

@@ -1,7 +1,8 @@
-"""The data contract as a Great Expectations suite, run on per-image and per-box tables.
+"""The data contract as Great Expectations suites over the facts tables (images, boxes, classes).
 
-We compute facts about each file (does it decode, its size, its boxes) with PIL, then let GE
-decide which facts break the contract; GE's result names the offending rows by path.
+Every expectation carries the name of the problem it detects (`meta.problem`): the report groups
+by it, and the settings say which problems block the run outright (`validate.blocking`).
+GE's COMPLETE result names each offending row by its index column (path, or class name).
 """
 
 from __future__ import annotations
@@ -12,36 +13,70 @@ import pandas as pd
 
 BOX_TOLERANCE = 1e-3  # normalised units: rounding in exported labels, not a real overflow
 
+# Problems about one image (or its labels): that file is quarantined.
+FILE_PROBLEMS = ("missing", "undecodable", "not_in_manifest", "changed_since_ingest", "unparseable_labels",
+                 "image_size", "channels", "blank_image", "brightness_outlier", "contrast_outlier",
+                 "duplicate_across_splits", "near_duplicate_across_splits", "unknown_class", "box_outside_image",
+                 "degenerate_box")
+# Problems about the dataset as a whole: nothing to quarantine, always blocking.
+DATASET_PROBLEMS = ("too_few_examples", "duplicate_path")
 
-def image_suite(gx, min_size: int, max_size: int):
+
+def _with(problem: str, expectation):
+    expectation.meta = {"problem": problem}
+    return expectation
+
+
+def image_suite(gx, limits: dict):
     e = gx.expectations
     suite = gx.ExpectationSuite(name="images")
-    suite.add_expectation(e.ExpectColumnValuesToBeInSet(column="exists", value_set=[True]))
-    suite.add_expectation(e.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]))
-    suite.add_expectation(e.ExpectColumnValuesToBeInSet(column="in_manifest", value_set=[True]))
-    suite.add_expectation(e.ExpectColumnValuesToBeInSet(column="sha256_matches_manifest", value_set=[True]))
-    suite.add_expectation(e.ExpectColumnValuesToBeInSet(column="labels_parse", value_set=[True]))
-    suite.add_expectation(e.ExpectColumnValuesToBeBetween(column="width", min_value=min_size, max_value=max_size))
-    suite.add_expectation(e.ExpectColumnValuesToBeBetween(column="height", min_value=min_size, max_value=max_size))
-    suite.add_expectation(e.ExpectColumnValuesToBeUnique(column="path"))
+    for column, problem in (("exists", "missing"), ("decodes", "undecodable"), ("in_manifest", "not_in_manifest"),
+                            ("sha256_matches_manifest", "changed_since_ingest"),
+                            ("labels_parse", "unparseable_labels")):
+        suite.add_expectation(_with(problem, e.ExpectColumnValuesToBeInSet(column=column, value_set=[True])))
+    for column in ("width", "height"):
+        suite.add_expectation(_with("image_size", e.ExpectColumnValuesToBeBetween(
+            column=column, min_value=limits["min_size"], max_value=limits["max_size"])))
+    suite.add_expectation(_with("channels", e.ExpectColumnValuesToBeInSet(column="channels",
+                                                                          value_set=limits["channels"])))
+    suite.add_expectation(_with("blank_image", e.ExpectColumnValuesToBeBetween(
+        column="contrast", min_value=limits["min_contrast"])))
+    for column, problem in (("brightness", "brightness_outlier"), ("contrast", "contrast_outlier")):
+        low, high = limits[column]
+        suite.add_expectation(_with(problem, e.ExpectColumnValuesToBeBetween(column=column, min_value=low,
+                                                                             max_value=high)))
+    for column, problem in (("duplicate_of", "duplicate_across_splits"),
+                            ("near_duplicate_of", "near_duplicate_across_splits")):
+        suite.add_expectation(_with(problem, e.ExpectColumnValuesToBeNull(column=column)))
+    suite.add_expectation(_with("duplicate_path", e.ExpectColumnValuesToBeUnique(column="path")))
     return suite
 
 
 def box_suite(gx, n_classes: int):
     e = gx.expectations
     suite = gx.ExpectationSuite(name="boxes")
-    suite.add_expectation(e.ExpectColumnValuesToBeBetween(column="class_id", min_value=0, max_value=n_classes - 1))
+    suite.add_expectation(_with("unknown_class", e.ExpectColumnValuesToBeBetween(
+        column="class_id", min_value=0, max_value=n_classes - 1)))
     for column in ("left", "top", "right", "bottom"):
-        suite.add_expectation(e.ExpectColumnValuesToBeBetween(
-            column=column, min_value=-BOX_TOLERANCE, max_value=1 + BOX_TOLERANCE))
+        suite.add_expectation(_with("box_outside_image", e.ExpectColumnValuesToBeBetween(
+            column=column, min_value=-BOX_TOLERANCE, max_value=1 + BOX_TOLERANCE)))
     for column in ("box_width", "box_height"):
-        suite.add_expectation(e.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True))
+        suite.add_expectation(_with("degenerate_box", e.ExpectColumnValuesToBeBetween(
+            column=column, min_value=0, strict_min=True)))
     return suite
 
 
-def run_suites(images: pd.DataFrame, boxes: pd.DataFrame, min_size: int, max_size: int,
+def class_suite(gx, min_images: int):
+    e = gx.expectations
+    suite = gx.ExpectationSuite(name="classes")
+    suite.add_expectation(_with("too_few_examples", e.ExpectColumnValuesToBeBetween(
+        column="images", min_value=min_images)))
+    return suite
+
+
+def run_suites(images: pd.DataFrame, boxes: pd.DataFrame, classes: pd.DataFrame, limits: dict,
                n_classes: int) -> list[dict]:
-    """Validate both tables; return one record per failed expectation with the offending paths."""
+    """Validate the three tables; one record per failed expectation, naming the offending rows."""
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -50,15 +85,17 @@ def run_suites(images: pd.DataFrame, boxes: pd.DataFrame, min_size: int, max_siz
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("dataset")
     failures = []
-    for name, frame, suite in (("images", images, image_suite(gx, min_size, max_size)),
-                               ("boxes", boxes, box_suite(gx, n_classes))):
+    for name, frame, suite, index in (("images", images, image_suite(gx, limits), "path"),
+                                      ("boxes", boxes, box_suite(gx, n_classes), "path"),
+                                      ("classes", classes, class_suite(gx, limits["min_images_per_class"]),
+                                       "class_name")):
         if frame.empty:
             continue
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all").get_batch(
             batch_parameters={"dataframe": frame})
         suite = context.suites.add(suite)
         result = batch.validate(suite, result_format={"result_format": "COMPLETE",
-                                                      "unexpected_index_column_names": ["path"]})
+                                                      "unexpected_index_column_names": [index]})
         for item in result.results:
             if item.success:
                 continue
@@ -66,12 +103,13 @@ def run_suites(images: pd.DataFrame, boxes: pd.DataFrame, min_size: int, max_siz
             column = config.kwargs.get("column")
             rows = item.result.get("unexpected_index_list") or []
             failures.append({
+                "problem": (config.meta or {}).get("problem", column),
                 "table": name,
                 "expectation": config.type,
                 "column": column,
                 "expected": {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id")},
                 "unexpected_count": item.result.get("unexpected_count", len(rows)),
-                "files": sorted({str(r["path"]) for r in rows}),
+                "files" if index == "path" else "classes": sorted({str(r[index]) for r in rows}),
                 "values": [r.get(column) for r in rows][:20],
             })
     return failures

@@ -1,17 +1,25 @@
-"""Validate: the data gate. A dataset that breaks the contract stops the pipeline here."""
+"""Validate: the data gate. Bad files are set aside with their reasons; too many, or a blocking
+problem (leakage between splits, a class with too few examples), stops the pipeline here.
+
+Reads the imported dataset and never changes it; writes the clean dataset the rest of the
+pipeline trains and evaluates on, the quarantine (each bad file with its labels and reasons),
+and a JSON + HTML + text report.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from defectops.components.validate.expectations import run_suites
+from defectops.components.validate.expectations import DATASET_PROBLEMS, FILE_PROBLEMS, run_suites
+from defectops.components.validate.facts import build_tables, robust_bounds
 from defectops.config import StepConfig
-from defectops.dataset import DatasetError, iter_images, label_path, read_labels, read_manifest, read_names, sha256_file
+from defectops.dataset import MANIFEST_FIELDS, MANIFEST_NAME, label_path, read_manifest, read_names, write_dataset_yaml
 from defectops.errors import DataInvalidError
 from defectops.metrics import StepTimer, write_metrics
 
@@ -19,6 +27,26 @@ from defectops.metrics import StepTimer, write_metrics
 class ValidateConfig(StepConfig):
     min_size: int = Field(32, ge=1, description="Smallest accepted image side, pixels.")
     max_size: int = Field(8192, ge=1, description="Largest accepted image side, pixels.")
+    channels: list[int] = Field([1, 3], description="Accepted channel counts (1 grey, 3 colour).")
+    min_images_per_class: int = Field(5, ge=1, description="Fewer images of a defect type than this blocks the run.")
+    near_duplicate_max_distance: int = Field(
+        4, ge=0, le=32, description="Perceptual-hash bits within which two images in different splits are the same "
+                                    "picture (leakage); 0 = identical hashes only.")
+    outlier_z: float = Field(5.0, gt=0, description="Brightness/contrast further than this many robust standard "
+                                                    "deviations from the dataset's median is an outlier.")
+    min_contrast: float = Field(2.0, ge=0, description="Grey-level standard deviation below which an image is blank.")
+    max_bad_fraction: float = Field(0.01, ge=0, le=1, description="Share of images that may be quarantined before "
+                                                                  "the run fails closed.")
+    blocking: list[str] = Field(["duplicate_across_splits", "near_duplicate_across_splits"],
+                                description="File problems that fail the run whatever their share.")
+
+    @field_validator("blocking")
+    @classmethod
+    def _known_problems(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(FILE_PROBLEMS))
+        if unknown:
+            raise ValueError(f"unknown problems {unknown}; choose from {list(FILE_PROBLEMS)}")
+        return value
 
 
 class DataInvalid(DataInvalidError):
@@ -29,76 +57,130 @@ class DataInvalid(DataInvalidError):
         self.report_path = report_path
 
 
-def _inspect_image(root: Path, rel: str) -> dict:
-    row = {"path": rel, "exists": (root / rel).exists(), "decodes": False, "width": None, "height": None}
-    if row["exists"]:
-        try:
-            with Image.open(root / rel) as im:
-                im.load()  # full decode: verify() misses truncated files
-                row["width"], row["height"] = im.size
-                row["decodes"] = True
-        except Exception as exc:  # noqa: BLE001 - the reason goes into the report
-            row["decode_error"] = f"{type(exc).__name__}: {exc}"
-    return row
+def _detail(row: dict) -> str:
+    for key, label in (("decode_error", ""), ("label_error", ""), ("duplicate_of", "same file as "),
+                       ("near_duplicate_of", "near-identical to ")):
+        value = row.get(key)
+        if isinstance(value, str) and value:
+            return f"{label}{value}"
+    return ""
 
 
-def build_tables(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Facts about every image on disk or in the manifest, and about every box."""
-    manifest = {r["path"]: r for r in read_manifest(root)}
-    on_disk = {rel for _, rel in iter_images(root)}
-    image_rows, box_rows = [], []
-    for rel in sorted(on_disk | set(manifest)):
-        row = _inspect_image(root, rel)
-        row["in_manifest"] = rel in manifest
-        row["sha256_matches_manifest"] = (not row["exists"] or rel not in manifest
-                                          or sha256_file(root / rel) == manifest[rel]["sha256"])
-        try:
-            boxes = read_labels(label_path(root, rel))
-            row["labels_parse"] = True
-        except DatasetError as exc:
-            boxes, row["labels_parse"], row["label_error"] = [], False, str(exc)
-        image_rows.append(row)
-        for b in boxes:
-            box_rows.append({"path": rel, "class_id": b.cls, "left": b.cx - b.w / 2, "top": b.cy - b.h / 2,
-                             "right": b.cx + b.w / 2, "bottom": b.cy + b.h / 2, "box_width": b.w,
-                             "box_height": b.h})
-    return pd.DataFrame(image_rows), pd.DataFrame(box_rows)
-
-
-def render_text(failures: list[dict], images: pd.DataFrame) -> str:
-    lines = []
+def quarantine_files(dataset: Path, images: pd.DataFrame, failures: list[dict], folder: Path) -> list[dict]:
+    """Copy every bad file and its labels under `folder` (same relative paths) with reasons.json."""
+    problems: dict[str, list[str]] = {}
     for f in failures:
-        lines.append(f"- {f['table']}.{f['column']}: {f['expectation']} {f['expected']} "
-                     f"failed for {f['unexpected_count']} row(s)")
-        for path in f["files"][:20]:
-            detail = ""
-            match = images[images["path"] == path]
-            if not match.empty:
-                rec = match.iloc[0].to_dict()
-                detail = rec.get("decode_error") or rec.get("label_error") or ""
-                detail = f"  ({detail})" if isinstance(detail, str) and detail else ""
-            lines.append(f"    {path}{detail}")
+        for path in f.get("files", []):
+            problems.setdefault(path, [])
+            if f["problem"] not in problems[path]:
+                problems[path].append(f["problem"])
+    rows = {r["path"]: r for r in images.to_dict("records")}
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    records = []
+    for path in sorted(problems):
+        for source, target in ((dataset / path, folder / path), (label_path(dataset, path), label_path(folder, path))):
+            if source.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+        records.append({"path": path, "problems": problems[path], "detail": _detail(rows.get(path, {}))})
+    (folder / "reasons.json").write_text(json.dumps(records, indent=2) + "\n")
+    return records
+
+
+def write_clean(dataset: Path, exclude: set[str], out: Path) -> int:
+    """The dataset without the quarantined files: hard links where possible (no extra disk)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    kept = [r for r in read_manifest(dataset) if r["path"] not in exclude]
+    for row in kept:
+        for source, target in ((dataset / row["path"], out / row["path"]),
+                               (label_path(dataset, row["path"]), label_path(out, row["path"]))):
+            if not source.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+    write_dataset_yaml(out, read_names(dataset))
+    pd.DataFrame(kept, columns=list(MANIFEST_FIELDS)).to_csv(out / MANIFEST_NAME, index=False)
+    return len(kept)
+
+
+def render_text(verdict: str, failures: list[dict], quarantined: list[dict]) -> str:
+    lines = [verdict]
+    for f in failures:
+        named = f.get("files") or f.get("classes") or []
+        lines.append(f"- {f['problem']}{' [blocking]' if f['blocking'] else ''}: {f['table']}.{f['column']} "
+                     f"{f['expectation']} {f['expected']} failed for {f['unexpected_count']} row(s)")
+        details = {q["path"]: q["detail"] for q in quarantined}
+        lines += [f"    {item}" + (f"  ({details[item]})" if details.get(item) else "") for item in named[:20]]
     return "\n".join(lines)
 
 
-def validate(config: ValidateConfig, dataset: Path, report_dir: Path) -> dict:
-    """Run the suite on `dataset`; write report.json/report.txt; raise DataInvalid on any failure."""
+def render_html(context: dict) -> str:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
+    return env.get_template("report.html").render(**context)
+
+
+def validate(config: ValidateConfig, dataset: Path, report_dir: Path, out: Path | None = None,
+             quarantine: Path | None = None) -> dict:
+    """Check `dataset`; quarantine bad files; write the clean dataset to `out` when the gate passes.
+
+    Raises DataInvalid (exit code 3) when a blocking problem is found or the quarantined share
+    exceeds `max_bad_fraction`.
+    """
     timer = StepTimer()
     dataset, report_dir = Path(dataset), Path(report_dir)
+    quarantine = Path(quarantine) if quarantine else report_dir / "quarantine"
     report_dir.mkdir(parents=True, exist_ok=True)
     names = read_names(dataset)
-    images, boxes = build_tables(dataset)
-    failures = run_suites(images, boxes, config.min_size, config.max_size, len(names))
-    bad_files = sorted({p for f in failures for p in f["files"]})
-    report = {"dataset": str(dataset), "images": len(images), "boxes": len(boxes), "passed": not failures,
-              "bad_files": bad_files, "failures": failures}
+    images, boxes, classes = build_tables(dataset, config.near_duplicate_max_distance)
+    limits = {"min_size": config.min_size, "max_size": config.max_size, "channels": config.channels,
+              "min_contrast": config.min_contrast, "min_images_per_class": config.min_images_per_class,
+              "brightness": robust_bounds(images["brightness"], config.outlier_z, floor=2.0),
+              "contrast": robust_bounds(images["contrast"], config.outlier_z, floor=1.0)}
+    failures = run_suites(images, boxes, classes, limits, len(names))
+    for f in failures:
+        f["blocking"] = f["problem"] in DATASET_PROBLEMS or f["problem"] in config.blocking
+    quarantined = quarantine_files(dataset, images, failures, quarantine)
+    bad_fraction = len(quarantined) / max(len(images), 1)
+    blocking = sorted({f["problem"] for f in failures if f["blocking"]})
+    too_many = bad_fraction > config.max_bad_fraction
+    passed = not blocking and not too_many
+    if passed:
+        verdict = (f"passed: {len(quarantined)} file(s) quarantined ({bad_fraction:.2%}, limit "
+                   f"{config.max_bad_fraction:.2%})" if quarantined else "passed: all expectations met")
+    else:
+        reasons = ([f"blocking problem(s): {', '.join(blocking)}"] if blocking else []) + (
+            [f"{len(quarantined)} bad file(s) = {bad_fraction:.2%} > limit {config.max_bad_fraction:.2%}"]
+            if too_many else [])
+        verdict = "rejected: " + "; ".join(reasons)
+    notes = [f"{p} is the same file as {d} (same split: counted twice in training, not leakage)"
+             for p, d in zip(images["path"], images["same_split_duplicate_of"]) if isinstance(d, str)]
+    report = {"dataset": str(dataset), "images": len(images), "boxes": len(boxes), "passed": passed,
+              "verdict": verdict, "bad_files": [q["path"] for q in quarantined], "bad_fraction": bad_fraction,
+              "max_bad_fraction": config.max_bad_fraction, "blocking": blocking, "failures": failures,
+              "quarantined": quarantined, "quarantine_dir": str(quarantine), "notes": notes,
+              "limits": limits, "seconds": timer.seconds()}
     (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    text = render_text(failures, images) if failures else "all expectations met"
+    text = render_text(verdict, failures, quarantined)
     (report_dir / "report.txt").write_text(text + "\n")
+    (report_dir / "report.html").write_text(render_html(report))
     metrics = {"images": len(images), "boxes": len(boxes), "failed_expectations": len(failures),
-               "bad_files": len(bad_files), "passed": not failures, "seconds": timer.seconds()}
+               "bad_files": len(quarantined), "bad_fraction": bad_fraction, "blocking": blocking,
+               "passed": passed, "seconds": timer.seconds()}
+    if passed and out is not None:
+        metrics["clean_images"] = write_clean(dataset, {q["path"] for q in quarantined}, Path(out))
     write_metrics(report_dir / "metrics.json", metrics)
-    if failures:
-        raise DataInvalid(f"{dataset}: {len(bad_files)} file(s) break the data contract "
-                          f"(report: {report_dir / 'report.json'}):\n{text}", report_dir / "report.json")
+    if not passed:
+        if out is not None and Path(out).exists():
+            shutil.rmtree(out)  # no stale clean set from an earlier run may slip through
+        raise DataInvalid(f"{dataset}: {verdict} (report: {report_dir / 'report.html'}; quarantined copies: "
+                          f"{quarantine}):\n{text}", report_dir / "report.json")
     return metrics

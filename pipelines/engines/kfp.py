@@ -48,17 +48,19 @@ def ingest(params_yaml: str, data_raw: Output[Dataset]):
     run_stage_text("ingest", params_yaml, {"data/raw": data_raw.path})
 
 
-def validate(params_yaml: str, data_raw: Input[Dataset], reports_validate: Output[Artifact]):
+def validate(params_yaml: str, data_raw: Input[Dataset], reports_validate: Output[Artifact],
+             data_validated: Output[Dataset], data_quarantine: Output[Dataset]):
     from defectops.engines.stage import run_stage_text
 
-    run_stage_text("validate", params_yaml, {"data/raw": data_raw.path, "reports/validate": reports_validate.path})
+    run_stage_text("validate", params_yaml, {"data/raw": data_raw.path, "reports/validate": reports_validate.path,
+                                             "data/validated": data_validated.path,
+                                             "data/quarantine": data_quarantine.path})
 
 
-def augment(params_yaml: str, data_raw: Input[Dataset], reports_validate: Input[Artifact],
-            data_augmented: Output[Dataset]):
+def augment(params_yaml: str, data_validated: Input[Dataset], data_augmented: Output[Dataset]):
     from defectops.engines.stage import run_stage_text
 
-    run_stage_text("augment", params_yaml, {"data/raw": data_raw.path, "reports/validate": reports_validate.path,
+    run_stage_text("augment", params_yaml, {"data/validated": data_validated.path,
                                             "data/augmented": data_augmented.path})
 
 
@@ -69,12 +71,13 @@ def train(params_yaml: str, data_augmented: Input[Dataset], settings: dict, mode
                    settings)
 
 
-def evaluate(params_yaml: str, models_train: Input[Model], data_raw: Input[Dataset],
+def evaluate(params_yaml: str, models_train: Input[Model], data_validated: Input[Dataset],
              reports_evaluate: Output[Artifact]) -> bool:
     """Returns the gate (`gate_passed`) as its single output: kfp.local resolves conditions only on those."""
     from defectops.engines.stage import run_stage_text
 
-    emitted = run_stage_text("evaluate", params_yaml, {"models/train": models_train.path, "data/raw": data_raw.path,
+    emitted = run_stage_text("evaluate", params_yaml, {"models/train": models_train.path,
+                                                       "data/validated": data_validated.path,
                                                        "reports/evaluate": reports_evaluate.path})
     return bool(emitted["gate_passed"])
 

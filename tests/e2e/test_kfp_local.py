@@ -12,6 +12,7 @@ from .project import make_project, project_env
 
 TINY = {
     "ingest": {"n_images": 40, "image_size": 64, "seed": 5},
+    "validate": {"min_images_per_class": 1},  # 40 images: a rare class may have only a few
     "train": {"epochs": 1, "imgsz": 64, "batch": 8, "workers": 0},
     "tune": {"trials": 2, "epochs_per_trial": 1},
 }

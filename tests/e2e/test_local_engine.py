@@ -14,6 +14,7 @@ from .project import make_project, project_env
 
 TINY = {
     "ingest": {"n_images": 40, "image_size": 64, "seed": 5},
+    "validate": {"min_images_per_class": 1},  # 40 images: a rare class may have only a few
     "train": {"epochs": 2, "imgsz": 64, "batch": 8, "workers": 0},
     "monitor": {"min_window": 5},  # the tiny test split has 6 images
 }
@@ -39,7 +40,8 @@ def demo(project):
 def test_main_job_leaves_every_artefact(project, demo):
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"ingest", "validate", "augment", "train", "evaluate", "register"}
-    dataset_md5 = next(o["md5"] for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw")
+    # The dataset a model saw is the validated set (bad files set aside), as dvc.lock records it.
+    dataset_md5 = next(o["md5"] for o in lock["stages"]["validate"]["outs"] if o["path"] == "data/validated")
     assert json.loads((project / "reports/validate/report.json").read_text())["passed"] is True
     evaluation = json.loads((project / "reports/evaluate/metrics.json").read_text())
     assert {"threshold", "val", "test", "test_map50"} <= set(evaluation)

@@ -13,6 +13,7 @@ import pytest
 from .project import make_project, project_env
 
 TINY = {"ingest": {"n_images": 40, "image_size": 64, "seed": 11},
+        "validate": {"min_images_per_class": 1},
         "train": {"epochs": 6, "imgsz": 64, "batch": 8, "workers": 0}}
 
 

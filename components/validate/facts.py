@@ -1,0 +1,148 @@
+"""Facts about every image and box, computed once; the expectations decide which facts are problems.
+
+Decoding and hashing are the real cost of validation (the expectations themselves take
+milliseconds), so images are inspected in a process pool when there are many.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from defectops.dataset import SPLITS, DatasetError, iter_images, label_path, read_labels, read_manifest, sha256_file
+
+POOL_THRESHOLD = 200  # below this, starting worker processes costs more than it saves
+
+
+def inspect_image(root: Path, rel: str) -> dict:
+    """Decode fully (verify() misses truncated files); measure what the expectations check."""
+    path = Path(root) / rel
+    row = {"path": rel, "exists": path.exists(), "decodes": False, "width": None, "height": None,
+           "channels": None, "brightness": None, "contrast": None, "phash": None, "sha256": None}
+    if not row["exists"]:
+        return row
+    row["sha256"] = sha256_file(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            row["width"], row["height"] = im.size
+            row["channels"] = len(im.getbands())
+            gray = im.convert("L")
+    except Exception as exc:  # noqa: BLE001 - the reason goes into the report
+        row["decode_error"] = f"{type(exc).__name__}: {exc}"
+        return row
+    import imagehash
+
+    pixels = np.asarray(gray, dtype=np.float32)
+    row.update(decodes=True, brightness=float(pixels.mean()), contrast=float(pixels.std()),
+               phash=str(imagehash.phash(gray)))
+    return row
+
+
+def _inspect_chunk(args: tuple[str, list[str]]) -> list[dict]:
+    root, rels = args
+    return [inspect_image(Path(root), rel) for rel in rels]
+
+
+def inspect_all(root: Path, rels: list[str]) -> list[dict]:
+    workers = min(os.cpu_count() or 1, 8)
+    if len(rels) < POOL_THRESHOLD or workers == 1:
+        return [inspect_image(root, rel) for rel in rels]
+    size = max(16, len(rels) // (workers * 8))
+    chunks = [(str(root), rels[i:i + size]) for i in range(0, len(rels), size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return [row for rows in pool.map(_inspect_chunk, chunks) for row in rows]
+
+
+def _split_of(rel: str) -> str:
+    parts = Path(rel).parts
+    return parts[1] if len(parts) > 2 and parts[1] in SPLITS else "?"
+
+
+def mark_duplicates(images: pd.DataFrame, max_distance: int) -> pd.DataFrame:
+    """Leakage: the same (sha256) or nearly the same (perceptual hash within `max_distance` bits)
+    image in two splits. The copy in the later split (train < val < test) is the problem, so
+    training keeps its example and evaluation loses the leaked one. Exact copies within one
+    split are only noted (`same_split_duplicate_of`): they weigh an example twice, nothing more."""
+    images = images.copy()
+    order = {s: i for i, s in enumerate(SPLITS)}
+    images["_rank"] = images["split"].map(lambda s: order.get(s, len(SPLITS)))
+    images = images.sort_values(["_rank", "path"]).reset_index(drop=True)
+    images["duplicate_of"] = None
+    images["same_split_duplicate_of"] = None
+    images["near_duplicate_of"] = None
+    keeper: dict[str, int] = {}
+    for i, sha in enumerate(images["sha256"]):
+        if sha is None:
+            continue
+        if sha not in keeper:
+            keeper[sha] = i
+            continue
+        first = keeper[sha]
+        column = "same_split_duplicate_of" if images.at[first, "split"] == images.at[i, "split"] else "duplicate_of"
+        images.at[i, column] = images.at[first, "path"]
+    hashed = images["phash"].notna() & images["duplicate_of"].isna()
+    values = np.array([int(h, 16) if isinstance(h, str) else 0 for h in images["phash"]], dtype=np.uint64)
+    for later in SPLITS[1:]:
+        earlier = [s for s in SPLITS if order[s] < order[later]]
+        a = np.flatnonzero(hashed & images["split"].eq(later))
+        b = np.flatnonzero(hashed & images["split"].isin(earlier))
+        if not len(a) or not len(b):
+            continue
+        for start in range(0, len(a), 512):  # 512 x |earlier| distances at a time
+            rows = a[start:start + 512]
+            distances = np.bitwise_count(values[rows][:, None] ^ values[b][None, :])
+            nearest = distances.argmin(axis=1)
+            for row, j, d in zip(rows, nearest, distances[np.arange(len(rows)), nearest]):
+                if d <= max_distance:
+                    images.at[row, "near_duplicate_of"] = images.at[b[j], "path"]
+    return images.drop(columns="_rank")
+
+
+def build_tables(root: Path, max_distance: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(images, boxes, classes): one row per image on disk or in the manifest, per box, per class."""
+    from defectops.dataset import read_names
+
+    root = Path(root)
+    manifest = {r["path"]: r for r in read_manifest(root)}
+    rels = sorted({rel for _, rel in iter_images(root)} | set(manifest))
+    image_rows, box_rows = inspect_all(root, rels), []
+    names = read_names(root)
+    class_images = {name: 0 for name in names}
+    for row in image_rows:
+        rel = row["path"]
+        row["split"] = manifest[rel]["split"] if rel in manifest else _split_of(rel)
+        row["in_manifest"] = rel in manifest
+        row["sha256_matches_manifest"] = (row["sha256"] is None or rel not in manifest
+                                          or row["sha256"] == manifest[rel]["sha256"])
+        try:
+            boxes = read_labels(label_path(root, rel))
+            row["labels_parse"] = True
+        except DatasetError as exc:
+            boxes, row["labels_parse"], row["label_error"] = [], False, str(exc)
+        for class_id in {b.cls for b in boxes}:
+            if 0 <= class_id < len(names):
+                class_images[names[class_id]] += 1
+        for b in boxes:
+            box_rows.append({"path": rel, "class_id": b.cls, "left": b.cx - b.w / 2, "top": b.cy - b.h / 2,
+                             "right": b.cx + b.w / 2, "bottom": b.cy + b.h / 2, "box_width": b.w,
+                             "box_height": b.h})
+    images = mark_duplicates(pd.DataFrame(image_rows), max_distance)
+    classes = pd.DataFrame([{"class_name": n, "images": c} for n, c in class_images.items()])
+    return images, pd.DataFrame(box_rows), classes
+
+
+def robust_bounds(values: pd.Series, z: float, floor: float) -> tuple[float, float]:
+    """median ± z robust standard deviations (1.4826 × MAD, at least `floor`): outliers relative to
+    this dataset, unmoved by the outliers themselves."""
+    v = values.dropna().astype(float)
+    if v.empty:
+        return 0.0, 255.0
+    median = float(v.median())
+    spread = max(1.4826 * float((v - median).abs().median()), floor)
+    return median - z * spread, median + z * spread
