@@ -1,10 +1,13 @@
-"""Augment: rebalance rare defect classes in the training split with box-consistent variants.
+"""Augment: rebalance rare defect classes in the training split, with box-consistent variants of
+their images and with their real defects pasted onto defect-free images (synthetic injection).
 
 Validation and test splits are copied untouched: evaluation must see the data as it comes.
+Everything is seeded; what was generated from what is written to augment_log.csv.
 """
 
 from __future__ import annotations
 
+import csv
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -13,6 +16,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
+from defectops.components.augment.inject import crops_of, inject, load_rgb
 from defectops.components.augment.transforms import random_variant
 from defectops.config import StepConfig
 from defectops.dataset import (
@@ -35,6 +39,10 @@ class AugmentConfig(StepConfig):
     balance_ratio: float = Field(1.0, gt=0, le=1, description="Target count per class as a share of the largest.")
     max_new_per_class: int = Field(500, ge=0, description="Cap on generated images per class.")
     photometric_strength: float = Field(0.15, ge=0, le=0.5)
+    inject: bool = Field(True, description="Make some of each rare class's new images by pasting its real defect "
+                                           "crops onto defect-free training images.")
+    inject_share: float = Field(0.5, ge=0, le=1, description="Share of each class's new images made by injection "
+                                                             "(the rest are flipped / relit variants).")
 
 
 def plan_balancing(class_images: dict[str, list[str]], ratio: float, cap: int) -> dict[str, int]:
@@ -64,20 +72,48 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
     plan = plan_balancing(class_images, config.balance_ratio, config.max_new_per_class) if config.balance else {}
     rng = np.random.default_rng(config.seed)
     generated: Counter[str] = Counter()
+    injected: Counter[str] = Counter()
     transforms_used: Counter[str] = Counter()
     image_dir(out, "train").mkdir(parents=True, exist_ok=True)
+    backgrounds = [r["path"] for r in train if int(r["n_boxes"]) == 0]
+    loaded: dict[str, np.ndarray] = {}
+
+    def load(rel: str) -> np.ndarray:
+        if rel not in loaded:
+            loaded[rel] = load_rgb(dataset / rel)
+        return loaded[rel]
+
+    log = []
     for cls_name, n_new in sorted(plan.items()):
         sources = class_images[cls_name]
-        for k in range(n_new):
+        class_id = names.index(cls_name)
+        crops = [c for rel in sources for c in crops_of(load(rel), read_labels(label_path(dataset, rel)), class_id,
+                                                        rel)] if config.inject and backgrounds else []
+        n_inject = round(n_new * config.inject_share) if crops else 0
+        for k, (background, img, box, crop_source) in enumerate(
+                inject(backgrounds, load, crops, class_id, n_inject, rng)):
+            new_rel = f"images/train/inj_{cls_name}_{k:04d}_{Path(background).stem}.png"
+            Image.fromarray(img).save(out / new_rel)
+            write_labels(label_path(out, new_rel), [box])
+            log.append({"image": new_rel, "kind": "injection", "class": cls_name, "from": crop_source,
+                        "onto": background})
+            injected[cls_name] += 1
+        for k in range(n_new - n_inject):
             rel = sources[int(rng.integers(len(sources)))]
-            img = np.asarray(Image.open(dataset / rel).convert("RGB"))
-            boxes = read_labels(label_path(dataset, rel))
-            img, boxes, applied = random_variant(img, boxes, rng, config.photometric_strength)
+            img, boxes, applied = random_variant(load(rel), read_labels(label_path(dataset, rel)), rng,
+                                                 config.photometric_strength)
             new_rel = f"images/train/aug_{cls_name}_{k:04d}_{Path(rel).stem}.png"
             Image.fromarray(img).save(out / new_rel)
             write_labels(label_path(out, new_rel), boxes)
-            generated[cls_name] += 1
+            log.append({"image": new_rel, "kind": "+".join(applied) or "copy", "class": cls_name, "from": rel,
+                        "onto": ""})
             transforms_used.update(applied)
+        generated[cls_name] += n_new
+        loaded = {k: v for k, v in loaded.items() if k in backgrounds}  # keep backgrounds, drop class sources
+    with open(out / "augment_log.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", "kind", "class", "from", "onto"])
+        writer.writeheader()
+        writer.writerows(log)
     manifest = write_manifest(out)
     after = {n: sum(1 for r in manifest if r["split"] == "train" and n in r["classes"].split(";")) for n in names}
     metrics = {
@@ -88,6 +124,8 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
         "class_images_before": {n: len(v) for n, v in class_images.items()},
         "class_images_after": after,
         "generated_per_class": dict(generated),
+        "injected_per_class": dict(injected),
+        "defect_free_backgrounds": len(backgrounds),
         "transforms_applied": dict(transforms_used),
         "seconds": timer.seconds(),
     }

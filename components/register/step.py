@@ -41,7 +41,9 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
         "dataset_md5": run_info["dataset_md5"],
         "train_data_md5": run_info.get("train_data_md5", run_info["dataset_md5"]),
         "git_commit": git_commit(),
-        "threshold": f"{evaluation['threshold']:.6f}",
+        # Exact (repr round-trips): a threshold rounded up would drop the defects scored right at it,
+        # at the endpoint and in the champion/challenger gate.
+        "threshold": repr(float(evaluation["threshold"])),
         "target_recall": evaluation["target_recall"],
         "test_recall": f"{evaluation['test']['recall']:.4f}",
         "test_precision": f"{evaluation['test']['precision']:.4f}",

@@ -156,6 +156,9 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         if not resuming:
             mlflow.log_params({**config.model_dump(exclude={"checkpoint_dir"}), "device": device})
             mlflow.set_tags({**lineage, "git_commit": git_commit(), "step": "train"})
+            for record in ("augment_metrics.json", "augment_log.csv"):  # how the training set was made
+                if (dataset / record).exists():
+                    mlflow.log_artifact(str(dataset / record), artifact_path="data")
         else:
             mlflow.set_tag("resumed_from", str(last))
         model = YOLO(str(last) if resuming else config.model, task=config.task)

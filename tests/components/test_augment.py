@@ -55,3 +55,48 @@ def test_no_balancing_copies_everything(tiny_dataset, tmp_path):
     assert metrics["generated_per_class"] == {}
     assert len(read_manifest(tmp_path / "aug")) == len(read_manifest(tiny_dataset))
     shutil.rmtree(tmp_path / "aug")
+
+
+def test_paste_puts_the_defect_inside_its_new_box_and_blends_the_edge():
+    from defectops.components.augment.inject import crops_of, paste
+
+    source = np.full((100, 100, 3), 150, np.uint8)
+    source[40:50, 30:60] = 255  # a bright scratch
+    (crop,) = crops_of(source, [Box.from_pixels(2, 30, 40, 60, 50, 100, 100)], 2, "src.png")
+    background = np.full((200, 200, 3), 90, np.uint8)  # another resolution, darker
+    out, box = paste(background, crop, 2, np.random.default_rng(0))
+    assert box.cls == 2 and 0 <= box.cx - box.w / 2 and box.cx + box.w / 2 <= 1
+    assert box.w == pytest.approx(0.3, abs=0.02) and box.h == pytest.approx(0.1, abs=0.02)  # same relative size
+    x1, y1, x2, y2 = (int(round(v)) for v in box.to_pixels(200, 200))
+    inside = out[y1 + 2:y2 - 2, x1 + 2:x2 - 2].astype(int)
+    assert inside.mean() > 150  # the defect stands out from the background...
+    changed = np.argwhere(np.abs(out.astype(int) - background).sum(axis=2) > 0)
+    mx, my = 0.25 * (x2 - x1) + 6, 0.25 * (y2 - y1) + 6  # the crop's margin, at this scale
+    assert y1 - my <= changed[:, 0].min() and changed[:, 0].max() <= y2 + my  # ...nothing beyond the crop changed
+    assert x1 - mx <= changed[:, 1].min() and changed[:, 1].max() <= x2 + mx
+    assert int(out[changed[0][0], changed[0][1]].mean()) < 150  # edges fade into the background
+
+
+def test_image_level_boxes_are_not_crops():
+    from defectops.components.augment.inject import crops_of
+
+    assert crops_of(np.zeros((50, 50, 3), np.uint8), [Box(0, 0.5, 0.5, 1.0, 1.0)], 0, "x") == []
+
+
+def test_injection_is_recorded_and_seeded(tiny_dataset, tmp_path):
+    import csv
+
+    from defectops.dataset import label_path, read_labels
+
+    metrics = augment(AugmentConfig(seed=3, inject_share=1.0), tiny_dataset, tmp_path / "a")
+    assert sum(metrics["injected_per_class"].values()) == sum(metrics["generated_per_class"].values()) > 0
+    with open(tmp_path / "a" / "augment_log.csv") as fh:
+        log = list(csv.DictReader(fh))
+    assert len(log) == sum(metrics["generated_per_class"].values())
+    for row in log:
+        assert row["kind"] == "injection" and row["onto"] and row["from"]
+        (box,) = read_labels(label_path(tmp_path / "a", row["image"]))
+        assert metrics["config"]["inject"] and box.w > 0
+    again = augment(AugmentConfig(seed=3, inject_share=1.0), tiny_dataset, tmp_path / "b")
+    assert [r["sha256"] for r in read_manifest(tmp_path / "a")] == [r["sha256"] for r in read_manifest(tmp_path / "b")]
+    assert again["injected_per_class"] == metrics["injected_per_class"]

@@ -51,6 +51,8 @@ def test_register_is_pending_and_approval_is_human(trained, evaluated, tmp_path,
     assert info.tags["approval"] == "pending" and info.aliases == ["challenger"]
     assert info.tags["submitted_by"] == "data.scientist"
     assert info.tags["dataset_md5"].endswith(".dir") and float(info.tags["threshold"]) >= 0
+    # Exactly the tuned threshold: rounded up, it would drop the defects scored right at it.
+    assert float(info.tags["threshold"]) == json.loads((evaluated / "metrics.json").read_text())["threshold"]
     assert registry.by_alias(name, registry.CHAMPION) is None  # nothing is auto-approved
 
     with pytest.raises(registry.RegistryError, match="four-eyes"):

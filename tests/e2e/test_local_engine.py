@@ -67,6 +67,12 @@ def test_main_job_leaves_every_artefact(project, demo):
                             "print(v.tags['dataset_md5'], v.tags['approval'], ','.join(v.aliases))"],
                            env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert check.stdout.split() == [dataset_md5, "approved", "champion"], check.stderr
+    # How the training set was made (augmentation config, counts, what came from what) is on the run.
+    listing = ("import mlflow; from defectops import registry; v = registry.get_version('defectops-detector', '1'); "
+               "print(*sorted(a.path for a in mlflow.MlflowClient().list_artifacts(v.run_id, 'data')))")
+    artifacts = subprocess.run([sys.executable, "-c", listing],
+                               cwd=project, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert artifacts.stdout.split() == ["data/augment_log.csv", "data/augment_metrics.json"], artifacts.stderr
 
 
 def test_nothing_phones_home(project, demo):
