@@ -35,3 +35,15 @@ def test_study_records_trials_and_best_params(tiny_dataset, tmp_path):
 def test_search_space_is_validated(space, message):
     with pytest.raises(ValueError, match=message):
         TuneConfig(space=space)
+
+
+def test_objective_is_precision_at_target_recall_with_ties_to_the_wider_gap():
+    from defectops.components.tune.step import recall_first_objective
+
+    truth = [True] * 4 + [False] * 4
+    tight = recall_first_objective([0.9, 0.8, 0.7, 0.6, 0.55, 0.3, 0.2, 0.1], truth, 1.0)
+    wide = recall_first_objective([0.9, 0.8, 0.7, 0.6, 0.2, 0.1, 0.1, 0.0], truth, 1.0)
+    leaky = recall_first_objective([0.9, 0.8, 0.7, 0.6, 0.65, 0.1, 0.1, 0.0], truth, 1.0)
+    assert tight["precision"] == wide["precision"] == 1.0 and wide["objective"] > tight["objective"]
+    assert wide["gap"] == pytest.approx(0.4) and tight["gap"] == pytest.approx(0.05)
+    assert leaky["precision"] == 0.8 and leaky["objective"] < tight["objective"]  # precision dominates the gap
