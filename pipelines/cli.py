@@ -43,9 +43,62 @@ app.add_typer(pipeline_app, name="pipeline")
 data_app = typer.Typer(help="Datasets: import your own images; list DVC-tracked dataset versions.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
+MODEL_NAME_OPTION = typer.Option("defectops-detector", "--model-name", help="Registered model name.")
+
 data_app.command("import")(ingest_cli.import_command)
 
-MODEL_NAME_OPTION = typer.Option("defectops-detector", "--model-name", help="Registered model name.")
+
+@data_app.command("versions")
+def data_versions_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+                          model_name: str = MODEL_NAME_OPTION, params: Path = PARAMS_OPTION) -> None:
+    """Dataset versions (from the commits of dvc.lock), their md5s, and the models trained on each."""
+    from defectops import data_versions as dv
+    from defectops.config import load_step_config
+
+    with step_errors("data versions"):
+        settings = load_step_config(dv.DataSettings, "data", params)
+        versions = dv.list_versions(Path("."), settings, dv.registered_models_by_dataset(model_name))
+    if as_json:
+        typer.echo(dv.as_json(versions))
+        return
+    table = Table()
+    table.add_column("version", no_wrap=True, min_width=10)
+    for column in ("date", "raw md5", "files", "validated md5", "remote"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("models")
+    for v in versions:
+        raw, clean = v.datasets.get("data/raw", {}), v.datasets.get("data/validated", {})
+        remote = clean.get("in_remote", raw.get("in_remote"))
+        table.add_row(v.rev, v.date[:10], (raw.get("md5") or "")[:8], str(raw.get("files") or ""),
+                      (clean.get("md5") or "")[:8], {True: "yes", False: "no", None: "?"}[remote],
+                      ", ".join(v.models))
+    console.print(table)
+
+
+@data_app.command("checkout")
+def data_checkout_command(rev: str = typer.Argument(..., help="A commit from 'defectops data versions'."),
+                          params: Path = PARAMS_OPTION) -> None:
+    """Put that version's dvc.lock, params.yaml and data in the workspace; 'dvc repro' then reproduces it."""
+    from defectops import data_versions as dv
+    from defectops.config import load_step_config
+
+    with step_errors("data checkout"):
+        outs = dv.checkout(Path("."), rev, load_step_config(dv.DataSettings, "data", params))
+    for path, info in outs.items():
+        console.print(f"{path}: {info['md5']} ({info['files']} files)")
+    console.print(f"dvc.lock and params.yaml are now those of {rev}; 'git checkout HEAD -- dvc.lock params.yaml' "
+                  "and 'dvc checkout' go back")
+
+
+@data_app.command("push")
+def data_push_command(params: Path = PARAMS_OPTION) -> None:
+    """Send the tracked dataset versions to the DVC remote (data.remote_url)."""
+    from defectops import data_versions as dv
+    from defectops.config import load_step_config
+
+    with step_errors("data push"):
+        console.print(dv.push(Path("."), load_step_config(dv.DataSettings, "data", params)))
+
 
 
 def _version_row(v) -> list[str]:

@@ -24,6 +24,7 @@ from rich.table import Table
 from defectops import registry
 from defectops.cli_support import console
 from defectops.config import load_step_config
+from defectops.data_versions import after_local_run
 from defectops.dataset import label_path, read_labels, read_manifest
 from defectops.engines import dvc
 
@@ -125,6 +126,8 @@ def run_demo(approver: str = "qa.lead") -> None:
     dvc.ensure_repo()
     for run in dvc.repro(echo=lambda line: console.print(f"  [dim]{line}[/]", highlight=False)):
         timings.append((f"dvc: {run.name}", run.status, run.seconds))
+    pushed = _timed("dvc push (dataset versions)", timings, after_local_run, Path("."), PARAMS)
+    console.print(f"dataset versions pushed to the DVC remote: {pushed or 'skipped (data.push_after_run: false)'}")
 
     _section("2. Registry: the new version waits for a human")
     registration = json.loads(Path("reports/register/registration.json").read_text())

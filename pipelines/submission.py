@@ -78,10 +78,11 @@ def _validate(params_file: Path) -> None:
     from defectops.components.tune.step import TuneConfig
     from defectops.components.validate.step import ValidateConfig
     from defectops.config import load_step_config
+    from defectops.data_versions import DataSettings
 
     for model, section in ((IngestConfig, "ingest"), (ValidateConfig, "validate"), (AugmentConfig, "augment"),
                            (TrainConfig, "train"), (TuneConfig, "tune"), (EvaluateConfig, "evaluate"),
-                           (RegisterConfig, "register")):
+                           (RegisterConfig, "register"), (DataSettings, "data")):
         load_step_config(model, section, params_file)
 
 
@@ -112,11 +113,15 @@ def _local(params_file: Path, merged: dict, trigger: str, force: bool) -> Submis
         dvc.write_dvc_yaml()
     dvc.ensure_repo()
     runs = dvc.repro(echo=lambda line: None, extra_args=("--force",) if force else ())
+    from defectops.data_versions import after_local_run
+
+    pushed = after_local_run(Path("."), params_file)
     evaluation = json.loads(Path("reports/evaluate/metrics.json").read_text())
     registration = json.loads(Path("reports/register/registration.json").read_text())
     return Submission("local", registration.get("run_id", ""),
                       "succeeded" if registration.get("registered") else "not registered", evaluation, registration,
-                      {"stages": [{"name": r.name, "status": r.status, "seconds": r.seconds} for r in runs]})
+                      {"stages": [{"name": r.name, "status": r.status, "seconds": r.seconds} for r in runs],
+                       "data_push": pushed})
 
 
 def _kfp(params_file: Path, merged: dict, project: Path) -> Submission:
