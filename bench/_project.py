@@ -41,3 +41,17 @@ def project_env() -> dict[str, str]:
 def defectops(root: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "defectops.cli", *args], cwd=root, env=project_env(),
                           check=True, **kwargs)
+
+
+def print_table(rows: list[tuple[str, object]], header: tuple[str, ...] = ("measure", "value")) -> None:
+    """A markdown table, the form bench numbers are pasted into READMEs and closing notes in."""
+    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
+def keep_or_remove(folder: Path, keep: bool) -> None:
+    if keep:
+        print(f"kept at {folder}")
+    else:
+        shutil.rmtree(folder)

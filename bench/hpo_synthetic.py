@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import time
 
-from _project import copy_project, defectops
+from _project import copy_project, defectops, keep_or_remove, print_table
 
 
 def main() -> None:
@@ -48,17 +47,12 @@ def main() -> None:
         # A pruned trial's 'value' is its last per-epoch fitness, not the objective: not comparable.
         value = f"{float(t['value']):.4f}" if t["value"] and t["state"] == "COMPLETE" else "-"
         print(f"| {t['number']}{' (defaults)' if t['number'] == '0' else ''} | {t['state']} | {value} | {settings} |")
-    print("\n| measure | value |\n|---|---|")
-    print(f"| defaults' objective | {result['default_objective']:.4f} |")
-    print(f"| best objective (trial {result['best_trial']}) | {result['best_objective']:.4f} |")
-    print(f"| beats the defaults | {result['beats_defaults']} |")
-    print(f"| trials completed / pruned | {result['completed']} / {result['pruned']} |")
-    print(f"| data preparation | {prepared:.0f} s |")
-    print(f"| study wall time (2-core CPU) | {tuning:.0f} s |")
-    if args.keep:
-        print(f"project kept at {root}")
-    else:
-        shutil.rmtree(root)
+    print_table([("defaults' objective", f"{result['default_objective']:.4f}"),
+                 (f"best objective (trial {result['best_trial']})", f"{result['best_objective']:.4f}"),
+                 ("beats the defaults", result["beats_defaults"]),
+                 ("trials completed / pruned", f"{result['completed']} / {result['pruned']}"),
+                 ("data preparation", f"{prepared:.0f} s"), ("study wall time (2-core CPU)", f"{tuning:.0f} s")])
+    keep_or_remove(root, args.keep)
 
 
 if __name__ == "__main__":

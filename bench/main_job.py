@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
 
-from _project import copy_project, project_env
+from _project import copy_project, keep_or_remove, print_table, project_env
 
 
 def main() -> None:
@@ -39,16 +38,12 @@ def main() -> None:
     skipped = noop.stdout.count("didn't change, skipping")
 
     evaluation = json.loads((root / "reports/evaluate/metrics.json").read_text())
-    print("\n| measure | value |\n|---|---|")
-    print(f"| main job wall time | {main_job:.0f} s |")
-    print(f"| test recall @ threshold {evaluation['threshold']:.4f} | {evaluation['test']['recall']:.3f} |")
-    print(f"| test precision @ threshold | {evaluation['test']['precision']:.3f} |")
-    print(f"| test mAP50 | {evaluation['test_map50']:.3f} |")
-    print(f"| no-op dvc repro | {noop_seconds:.1f} s ({skipped} stages skipped) |")
-    if args.keep:
-        print(f"project kept at {root}")
-    else:
-        shutil.rmtree(root)
+    print_table([("main job wall time", f"{main_job:.0f} s"),
+                 (f"test recall @ threshold {evaluation['threshold']:.4f}", f"{evaluation['test']['recall']:.3f}"),
+                 ("test precision @ threshold", f"{evaluation['test']['precision']:.3f}"),
+                 ("test mAP50", f"{evaluation['test_map50']:.3f}"),
+                 ("no-op dvc repro", f"{noop_seconds:.1f} s ({skipped} stages skipped)")])
+    keep_or_remove(root, args.keep)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from _project import keep_or_remove, print_table
 
 NEU_DET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "neu-det"
 
@@ -62,25 +63,21 @@ def main() -> None:
     detect, classify = results["detect"], results["classify"]
     print(f"\nNEU-DET: {imported['images']} images, {imported['boxes']} boxes, {len(imported['classes'])} classes; "
           f"split {imported['per_split']}; CPU cores: {os.cpu_count()}\n")
-    print("| measure | value |\n|---|---|")
-    print(f"| import (VOC -> canonical) | {import_seconds:.1f} s |")
-    print(f"| validation | {validate_seconds:.1f} s |")
+    rows = [("import (VOC -> canonical)", f"{import_seconds:.1f} s"), ("validation", f"{validate_seconds:.1f} s")]
     for task, r in results.items():
         t = r["train"]
-        print(f"| {task}: budget / epochs / s per epoch | {r['budget_minutes']:.0f} min / {t['epochs']} / "
-              f"{t['seconds_per_epoch']:.1f} s |")
-    print(f"| detection mAP50 (test) | {detect['eval']['test_map50']:.3f} |")
-    print(f"| detection mAP50-95 (test) | {detect['eval']['test_map50_95']:.3f} |")
-    print(f"| image-level accuracy, 6 classes, classifier (test) | {classify['eval']['test_accuracy']:.3f} |")
-    print(f"| image-level accuracy, 6 classes, detector's best box (test) | {detect['eval']['test_accuracy']:.3f} |")
+        rows.append((f"{task}: budget / epochs / s per epoch",
+                     f"{r['budget_minutes']:.0f} min / {t['epochs']} / {t['seconds_per_epoch']:.1f} s"))
+    rows += [("detection mAP50 (test)", f"{detect['eval']['test_map50']:.3f}"),
+             ("detection mAP50-95 (test)", f"{detect['eval']['test_map50_95']:.3f}"),
+             ("image-level accuracy, 6 classes, classifier (test)", f"{classify['eval']['test_accuracy']:.3f}"),
+             ("image-level accuracy, 6 classes, detector's best box (test)", f"{detect['eval']['test_accuracy']:.3f}")]
+    print_table(rows)
     (work / "summary.json").write_text(json.dumps(
         {task: {"train": r["train"], "eval": {k: r["eval"][k] for k in ("test_map50", "test_map50_95",
                                                                        "test_accuracy", "threshold")}}
          for task, r in results.items()}, indent=2, default=str))
-    if args.keep:
-        print(f"work folder kept at {work}")
-    else:
-        shutil.rmtree(work)
+    keep_or_remove(work, args.keep)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
+
+from _project import keep_or_remove, print_table
 
 
 def cut_rare_class(dataset: Path, rare: str, keep: int) -> int:
@@ -87,19 +88,16 @@ def main() -> None:
     rare = args.rare_class
     print(f"\nrare class '{rare}': {kept} training images; {results['variants']['test_images']} test images with "
           f"it; {args.epochs} epochs at {args.imgsz} px each way\n")
-    print("| measure | variants only | injection |\n|---|---|---|")
+    rows = []
     for key, label in (("generated", f"new '{rare}' training images"), ("injected", "of which injected"),
                        ("recall_own_threshold", f"test recall of '{rare}' at its own threshold"),
                        ("recall_image_threshold", f"test recall of '{rare}' images at the line threshold"),
                        ("ap50", f"test box AP50 of '{rare}'"), ("seconds", "training seconds")):
         a, b = results["variants"][key], results["injection"][key]
         fmt = (lambda v: "-" if v is None else f"{v:.3f}") if isinstance(a, float) or a is None else str
-        print(f"| {label} | {fmt(a)} | {fmt(b)} |")
-    if args.keep:
-        print(f"work folder kept at {work}")
-    else:
-        shutil.rmtree(work)
-
+        rows.append((label, fmt(a), fmt(b)))
+    print_table(rows, ("measure", "variants only", "injection"))
+    keep_or_remove(work, args.keep)
 
 if __name__ == "__main__":
     main()

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
+from _project import print_table
 
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> float:
@@ -67,10 +68,9 @@ def main() -> None:
     # Best of N: interference from anything else on the machine only ever adds time.
     o, p = min(ours), min(plain)
     print(f"\n{args.images} synthetic images, {args.epochs} epochs, imgsz {c.imgsz}, {os.cpu_count()} CPU cores\n")
-    print("| measure | value |\n|---|---|")
-    print(f"| plain `yolo train` (best of {len(plain)}) | {p:.1f} s |")
-    print(f"| `defectops train` (best of {len(ours)}) | {o:.1f} s |")
-    print(f"| overhead | {o - p:+.1f} s ({(o - p) / p:+.1%}) |")
+    print_table([(f"plain `yolo train` (best of {len(plain)})", f"{p:.1f} s"),
+                 (f"`defectops train` (best of {len(ours)})", f"{o:.1f} s"),
+                 ("overhead", f"{o - p:+.1f} s ({(o - p) / p:+.1%})")])
     shutil.rmtree(work)
 
 

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _project import print_table
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -34,12 +36,11 @@ def main() -> None:
     started = time.perf_counter()
     metrics = validate(ValidateConfig(), work / "raw", work / "report", work / "validated", work / "quarantine")
     seconds = time.perf_counter() - started
-    print(f"\n| measure | value |\n|---|---|")
-    print(f"| images ({args.size} px) / boxes | {metrics['images']} / {metrics['boxes']} |")
-    print(f"| validation wall time ({os.cpu_count()} CPU cores) | {seconds:.1f} s ({metrics['images'] / seconds:.0f} "
-          "images/s) |")
-    print(f"| verdict | {'passed' if metrics['passed'] else 'rejected'}, {metrics['bad_files']} quarantined |")
-    print(f"| (generating the images, not timed) | {generated:.0f} s |")
+    print_table([(f"images ({args.size} px) / boxes", f"{metrics['images']} / {metrics['boxes']}"),
+                 (f"validation wall time ({os.cpu_count()} CPU cores)",
+                  f"{seconds:.1f} s ({metrics['images'] / seconds:.0f} images/s)"),
+                 ("verdict", f"{'passed' if metrics['passed'] else 'rejected'}, {metrics['bad_files']} quarantined"),
+                 ("(generating the images, not timed)", f"{generated:.0f} s")])
     shutil.rmtree(work)
 
 
