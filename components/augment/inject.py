@@ -2,8 +2,8 @@
 
 A rare defect type with a handful of examples gets new training images in new places and on
 new backgrounds, which oversampling the same few images cannot give. Each crop keeps a margin of
-its own surroundings, is matched to the background's brightness and blended in with a feathered
-edge, so the model learns the defect, not a pasted rectangle.
+its own surroundings, whose brightness is matched to the background's (the defect keeps its own
+contrast), and is blended in with a feathered edge, so the model learns the defect, not a pasted rectangle.
 """
 
 from __future__ import annotations
@@ -68,7 +68,12 @@ def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Gene
         pixels, (y1, y2) = pixels[::-1], (ch - y2, ch - y1)
     left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
     region = background[top:top + ch, left:left + cw].astype(np.float32)
-    pixels += region.mean(axis=(0, 1)) - pixels.mean(axis=(0, 1))  # match the local brightness
+    # Match brightness on the margin only: the defect keeps its contrast to its surroundings (a dark
+    # patch stays darker than the steel around it), the surroundings blend into the new background.
+    ring = np.ones((ch, cw), bool)
+    ring[max(0, int(y1)):int(np.ceil(y2)), max(0, int(x1)):int(np.ceil(x2))] = False
+    if ring.any():
+        pixels += region[ring].mean(axis=0) - pixels[ring].mean(axis=0)
     alpha = _feather(ch, cw)
     out = background.copy()
     out[top:top + ch, left:left + cw] = np.clip(alpha * pixels + (1 - alpha) * region, 0, 255).astype(np.uint8)
