@@ -7,8 +7,8 @@ The synthetic dataset is cut down so one class (default: patch) keeps only `--ra
 images; val/test keep theirs. Augment then fills that class up to the others twice: once with
 flipped/relit copies of its own few images only (inject_share 0), once with the default
 augment settings, where half of them paste its real defects onto defect-free training images.
-Same number of new images, same training settings and epochs. Prints the rare class's test recall (image-level, at its own per-class
-threshold) and box AP50 both ways.
+Same number of new images, same training settings and epochs. Prints the rare class's test
+recall (image-level, at its own per-class threshold) and box AP50 both ways.
 """
 
 from __future__ import annotations
