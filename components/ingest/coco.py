@@ -14,7 +14,7 @@ def coco_json(src: Path) -> Path:
     src = Path(src)
     if src.is_file():
         return src
-    candidates = [p for p in sorted(src.rglob("*.json")) if _looks_like_coco(p)]
+    candidates = [p for p in sorted(src.rglob("*.json")) if looks_like_coco(p)]
     if not candidates:
         raise DatasetError(f"{src}: no COCO annotation file (a .json with 'images', 'annotations', 'categories')")
     if len(candidates) > 1:
@@ -23,7 +23,7 @@ def coco_json(src: Path) -> Path:
     return candidates[0]
 
 
-def _looks_like_coco(path: Path) -> bool:
+def looks_like_coco(path: Path) -> bool:
     try:
         with open(path) as fh:
             head = fh.read(4096)

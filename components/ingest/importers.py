@@ -54,9 +54,9 @@ def detect_format(src: Path) -> str:
         return "mvtec"
     if any(src.rglob("*.xml")):
         return "voc"
-    from defectops.components.ingest.coco import _looks_like_coco
+    from defectops.components.ingest.coco import looks_like_coco
 
-    if any(_looks_like_coco(p) for p in src.rglob("*.json")):
+    if any(looks_like_coco(p) for p in src.rglob("*.json")):
         return "coco"
     if any(p.is_dir() and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir()) for p in src.iterdir()):
         return "folders"
