@@ -53,12 +53,13 @@ def _feather(height: int, width: int) -> np.ndarray:
     return np.clip(np.minimum.outer(ramp_y, ramp_x), 0, 1)[..., None]
 
 
-def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Generator) -> tuple[np.ndarray, Box]:
-    """The background with the crop blended in at a random place; the defect's new box."""
+def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Generator,
+          scale: float = 1.0) -> tuple[np.ndarray, Box]:
+    """The background with the crop blended in at a random place, `scale` x its size; the defect's new box."""
     h, w = background.shape[:2]
     # Keep the defect's size relative to the image (backgrounds may have another resolution).
-    cw = int(np.clip(round(crop.relative_size[0] * w), 4, w))
-    ch = int(np.clip(round(crop.relative_size[1] * h), 4, h))
+    cw = int(np.clip(round(crop.relative_size[0] * w * scale), 4, w))
+    ch = int(np.clip(round(crop.relative_size[1] * h * scale), 4, h))
     sx, sy = cw / crop.pixels.shape[1], ch / crop.pixels.shape[0]
     pixels = cv2.resize(crop.pixels, (cw, ch), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     x1, y1, x2, y2 = crop.box[0] * sx, crop.box[1] * sy, crop.box[2] * sx, crop.box[3] * sy
@@ -80,15 +81,19 @@ def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Gene
     return out, Box.from_pixels(class_id, left + x1, top + y1, left + x2, top + y2, w, h)
 
 
-def inject(backgrounds: list[str], load, crops: list[Crop], class_id: int, n: int, rng: np.random.Generator):
+def inject(backgrounds: list[str], load, crops: list[Crop], class_id: int, n: int, rng: np.random.Generator,
+           scale_jitter: float = 0.0):
     """`n` new images, each a defect-free background (loaded by `load(name)`) with one crop of the
     class pasted in (one, so a second paste can never cover the first and leave a wrong label).
+    Each crop is resized by a factor in [1/(1+scale_jitter), 1+scale_jitter] (log-uniform): a handful
+    of real defects then teach more than their own few sizes.
 
     Yields (background name, image, box, crop source)."""
     for _ in range(n):
         name = backgrounds[int(rng.integers(len(backgrounds)))]
         crop = crops[int(rng.integers(len(crops)))]
-        image, box = paste(load(name), crop, class_id, rng)
+        scale = float(np.exp(rng.uniform(-1, 1) * np.log1p(scale_jitter)))
+        image, box = paste(load(name), crop, class_id, rng, scale)
         yield name, image, box, crop.source
 
 

@@ -43,6 +43,8 @@ class AugmentConfig(StepConfig):
                                            "crops onto defect-free training images.")
     inject_share: float = Field(0.5, ge=0, le=1, description="Share of each class's new images made by injection "
                                                              "(the rest are flipped / relit variants).")
+    inject_scale_jitter: float = Field(0.25, ge=0, le=1, description="Pasted defects are resized by up to this "
+                                                                     "factor (1 + jitter) either way.")
 
 
 def plan_balancing(class_images: dict[str, list[str]], ratio: float, cap: int) -> dict[str, int]:
@@ -91,7 +93,8 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
                                                         rel)] if config.inject and backgrounds else []
         n_inject = round(n_new * config.inject_share) if crops else 0
         for k, (background, img, box, crop_source) in enumerate(
-                inject(backgrounds, load, crops, class_id, n_inject, rng)):
+                inject(backgrounds, load, crops, class_id, n_inject, rng,
+                       config.inject_scale_jitter)):
             new_rel = f"images/train/inj_{cls_name}_{k:04d}_{Path(background).stem}.png"
             Image.fromarray(img).save(out / new_rel)
             write_labels(label_path(out, new_rel), [box])
