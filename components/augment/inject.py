@@ -20,19 +20,25 @@ MARGIN = 0.25  # of the box size, kept around the defect as blending ground
 MAX_BOX_SHARE = 0.5  # boxes covering more of the image than this are image-level labels, not crops
 
 
+PixelBox = tuple[int, float, float, float, float]  # class id, x1 y1 x2 y2 in pixels
+
+
 @dataclass(frozen=True)
 class Crop:
     pixels: np.ndarray  # RGB uint8, the defect plus its margin
     box: tuple[float, float, float, float]  # the defect inside `pixels`, x1 y1 x2 y2
     relative_size: tuple[float, float]  # crop width/height as a share of its source image
     source: str
+    # Other defects reaching into the crop, clipped to it: they are pasted too, so they stay labelled
+    # (an unlabelled scratch in a pasted patch would teach the model that scratches are background).
+    neighbours: tuple[PixelBox, ...] = ()
 
 
 def crops_of(img: np.ndarray, boxes: list[Box], class_id: int, source: str) -> list[Crop]:
     """Every box of `class_id` in an image, with margin, as pasteable crops."""
     h, w = img.shape[:2]
     found = []
-    for b in boxes:
+    for i, b in enumerate(boxes):
         if b.cls != class_id or b.w * b.h > MAX_BOX_SHARE:
             continue
         x1, y1, x2, y2 = b.to_pixels(w, h)
@@ -41,8 +47,14 @@ def crops_of(img: np.ndarray, boxes: list[Box], class_id: int, source: str) -> l
         cx2, cy2 = int(min(w, np.ceil(x2 + mx))), int(min(h, np.ceil(y2 + my)))
         if cx2 - cx1 < 4 or cy2 - cy1 < 4:
             continue
+        neighbours = []
+        for j, other in enumerate(boxes):
+            ox1, oy1, ox2, oy2 = other.to_pixels(w, h)
+            ix1, iy1, ix2, iy2 = max(ox1, cx1), max(oy1, cy1), min(ox2, cx2), min(oy2, cy2)
+            if j != i and ix2 - ix1 >= 1 and iy2 - iy1 >= 1:
+                neighbours.append((other.cls, ix1 - cx1, iy1 - cy1, ix2 - cx1, iy2 - cy1))
         found.append(Crop(img[cy1:cy2, cx1:cx2].copy(), (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1),
-                          ((cx2 - cx1) / w, (cy2 - cy1) / h), source))
+                          ((cx2 - cx1) / w, (cy2 - cy1) / h), source, tuple(neighbours)))
     return found
 
 
@@ -54,19 +66,31 @@ def _feather(height: int, width: int) -> np.ndarray:
 
 
 def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Generator,
-          scale: float = 1.0) -> tuple[np.ndarray, Box]:
-    """The background with the crop blended in at a random place, `scale` x its size; the defect's new box."""
+          scale: float = 1.0) -> tuple[np.ndarray, list[Box]]:
+    """The background with the crop blended in at a random place, `scale` x its size; the new boxes
+    (the defect first, then the neighbours that came with it)."""
     h, w = background.shape[:2]
     # Keep the defect's size relative to the image (backgrounds may have another resolution).
     cw = int(np.clip(round(crop.relative_size[0] * w * scale), 4, w))
     ch = int(np.clip(round(crop.relative_size[1] * h * scale), 4, h))
     sx, sy = cw / crop.pixels.shape[1], ch / crop.pixels.shape[0]
     pixels = cv2.resize(crop.pixels, (cw, ch), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    x1, y1, x2, y2 = crop.box[0] * sx, crop.box[1] * sy, crop.box[2] * sx, crop.box[3] * sy
-    if rng.random() < 0.5:
-        pixels, (x1, x2) = pixels[:, ::-1], (cw - x2, cw - x1)
-    if rng.random() < 0.5:
-        pixels, (y1, y2) = pixels[::-1], (ch - y2, ch - y1)
+    flip_x, flip_y = rng.random() < 0.5, rng.random() < 0.5
+    if flip_x:
+        pixels = pixels[:, ::-1]
+    if flip_y:
+        pixels = pixels[::-1]
+
+    def placed(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float, float, float]:
+        """A box in crop pixels -> the same box in the resized, flipped crop."""
+        x1, y1, x2, y2 = x1 * sx, y1 * sy, x2 * sx, y2 * sy
+        if flip_x:
+            x1, x2 = cw - x2, cw - x1
+        if flip_y:
+            y1, y2 = ch - y2, ch - y1
+        return x1, y1, x2, y2
+
+    x1, y1, x2, y2 = placed(*crop.box)
     left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
     region = background[top:top + ch, left:left + cw].astype(np.float32)
     # Match brightness on the margin only: the defect keeps its contrast to its surroundings (a dark
@@ -78,7 +102,11 @@ def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Gene
     alpha = _feather(ch, cw)
     out = background.copy()
     out[top:top + ch, left:left + cw] = np.clip(alpha * pixels + (1 - alpha) * region, 0, 255).astype(np.uint8)
-    return out, Box.from_pixels(class_id, left + x1, top + y1, left + x2, top + y2, w, h)
+    boxes = [Box.from_pixels(class_id, left + x1, top + y1, left + x2, top + y2, w, h)]
+    for cls, *corners in crop.neighbours:
+        nx1, ny1, nx2, ny2 = placed(*corners)
+        boxes.append(Box.from_pixels(cls, left + nx1, top + ny1, left + nx2, top + ny2, w, h))
+    return out, boxes
 
 
 def inject(backgrounds: list[str], load, crops: list[Crop], class_id: int, n: int, rng: np.random.Generator,
@@ -88,13 +116,13 @@ def inject(backgrounds: list[str], load, crops: list[Crop], class_id: int, n: in
     Each crop is resized by a factor in [1/(1+scale_jitter), 1+scale_jitter] (log-uniform): a handful
     of real defects then teach more than their own few sizes.
 
-    Yields (background name, image, box, crop source)."""
+    Yields (background name, image, boxes, crop source)."""
     for _ in range(n):
         name = backgrounds[int(rng.integers(len(backgrounds)))]
         crop = crops[int(rng.integers(len(crops)))]
         scale = float(np.exp(rng.uniform(-1, 1) * np.log1p(scale_jitter)))
-        image, box = paste(load(name), crop, class_id, rng, scale)
-        yield name, image, box, crop.source
+        image, boxes = paste(load(name), crop, class_id, rng, scale)
+        yield name, image, boxes, crop.source
 
 
 def load_rgb(path: Path) -> np.ndarray:

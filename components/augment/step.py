@@ -92,12 +92,12 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
         crops = [c for rel in sources for c in crops_of(load(rel), read_labels(label_path(dataset, rel)), class_id,
                                                         rel)] if config.inject and backgrounds else []
         n_inject = round(n_new * config.inject_share) if crops else 0
-        for k, (background, img, box, crop_source) in enumerate(
+        for k, (background, img, boxes, crop_source) in enumerate(
                 inject(backgrounds, load, crops, class_id, n_inject, rng,
                        config.inject_scale_jitter)):
             new_rel = f"images/train/inj_{cls_name}_{k:04d}_{Path(background).stem}.png"
             Image.fromarray(img).save(out / new_rel)
-            write_labels(label_path(out, new_rel), [box])
+            write_labels(label_path(out, new_rel), boxes)
             log.append({"image": new_rel, "kind": "injection", "class": cls_name, "from": crop_source,
                         "onto": background})
             injected[cls_name] += 1

@@ -6,7 +6,7 @@ from PIL import Image
 
 from defectops.components.augment.step import AugmentConfig, augment, plan_balancing
 from defectops.components.augment.transforms import hflip, jitter_photometric, vflip
-from defectops.dataset import Box, read_manifest
+from defectops.dataset import Box, read_manifest, read_names
 
 
 def test_plan_fills_rare_classes_up_to_the_largest():
@@ -64,7 +64,7 @@ def test_paste_puts_the_defect_inside_its_new_box_and_blends_the_edge():
     source[40:50, 30:60] = 255  # a bright scratch
     (crop,) = crops_of(source, [Box.from_pixels(2, 30, 40, 60, 50, 100, 100)], 2, "src.png")
     background = np.full((200, 200, 3), 90, np.uint8)  # another resolution, darker
-    out, box = paste(background, crop, 2, np.random.default_rng(0))
+    out, (box,) = paste(background, crop, 2, np.random.default_rng(0))
     assert box.cls == 2 and 0 <= box.cx - box.w / 2 and box.cx + box.w / 2 <= 1
     assert box.w == pytest.approx(0.3, abs=0.02) and box.h == pytest.approx(0.1, abs=0.02)  # same relative size
     x1, y1, x2, y2 = (int(round(v)) for v in box.to_pixels(200, 200))
@@ -75,6 +75,26 @@ def test_paste_puts_the_defect_inside_its_new_box_and_blends_the_edge():
     assert y1 - my <= changed[:, 0].min() and changed[:, 0].max() <= y2 + my  # ...nothing beyond the crop changed
     assert x1 - mx <= changed[:, 1].min() and changed[:, 1].max() <= x2 + mx
     assert int(out[changed[0][0], changed[0][1]].mean()) < 150  # edges fade into the background
+
+
+def test_defects_reaching_into_a_crop_are_pasted_with_their_labels():
+    from defectops.components.augment.inject import crops_of, paste
+
+    source = np.full((100, 100, 3), 150, np.uint8)
+    patch = Box.from_pixels(3, 40, 40, 60, 60, 100, 100)
+    pit = Box.from_pixels(1, 62, 45, 66, 49, 100, 100)  # inside the patch's margin
+    scratch = Box.from_pixels(0, 50, 63, 90, 70, 100, 100)  # crosses the crop's lower right corner
+    far = Box.from_pixels(0, 5, 5, 15, 15, 100, 100)  # nowhere near
+    (crop,) = crops_of(source, [patch, pit, scratch, far], 3, "src.png")
+    assert [n[0] for n in crop.neighbours] == [1, 0]
+    x1, y1, x2, y2 = crop.neighbours[1][1:]
+    assert y2 == crop.pixels.shape[0] and x2 == crop.pixels.shape[1]  # clipped to the crop
+    _, boxes = paste(np.full((100, 100, 3), 90, np.uint8), crop, 3, np.random.default_rng(1))
+    assert [b.cls for b in boxes] == [3, 1, 0]
+    (px1, py1, px2, py2), (qx1, qy1, qx2, qy2) = boxes[0].to_pixels(100, 100), boxes[1].to_pixels(100, 100)
+    assert (qx2 - qx1, qy2 - qy1) == (pytest.approx(4, abs=0.5), pytest.approx(4, abs=0.5))
+    assert abs(min(abs(qx1 - px2), abs(px1 - qx2)) - 2) < 0.5  # the pit stays 2 px beside the patch...
+    assert py1 < qy1 < qy2 < py2  # ...at its height
 
 
 def test_image_level_boxes_are_not_crops():
@@ -95,8 +115,8 @@ def test_injection_is_recorded_and_seeded(tiny_dataset, tmp_path):
     assert len(log) == sum(metrics["generated_per_class"].values())
     for row in log:
         assert row["kind"] == "injection" and row["onto"] and row["from"]
-        (box,) = read_labels(label_path(tmp_path / "a", row["image"]))
-        assert metrics["config"]["inject"] and box.w > 0
+        box, *_ = read_labels(label_path(tmp_path / "a", row["image"]))
+        assert read_names(tmp_path / "a")[box.cls] == row["class"] and box.w > 0  # the pasted defect comes first
     again = augment(AugmentConfig(seed=3, inject_share=1.0), tiny_dataset, tmp_path / "b")
     assert [r["sha256"] for r in read_manifest(tmp_path / "a")] == [r["sha256"] for r in read_manifest(tmp_path / "b")]
     assert again["injected_per_class"] == metrics["injected_per_class"]
