@@ -8,6 +8,7 @@ Everything is seeded; what was generated from what is written to augment_log.csv
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -31,6 +32,8 @@ from defectops.dataset import (
 )
 from defectops.lineage import dvc_dir_md5
 from defectops.metrics import StepTimer, write_metrics
+
+logger = logging.getLogger("defectops.augment")
 
 
 class AugmentConfig(StepConfig):
@@ -78,6 +81,8 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
     transforms_used: Counter[str] = Counter()
     image_dir(out, "train").mkdir(parents=True, exist_ok=True)
     backgrounds = [r["path"] for r in train if int(r["n_boxes"]) == 0]
+    if config.inject and config.inject_share > 0 and any(plan.values()) and not backgrounds:
+        logger.warning("no defect-free training images to paste defects onto: rare classes get variants only")
     loaded: dict[str, np.ndarray] = {}
 
     def load(rel: str) -> np.ndarray:

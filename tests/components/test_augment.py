@@ -120,3 +120,20 @@ def test_injection_is_recorded_and_seeded(tiny_dataset, tmp_path):
     again = augment(AugmentConfig(seed=3, inject_share=1.0), tiny_dataset, tmp_path / "b")
     assert [r["sha256"] for r in read_manifest(tmp_path / "a")] == [r["sha256"] for r in read_manifest(tmp_path / "b")]
     assert again["injected_per_class"] == metrics["injected_per_class"]
+
+
+def test_without_defect_free_images_injection_is_skipped_and_said(tiny_dataset, tmp_path, caplog):
+    from defectops.dataset import label_path, write_manifest
+
+    data = tmp_path / "all-defective"
+    shutil.copytree(tiny_dataset, data)
+    for row in read_manifest(data):
+        if row["split"] == "train" and int(row["n_boxes"]) == 0:
+            (data / row["path"]).unlink()
+            label_path(data, row["path"]).unlink(missing_ok=True)
+    write_manifest(data)
+    with caplog.at_level("WARNING", logger="defectops.augment"):
+        metrics = augment(AugmentConfig(inject_share=1.0), data, tmp_path / "aug")
+    assert metrics["defect_free_backgrounds"] == 0 and sum(metrics["generated_per_class"].values()) > 0
+    assert metrics["injected_per_class"] == {}
+    assert "no defect-free training images" in caplog.text
