@@ -21,6 +21,7 @@ MAX_BOX_SHARE = 0.5  # boxes covering more of the image than this are image-leve
 
 
 PixelBox = tuple[int, float, float, float, float]  # class id, x1 y1 x2 y2 in pixels
+Rect = tuple[int, int, int, int]  # x1 y1 x2 y2, whole pixels
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,21 @@ def _feather(height: int, width: int) -> np.ndarray:
     return np.clip(np.minimum.outer(ramp_y, ramp_x), 0, 1)[..., None]
 
 
-def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Generator,
-          scale: float = 1.0) -> tuple[np.ndarray, list[Box]]:
-    """The background with the crop blended in at a random place, `scale` x its size; the new boxes
-    (the defect first, then the neighbours that came with it)."""
+def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Generator, scale: float = 1.0,
+          avoid: tuple[Rect, ...] = (), tries: int = 20) -> tuple[np.ndarray, list[Box], Rect] | None:
+    """The background with the crop blended in at a random place clear of `avoid`, `scale` x its size:
+    (image, the new boxes — the defect first, then the neighbours that came with it — and the place
+    taken). None when no place clear of `avoid` was found in `tries` draws."""
     h, w = background.shape[:2]
     # Keep the defect's size relative to the image (backgrounds may have another resolution).
     cw = int(np.clip(round(crop.relative_size[0] * w * scale), 4, w))
     ch = int(np.clip(round(crop.relative_size[1] * h * scale), 4, h))
+    for _ in range(tries):
+        left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        if not any(left < r[2] and r[0] < left + cw and top < r[3] and r[1] < top + ch for r in avoid):
+            break
+    else:
+        return None
     sx, sy = cw / crop.pixels.shape[1], ch / crop.pixels.shape[0]
     pixels = cv2.resize(crop.pixels, (cw, ch), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     flip_x, flip_y = rng.random() < 0.5, rng.random() < 0.5
@@ -91,7 +99,6 @@ def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Gene
         return x1, y1, x2, y2
 
     x1, y1, x2, y2 = placed(*crop.box)
-    left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
     region = background[top:top + ch, left:left + cw].astype(np.float32)
     # Match brightness on the margin only: the defect keeps its contrast to its surroundings (a dark
     # patch stays darker than the steel around it), the surroundings blend into the new background.
@@ -106,23 +113,31 @@ def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Gene
     for cls, *corners in crop.neighbours:
         nx1, ny1, nx2, ny2 = placed(*corners)
         boxes.append(Box.from_pixels(cls, left + nx1, top + ny1, left + nx2, top + ny2, w, h))
-    return out, boxes
+    return out, boxes, (left, top, left + cw, top + ch)
 
 
 def inject(backgrounds: list[str], load, crops: list[Crop], class_id: int, n: int, rng: np.random.Generator,
-           scale_jitter: float = 0.0):
-    """`n` new images, each a defect-free background (loaded by `load(name)`) with one crop of the
-    class pasted in (one, so a second paste can never cover the first and leave a wrong label).
+           scale_jitter: float = 0.0, max_per_image: int = 1):
+    """`n` new images, each a defect-free background (loaded by `load(name)`) with 1..`max_per_image`
+    crops of the class pasted in, never overlapping (a paste covering another would leave a wrong
+    label): more examples of the rare defect per image, at the same training cost per image.
     Each crop is resized by a factor in [1/(1+scale_jitter), 1+scale_jitter] (log-uniform): a handful
     of real defects then teach more than their own few sizes.
 
-    Yields (background name, image, boxes, crop source)."""
+    Yields (background name, image, boxes, crop sources)."""
     for _ in range(n):
         name = backgrounds[int(rng.integers(len(backgrounds)))]
-        crop = crops[int(rng.integers(len(crops)))]
-        scale = float(np.exp(rng.uniform(-1, 1) * np.log1p(scale_jitter)))
-        image, boxes = paste(load(name), crop, class_id, rng, scale)
-        yield name, image, boxes, crop.source
+        image, boxes, taken, sources = load(name), [], (), []
+        for _ in range(int(rng.integers(1, max_per_image + 1))):
+            crop = crops[int(rng.integers(len(crops)))]
+            scale = float(np.exp(rng.uniform(-1, 1) * np.log1p(scale_jitter)))
+            pasted = paste(image, crop, class_id, rng, scale, avoid=taken)
+            if pasted is None:
+                break
+            image, new_boxes, place = pasted
+            boxes, taken = boxes + new_boxes, (*taken, place)
+            sources.append(crop.source)
+        yield name, image, boxes, sources
 
 
 def load_rgb(path: Path) -> np.ndarray:

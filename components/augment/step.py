@@ -48,6 +48,8 @@ class AugmentConfig(StepConfig):
                                                              "(the rest are flipped / relit variants).")
     inject_scale_jitter: float = Field(0.25, ge=0, le=1, description="Pasted defects are resized by up to this "
                                                                      "factor (1 + jitter) either way.")
+    inject_max_per_image: int = Field(3, ge=1, le=10, description="Each injected image gets 1..this many of the "
+                                                                 "class's defects (never overlapping).")
 
 
 def plan_balancing(class_images: dict[str, list[str]], ratio: float, cap: int) -> dict[str, int]:
@@ -78,6 +80,7 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
     rng = np.random.default_rng(config.seed)
     generated: Counter[str] = Counter()
     injected: Counter[str] = Counter()
+    pasted: Counter[str] = Counter()  # defects pasted: an injected image carries one or more
     transforms_used: Counter[str] = Counter()
     image_dir(out, "train").mkdir(parents=True, exist_ok=True)
     backgrounds = [r["path"] for r in train if int(r["n_boxes"]) == 0]
@@ -97,15 +100,16 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
         crops = [c for rel in sources for c in crops_of(load(rel), read_labels(label_path(dataset, rel)), class_id,
                                                         rel)] if config.inject and backgrounds else []
         n_inject = round(n_new * config.inject_share) if crops else 0
-        for k, (background, img, boxes, crop_source) in enumerate(
-                inject(backgrounds, load, crops, class_id, n_inject, rng,
-                       config.inject_scale_jitter)):
+        for k, (background, img, boxes, crop_sources) in enumerate(
+                inject(backgrounds, load, crops, class_id, n_inject, rng, config.inject_scale_jitter,
+                       config.inject_max_per_image)):
             new_rel = f"images/train/inj_{cls_name}_{k:04d}_{Path(background).stem}.png"
             Image.fromarray(img).save(out / new_rel)
             write_labels(label_path(out, new_rel), boxes)
-            log.append({"image": new_rel, "kind": "injection", "class": cls_name, "from": crop_source,
+            log.append({"image": new_rel, "kind": "injection", "class": cls_name, "from": ";".join(crop_sources),
                         "onto": background})
             injected[cls_name] += 1
+            pasted[cls_name] += len(crop_sources)
         for k in range(n_new - n_inject):
             rel = sources[int(rng.integers(len(sources)))]
             img, boxes, applied = random_variant(load(rel), read_labels(label_path(dataset, rel)), rng,
@@ -133,6 +137,7 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
         "class_images_after": after,
         "generated_per_class": dict(generated),
         "injected_per_class": dict(injected),
+        "pasted_defects_per_class": dict(pasted),
         "defect_free_backgrounds": len(backgrounds),
         "transforms_applied": dict(transforms_used),
         "seconds": timer.seconds(),

@@ -64,7 +64,7 @@ def test_paste_puts_the_defect_inside_its_new_box_and_blends_the_edge():
     source[40:50, 30:60] = 255  # a bright scratch
     (crop,) = crops_of(source, [Box.from_pixels(2, 30, 40, 60, 50, 100, 100)], 2, "src.png")
     background = np.full((200, 200, 3), 90, np.uint8)  # another resolution, darker
-    out, (box,) = paste(background, crop, 2, np.random.default_rng(0))
+    out, (box,), _ = paste(background, crop, 2, np.random.default_rng(0))
     assert box.cls == 2 and 0 <= box.cx - box.w / 2 and box.cx + box.w / 2 <= 1
     assert box.w == pytest.approx(0.3, abs=0.02) and box.h == pytest.approx(0.1, abs=0.02)  # same relative size
     x1, y1, x2, y2 = (int(round(v)) for v in box.to_pixels(200, 200))
@@ -89,12 +89,33 @@ def test_defects_reaching_into_a_crop_are_pasted_with_their_labels():
     assert [n[0] for n in crop.neighbours] == [1, 0]
     x1, y1, x2, y2 = crop.neighbours[1][1:]
     assert y2 == crop.pixels.shape[0] and x2 == crop.pixels.shape[1]  # clipped to the crop
-    _, boxes = paste(np.full((100, 100, 3), 90, np.uint8), crop, 3, np.random.default_rng(1))
+    _, boxes, _ = paste(np.full((100, 100, 3), 90, np.uint8), crop, 3, np.random.default_rng(1))
     assert [b.cls for b in boxes] == [3, 1, 0]
     (px1, py1, px2, py2), (qx1, qy1, qx2, qy2) = boxes[0].to_pixels(100, 100), boxes[1].to_pixels(100, 100)
     assert (qx2 - qx1, qy2 - qy1) == (pytest.approx(4, abs=0.5), pytest.approx(4, abs=0.5))
     assert abs(min(abs(qx1 - px2), abs(px1 - qx2)) - 2) < 0.5  # the pit stays 2 px beside the patch...
     assert py1 < qy1 < qy2 < py2  # ...at its height
+
+
+def test_several_pastes_per_image_never_overlap():
+    from defectops.components.augment.inject import crops_of, inject, paste
+
+    source = np.full((100, 100, 3), 150, np.uint8)
+    source[45:55, 45:55] = 40
+    crops = crops_of(source, [Box.from_pixels(1, 45, 45, 55, 55, 100, 100)], 1, "src.png")
+    background = np.full((100, 100, 3), 150, np.uint8)
+    counts = []
+    for _, image, boxes, sources in inject(["bg.png"], lambda _: background, crops, 1, 20,
+                                           np.random.default_rng(0), scale_jitter=0.25, max_per_image=3):
+        assert len(boxes) == len(sources) >= 1 and all(b.cls == 1 for b in boxes)
+        rects = [b.to_pixels(100, 100) for b in boxes]
+        for i, a in enumerate(rects):
+            for b in rects[i + 1:]:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+        assert (image < 100).sum() >= 0.5 * 81 * len(boxes)  # every labelled defect is really there
+        counts.append(len(boxes))
+    assert set(counts) == {1, 2, 3}
+    assert paste(background, crops[0], 1, np.random.default_rng(0), avoid=((0, 0, 100, 100),)) is None
 
 
 def test_image_level_boxes_are_not_crops():
