@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/rare_class_injection.py            # 3 seeds x 2 trainings, ~50 CPU-min
     .venv/bin/python bench/rare_class_injection.py --images 160 --seeds 1 --epochs 2 --imgsz 64   # a quick look
+    .venv/bin/python bench/rare_class_injection.py --rescore /tmp/defectops-inject-XXXX   # a --keep run, re-measured
 
 For each seed, a synthetic dataset (its own ingest seed) is cut down so one class (default: patch)
 keeps only `--rare` training images; val/test keep theirs, and the test split is large (40 % of the
@@ -10,13 +11,16 @@ Augment then fills that class up to the others twice: once with flipped/relit co
 few images only (inject_share 0), once with the default augment settings, where half of them paste
 its real defects onto defect-free training images. Same number of new images, same training seed,
 settings and epochs. Prints, per seed and as mean (sd) with the paired difference, the rare class's
-test box recall and AP50 (Ultralytics' validator, IoU 0.5) and its image-level recall at its own
-per-class threshold.
+image-level recall at the line's threshold (the one evaluate tunes and deploy serves: were the
+images showing it stopped?), at a threshold of its own on its own box score, and its test box
+recall and AP50 (Ultralytics' validator, IoU 0.5); then, pooled over seeds, the rare-class test
+images stopped by one training and not the other, with McNemar's exact test on those pairs.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -25,8 +29,10 @@ from pathlib import Path
 
 from _project import keep_or_remove, print_table
 
-MEASURES = (("box_recall", "test box recall (IoU 0.5)"), ("ap50", "test box AP50"),
-            ("recall_own_threshold", "test image recall at its own threshold"))
+MEASURES = (("recall_line_threshold", "test image recall at the line threshold"),
+            ("recall_own_threshold", "test image recall at its own threshold"),
+            ("box_recall", "test box recall (IoU 0.5)"), ("ap50", "test box AP50"))
+ARMS = (("variants", 0.0), ("injection", None))  # inject_share: none, the default
 
 
 def cut_rare_class(dataset: Path, rare: str, keep: int) -> int:
@@ -42,8 +48,20 @@ def cut_rare_class(dataset: Path, rare: str, keep: int) -> int:
     return min(keep, len(train_rare))
 
 
-def rare_class_scores(run: Path, name: str, rare: str, imgsz: int) -> dict:
-    """The rare class's box recall and AP50 on the test split, and its image recall at its own threshold."""
+def caught_at_line_threshold(run: Path, name: str, rare: str) -> dict[str, bool]:
+    """Each test image showing `rare`: stopped at the threshold evaluate tuned for the line?"""
+    from defectops.dataset import label_path, read_labels, read_names
+
+    class_id = read_names(run / "validated").index(rare)
+    threshold = json.loads((run / f"eval-{name}" / "metrics.json").read_text())["threshold"]
+    with open(run / f"eval-{name}" / "per_image.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    return {r["path"]: float(r["score"]) >= threshold for r in rows
+            if any(b.cls == class_id for b in read_labels(label_path(run / "validated", r["path"])))}
+
+
+def arm_scores(run: Path, name: str, rare: str, imgsz: int) -> dict:
+    """Everything measured of one training, from what it left on disk."""
     from defectops.components.evaluate.scoring import load_model
     from defectops.dataset import read_names, ultralytics_view
 
@@ -56,11 +74,19 @@ def rare_class_scores(run: Path, name: str, rare: str, imgsz: int) -> dict:
     class_id = read_names(run / "validated").index(rare)
     found = result.box.ap_class_index.tolist()
     _, box_recall, ap50, _ = result.box.class_result(found.index(class_id)) if class_id in found else (0, 0, 0, 0)
-    return {"test_images": row["images"], "recall_own_threshold": row["test_recall_at_class_threshold"],
-            "box_recall": float(box_recall), "ap50": float(ap50)}
+    caught = caught_at_line_threshold(run, name, rare)
+    augmented = json.loads((run / f"aug-{name}" / "augment_metrics.json").read_text())
+    return {"test_images": row["images"], "recall_line_threshold": sum(caught.values()) / len(caught),
+            "recall_own_threshold": row["test_recall_at_class_threshold"],
+            "box_recall": float(box_recall), "ap50": float(ap50), "caught": caught,
+            "kept": augmented["class_images_before"][rare],
+            "generated": augmented["generated_per_class"].get(rare, 0),
+            "injected": augmented["injected_per_class"].get(rare, 0),
+            "seconds": json.loads((run / name / "metrics.json").read_text())["seconds"]}
 
 
-def run_seed(work: Path, seed: int, args) -> tuple[int, dict]:
+def run_seed(work: Path, seed: int, args) -> None:
+    """Both trainings of one seed, on one cut-down dataset."""
     from defectops.components.augment.step import AugmentConfig, augment
     from defectops.components.evaluate.step import EvaluateConfig, evaluate
     from defectops.components.ingest.step import IngestConfig, ingest
@@ -71,22 +97,16 @@ def run_seed(work: Path, seed: int, args) -> tuple[int, dict]:
     train_share, val_share, test_share = args.split
     ingest(IngestConfig(n_images=args.images, seed=7 + seed,
                         split={"train": train_share, "val": val_share, "test": test_share}), run / "raw")
-    kept = cut_rare_class(run / "raw", args.rare_class, args.rare)
+    cut_rare_class(run / "raw", args.rare_class, args.rare)
     validate(ValidateConfig(), run / "raw", run / "validate", run / "validated")
-    results = {}
-    for name, share in (("variants", 0.0), ("injection", AugmentConfig().inject_share)):
-        augmented = augment(AugmentConfig(seed=seed, inject_share=share), run / "validated", run / f"aug-{name}")
+    for name, share in ARMS:
+        augment(AugmentConfig(seed=seed, inject_share=AugmentConfig().inject_share if share is None else share),
+                run / "validated", run / f"aug-{name}")
         config = TrainConfig(epochs=args.epochs, imgsz=args.imgsz, seed=seed, checkpoint_dir=run / "checkpoints",
                              experiment="rare-class")
-        trained = train(config, run / f"aug-{name}", run / name)
+        train(config, run / f"aug-{name}", run / name)
         evaluate(EvaluateConfig(experiment="rare-class", model_name=f"rare-class-{seed}-{name}"), run / name,
                  run / "validated", run / f"eval-{name}")
-        results[name] = {**rare_class_scores(run, name, args.rare_class, args.imgsz),
-                         "generated": augmented["generated_per_class"].get(args.rare_class, 0),
-                         "injected": augmented["injected_per_class"].get(args.rare_class, 0),
-                         "seconds": trained["seconds"]}
-        print(f"seed {seed} {name}: {json.dumps(results[name])}", flush=True)
-    return kept, results
 
 
 def fmt(v) -> str:
@@ -111,31 +131,56 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--imgsz", type=int, default=224)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--rescore", type=Path, help="measure the trainings a --keep run left there; train nothing")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="defectops-inject-"))
+    work = args.rescore or Path(tempfile.mkdtemp(prefix="defectops-inject-"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
     os.environ["DEFECTOPS_ARTIFACT_ROOT"] = (work / "mlartifacts").as_uri()
+    seeds = sorted(int(p.name[4:]) for p in work.glob("seed*")) if args.rescore else range(args.seeds)
+    results = {}
+    for seed in seeds:
+        if not args.rescore:
+            run_seed(work, seed, args)
+        results[seed] = {name: arm_scores(work / f"seed{seed}", name, args.rare_class, args.imgsz) for name, _ in ARMS}
+    report(results, args)
+    if not args.rescore:
+        keep_or_remove(work, args.keep)
 
-    per_seed = {seed: run_seed(work, seed, args) for seed in range(args.seeds)}
+
+def report(results: dict[int, dict], args) -> None:
     rare = args.rare_class
     rows = []
-    for seed, (kept, r) in per_seed.items():
+    for seed, r in results.items():
         v, i = r["variants"], r["injection"]
-        rows.append((seed, kept, v["test_images"], f"{v['generated']} / {i['generated']} ({i['injected']} pasted)",
+        rows.append((seed, v["kept"], v["test_images"], f"{v['generated']} / {i['generated']} ({i['injected']} pasted)",
                      *(f"{fmt(v[k])} → {fmt(i[k])}" for k, _ in MEASURES)))
     print(f"\nrare class '{rare}', {args.epochs} epochs at {args.imgsz} px per training; "
           "each cell: variants only → with injection (default)")
     print_table(rows, ("seed", f"train '{rare}'", f"test '{rare}' images", "new images", *(m for _, m in MEASURES)))
     summary = []
     for key, label in MEASURES:
-        v = [r["variants"][key] for _, r in per_seed.values()]
-        i = [r["injection"][key] for _, r in per_seed.values()]
+        v = [r["variants"][key] for r in results.values()]
+        i = [r["injection"][key] for r in results.values()]
         diff = [b - a for a, b in zip(v, i) if a is not None and b is not None]
-        wins = sum(d > 0 for d in diff)
-        summary.append((label, mean_sd(v), mean_sd(i), mean_sd(diff, signed=True), f"{wins}/{len(diff)}"))
-    print(f"\nmean (sd) over {args.seeds} seeds")
-    print_table(summary, ("measure", "variants only", "with injection", "paired difference", "seeds improved"))
-    keep_or_remove(work, args.keep)
+        wins, losses = sum(d > 0 for d in diff), sum(d < 0 for d in diff)
+        summary.append((label, mean_sd(v), mean_sd(i), mean_sd(diff, signed=True), f"{wins} / {losses}"))
+    print(f"\nmean (sd) over {len(results)} seeds")
+    print_table(summary, ("measure", "variants only", "with injection", "paired difference",
+                          "seeds better / worse"))
+    # Paired per image: the same test images meet both trainings of a seed.
+    only_injection = only_variants = total = caught_v = caught_i = 0
+    for r in results.values():
+        v, i = r["variants"]["caught"], r["injection"]["caught"]
+        only_injection += sum(i[p] and not v[p] for p in v)
+        only_variants += sum(v[p] and not i[p] for p in v)
+        total, caught_v, caught_i = total + len(v), caught_v + sum(v.values()), caught_i + sum(i.values())
+    from scipy.stats import binomtest
+
+    discordant = only_injection + only_variants
+    p_value = binomtest(only_injection, discordant, 0.5).pvalue if discordant else 1.0
+    print(f"\nat the line threshold, pooled: {caught_v}/{total} '{rare}' test images stopped with variants only, "
+          f"{caught_i}/{total} with injection; stopped only with injection: {only_injection}, only without: "
+          f"{only_variants} (McNemar exact p = {p_value:.4f})")
 
 
 if __name__ == "__main__":
