@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--rare-class", default="patch")
     parser.add_argument("--rare", type=int, default=8, help="training images the rare class keeps (<= 10)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="more seeds later: --first-seed 3 --seeds 2")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--imgsz", type=int, default=224)
     parser.add_argument("--keep", action="store_true")
@@ -136,7 +137,9 @@ def main() -> None:
     work = args.rescore or Path(tempfile.mkdtemp(prefix="defectops-inject-"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
     os.environ["DEFECTOPS_ARTIFACT_ROOT"] = (work / "mlartifacts").as_uri()
-    seeds = sorted(int(p.name[4:]) for p in work.glob("seed*")) if args.rescore else range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    if args.rescore:
+        seeds = sorted(int(p.name[4:]) for p in work.glob("seed*"))
     results = {}
     for seed in seeds:
         if not args.rescore:
