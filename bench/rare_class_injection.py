@@ -32,10 +32,10 @@ from _project import keep_or_remove, print_table
 MEASURES = (("recall_line_threshold", "test image recall at the line threshold"),
             ("recall_own_threshold", "test image recall at its own threshold"),
             ("box_recall", "test box recall (IoU 0.5)"), ("ap50", "test box AP50"))
-ARMS = (("variants", 0.0), ("injection", None))  # inject_share: none, the default
+ARMS = {"variants": {"inject_share": 0.0}, "injection": {}}  # augment settings over the defaults
 
 
-def cut_rare_class(dataset: Path, rare: str, keep: int) -> int:
+def cut_rare_class(dataset: Path, rare: str, keep: int) -> None:
     """Delete training images of `rare` beyond the first `keep` (in name order); rewrite the manifest."""
     from defectops.dataset import label_path, read_manifest, write_manifest
 
@@ -45,7 +45,6 @@ def cut_rare_class(dataset: Path, rare: str, keep: int) -> int:
         (dataset / rel).unlink()
         label_path(dataset, rel).unlink(missing_ok=True)
     write_manifest(dataset)
-    return min(keep, len(train_rare))
 
 
 def caught_at_line_threshold(run: Path, name: str, rare: str) -> dict[str, bool]:
@@ -99,9 +98,8 @@ def run_seed(work: Path, seed: int, args) -> None:
                         split={"train": train_share, "val": val_share, "test": test_share}), run / "raw")
     cut_rare_class(run / "raw", args.rare_class, args.rare)
     validate(ValidateConfig(), run / "raw", run / "validate", run / "validated")
-    for name, share in ARMS:
-        augment(AugmentConfig(seed=seed, inject_share=AugmentConfig().inject_share if share is None else share),
-                run / "validated", run / f"aug-{name}")
+    for name, overrides in ARMS.items():
+        augment(AugmentConfig(seed=seed, **overrides), run / "validated", run / f"aug-{name}")
         config = TrainConfig(epochs=args.epochs, imgsz=args.imgsz, seed=seed, checkpoint_dir=run / "checkpoints",
                              experiment="rare-class")
         train(config, run / f"aug-{name}", run / name)
@@ -144,7 +142,7 @@ def main() -> None:
     for seed in seeds:
         if not args.rescore:
             run_seed(work, seed, args)
-        results[seed] = {name: arm_scores(work / f"seed{seed}", name, args.rare_class, args.imgsz) for name, _ in ARMS}
+        results[seed] = {name: arm_scores(work / f"seed{seed}", name, args.rare_class, args.imgsz) for name in ARMS}
     report(results, args)
     if not args.rescore:
         keep_or_remove(work, args.keep)
