@@ -76,10 +76,12 @@ def model_card(metrics: dict, per_class: list[dict], run: dict) -> str:
         f"image-level accuracy {_num(metrics.get('test_accuracy'))}"
         + (f", mAP50 {metrics['test_map50']:.3f}, mAP50-95 {metrics['test_map50_95']:.3f}"
            if metrics.get("test_map50") is not None else ""),
-        "", "| class | test images | caught | recall | own threshold | test recall at own threshold |",
-        "|---|---|---|---|---|---|",
+        "", "| class | test images | caught | recall | own threshold | test recall at own threshold "
+            "| other test images flagged for it there |",
+        "|---|---|---|---|---|---|---|",
         *[f"| {r['class']} | {r['images']} | {r['caught']} | {_num(r['recall'])} | {_num(r.get('class_threshold'))} "
-          f"| {_num(r.get('test_recall_at_class_threshold'))} |" for r in per_class],
+          f"| {_num(r.get('test_recall_at_class_threshold'))} | {_num(r.get('test_false_alarms_at_class_threshold'))} |"
+          for r in per_class],
         "", "## Limits", "",
         f"- {len(metrics['test_false_negatives'])} defective test image(s) were missed (see false_negatives.png).",
     ]

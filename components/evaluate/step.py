@@ -51,17 +51,22 @@ def run_gate(config: EvaluateConfig, dataset: Path, test_paths: list[str], test_
 
 
 def class_threshold(class_id: int, paths: dict, labels: dict, scores: dict, tuning_recall: float) -> dict:
-    """Highest threshold on this class's own box score keeping its val recall; its test recall there."""
+    """Highest threshold on this class's own box score keeping its val recall; its test recall there, and
+    the share of test images without the class flagged for it there: a recall is only read with its false
+    alarms (a threshold of 0, where a val image got no box of the class, flags every image)."""
     def has(split):
         return np.array([any(b.cls == class_id for b in labels[split][p]) for p in paths[split]], dtype=bool)
 
     val_has, test_has = has("val"), has("test")
     if not val_has.any():
-        return {"class_threshold": None, "test_recall_at_class_threshold": None}
+        return {"class_threshold": None, "test_recall_at_class_threshold": None,
+                "test_false_alarms_at_class_threshold": None}
     t = tune_threshold(scores["val"][:, class_id], val_has, tuning_recall)
-    caught = (scores["test"][:, class_id] >= t) & test_has
-    recall = float(caught.sum() / test_has.sum()) if test_has.any() else None
-    return {"class_threshold": t, "test_recall_at_class_threshold": recall}
+    flagged = scores["test"][:, class_id] >= t
+    recall = float((flagged & test_has).sum() / test_has.sum()) if test_has.any() else None
+    false_alarms = float((flagged & ~test_has).sum() / (~test_has).sum()) if (~test_has).any() else None
+    return {"class_threshold": t, "test_recall_at_class_threshold": recall,
+            "test_false_alarms_at_class_threshold": false_alarms}
 
 
 def detection_metrics(model, dataset: Path, imgsz: int, config: EvaluateConfig) -> dict:

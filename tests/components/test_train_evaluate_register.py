@@ -1,6 +1,7 @@
 import json
 
 import mlflow
+import numpy as np
 import pytest
 
 from defectops import registry
@@ -82,9 +83,29 @@ def test_per_class_thresholds_and_confusion_matrix(evaluated):
         assert ("class_threshold" in row) and ("test_recall_at_class_threshold" in row)
         if row["class_threshold"] is not None:
             assert 0 <= row["class_threshold"] <= 1
+            assert 0 <= row["test_false_alarms_at_class_threshold"] <= 1
     assert (evaluated / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     metrics = json.loads((evaluated / "metrics.json").read_text())
     matrix = metrics["confusion_matrix"]["rows_predicted_columns_true"]
     n_true_boxes = sum(sum(row[:-1]) for row in matrix)  # every ground-truth box lands in some row
     assert n_true_boxes == metrics["test_boxes"] > 0
     assert "own threshold" in (evaluated / "model_card.md").read_text()
+
+
+def test_a_class_threshold_reports_the_false_alarms_that_come_with_its_recall():
+    from defectops.components.evaluate.step import class_threshold
+    from defectops.dataset import Box
+
+    patch = [Box(1, 0.5, 0.5, 0.1, 0.1)]
+    paths = {"val": ["v0", "v1"], "test": ["t0", "t1", "t2", "t3"]}
+    labels = {"val": {"v0": patch, "v1": []}, "test": {"t0": patch, "t1": patch, "t2": [], "t3": []}}
+    # Class 1's own box score per image; a second column so class ids index like the real scores.
+    scores = {"val": np.array([[0, 0.6], [0, 0.1]]), "test": np.array([[0, 0.7], [0, 0.2], [0, 0.65], [0, 0.0]])}
+    row = class_threshold(1, paths, labels, scores, tuning_recall=1.0)
+    assert row == {"class_threshold": 0.6, "test_recall_at_class_threshold": 0.5,
+                   "test_false_alarms_at_class_threshold": 0.5}
+    # A val image of the class with no box of it at all pulls the threshold to 0: every test image is
+    # flagged, a recall of 1 that means nothing — which the false alarms show.
+    scores["val"][0, 1] = 0.0
+    row = class_threshold(1, paths, labels, scores, tuning_recall=1.0)
+    assert (row["test_recall_at_class_threshold"], row["test_false_alarms_at_class_threshold"]) == (1.0, 1.0)
