@@ -32,8 +32,7 @@ from pathlib import Path
 
 from _project import keep_or_remove, print_table
 
-# (key, label); false alarms are the one measure where lower is better.
-LOWER_IS_BETTER = {"false_alarms_own_threshold"}
+LOWER_IS_BETTER = {"false_alarms_own_threshold"}  # every other measure: higher is better
 MEASURES = (("recall_line_threshold", "test image recall at the line threshold"),
             ("recall_own_threshold", "test image recall at its own threshold"),
             ("false_alarms_own_threshold", "other test images flagged for it there"),
@@ -87,8 +86,7 @@ def arm_scores(run: Path, name: str, rare: str, imgsz: int) -> dict:
             "box_recall": float(box_recall), "ap50": float(ap50), "caught": caught,
             "kept": augmented["class_images_before"][rare],
             "generated": augmented["generated_per_class"].get(rare, 0),
-            "injected": augmented["injected_per_class"].get(rare, 0),
-            "seconds": json.loads((run / name / "metrics.json").read_text())["seconds"]}
+            "injected": augmented["injected_per_class"].get(rare, 0)}
 
 
 def run_seed(work: Path, seed: int, args) -> None:
