@@ -5,7 +5,8 @@ Layout (YOLO-style, so Ultralytics trains on it directly)::
     <root>/dataset.yaml              class names (the taxonomy)
     <root>/images/<split>/<stem>.<ext>
     <root>/labels/<split>/<stem>.txt  one 'class cx cy w h' line per box, normalised; empty = defect-free
-    <root>/manifest.csv               path, sha256, width, height, split, classes, n_boxes
+    <root>/masks/<split>/<stem>.png   optional pixel mask: 0 = background, c + 1 = class c
+    <root>/manifest.csv               path, sha256, width, height, split, classes, n_boxes, group
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MANIFEST_NAME = "manifest.csv"
 DATASET_YAML = "dataset.yaml"
 MANIFEST_FIELDS = ("path", "sha256", "width", "height", "split", "classes", "n_boxes")
+# Optional columns: `group` names the part/board/coil an image shows (images of one group share a
+# split); empty = the image is its own group. Older manifests without it still read.
+OPTIONAL_FIELDS = ("group",)
 GOOD = "good"  # the image-level class of a defect-free image (no boxes)
 
 
@@ -67,6 +71,12 @@ def label_path(root: Path, image_rel: str | Path) -> Path:
     """images/<split>/x.png -> labels/<split>/x.txt (the Ultralytics convention)."""
     rel = Path(image_rel)
     return Path(root) / "labels" / rel.parent.name / (rel.stem + ".txt")
+
+
+def mask_path(root: Path, image_rel: str | Path) -> Path:
+    """images/<split>/x.png -> masks/<split>/x.png: the image's pixel mask, when it has one."""
+    rel = Path(image_rel)
+    return Path(root) / "masks" / rel.parent.name / (rel.stem + ".png")
 
 
 def read_labels(path: Path) -> list[Box]:
@@ -127,14 +137,20 @@ def iter_images(root: Path):
                     yield split, path.relative_to(root).as_posix()
 
 
-def build_manifest(root: Path) -> list[dict]:
+def build_manifest(root: Path, groups: dict[str, str] | None = None) -> list[dict]:
     """Describe every image of the dataset; unreadable images keep width/height empty.
+
+    `groups` maps an image path to its group; without it, groups recorded in an existing
+    manifest are kept.
 
     The validate step is the one that fails on them: building a manifest never throws away
     evidence of a bad file.
     """
     root = Path(root)
     names = read_names(root)
+    if groups is None:
+        groups = {r["path"]: r.get("group") or "" for r in read_manifest(root)} if (root / MANIFEST_NAME).exists() \
+            else {}
     rows = []
     for split, rel in iter_images(root):
         width = height = ""
@@ -150,17 +166,23 @@ def build_manifest(root: Path) -> list[dict]:
         except DatasetError:
             classes, n_boxes = ["#unparseable"], -1
         rows.append({"path": rel, "sha256": sha256_file(root / rel), "width": width, "height": height,
-                     "split": split, "classes": ";".join(classes), "n_boxes": n_boxes})
+                     "split": split, "classes": ";".join(classes), "n_boxes": n_boxes,
+                     "group": groups.get(rel, "")})
     return rows
 
 
-def write_manifest(root: Path) -> list[dict]:
-    rows = build_manifest(root)
+def write_manifest(root: Path, groups: dict[str, str] | None = None) -> list[dict]:
+    rows = build_manifest(root, groups)
+    write_manifest_rows(root, rows)
+    return rows
+
+
+def write_manifest_rows(root: Path, rows: list[dict]) -> None:
     with open(Path(root) / MANIFEST_NAME, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=(*MANIFEST_FIELDS, *OPTIONAL_FIELDS), extrasaction="ignore",
+                                restval="")
         writer.writeheader()
         writer.writerows(rows)
-    return rows
 
 
 def read_manifest(root: Path) -> list[dict]:

@@ -5,22 +5,38 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from defectops.components.ingest.importers import Item, find_image
+import re
+
+from defectops.components.ingest.importers import Item, find_image, split_name
 from defectops.dataset import DatasetError
 
 
-def coco_json(src: Path) -> Path:
-    """The annotation file: `src` itself, or the one JSON under `src` holding images and annotations."""
+def coco_files(src: Path) -> dict[Path, str | None]:
+    """The annotation files with the split each names: `src` itself, the one JSON under `src`, or
+    one JSON per split (instances_train.json, valid/_annotations.coco.json, ...)."""
     src = Path(src)
     if src.is_file():
-        return src
+        return {src: None}
     candidates = [p for p in sorted(src.rglob("*.json")) if looks_like_coco(p)]
     if not candidates:
         raise DatasetError(f"{src}: no COCO annotation file (a .json with 'images', 'annotations', 'categories')")
-    if len(candidates) > 1:
-        raise DatasetError(f"{src}: several COCO files {[str(p) for p in candidates[:5]]}; "
-                           "pass one of them as the path")
-    return candidates[0]
+    if len(candidates) == 1:
+        return {candidates[0]: _split_in_name(candidates[0], src)}
+    splits = {p: _split_in_name(p, src) for p in candidates}
+    unnamed = [str(p) for p, split in splits.items() if split is None]
+    if unnamed or len(set(splits.values())) != len(splits):
+        raise DatasetError(f"{src}: several COCO files {[str(p) for p in candidates[:5]]} and they do not name one "
+                           "split each (train/val/test in the file or folder name); pass one of them as the path")
+    return splits
+
+
+def _split_in_name(path: Path, src: Path) -> str | None:
+    """The split a file names: a word of its name (instances_val2017 -> val) or of a folder below `src`."""
+    words = re.split(r"[^a-z]+", path.stem.lower())
+    for part in path.relative_to(src).parent.parts:
+        words += re.split(r"[^a-z]+", part.lower())
+    found = {split_name(w) for w in words} - {None}
+    return found.pop() if len(found) == 1 else None
 
 
 def looks_like_coco(path: Path) -> bool:
@@ -42,8 +58,19 @@ def _field(record: dict, key: str, where: str, kind):
 
 
 def import_coco(src: Path) -> tuple[list[str], list[Item]]:
-    """Images without annotations are defect-free; class names follow category id order."""
-    path = coco_json(src)
+    """Images without annotations are defect-free; class names follow category id order. With one
+    file per split, every file must carry the same category names."""
+    names, items = None, []
+    for path, split in coco_files(src).items():
+        file_names, file_items = _import_coco_file(path, split)
+        if names is not None and file_names != names:
+            raise DatasetError(f"{path}: categories {file_names} differ from the other split's {names}")
+        names = file_names
+        items += file_items
+    return names, items
+
+
+def _import_coco_file(path: Path, split: str | None) -> tuple[list[str], list[Item]]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -79,5 +106,6 @@ def import_coco(src: Path) -> tuple[list[str], list[Item]]:
         x, y, w, h = map(float, bbox)
         boxes[image_id].append((class_index[cat_id], x, y, x + w, y + h))
     index: dict = {}
-    items = [(find_image(path.parent, name, path, index), boxes[image_id]) for image_id, name in files.items()]
+    items = [Item(find_image(path.parent, name, path, index), boxes[image_id], split)
+             for image_id, name in files.items()]
     return names, items

@@ -1,15 +1,19 @@
 """Importers from public annotation formats into the canonical dataset.
 
-Each importer returns (class names, [(source image path, boxes in pixels)]) and never
-writes; `step.ingest` does the splitting and writing, the same way for every format. This
-module holds YOLO and Pascal VOC, the lookup helpers, and format auto-detection; COCO and the
-image-level layouts (classification folders, MVTec-AD) have modules of their own.
+Each importer returns (class names, items) and never writes; `step.ingest` does the splitting
+and writing, the same way for every format. An item keeps what the source says of an image: its
+boxes, the source's own split when it has one (a user's test set is the one their acceptance
+numbers are reported on, so it is never silently reshuffled) and its pixel mask. This module
+holds YOLO and Pascal VOC, the lookup helpers, split names and format auto-detection; COCO and
+the image-level layouts (classification folders, MVTec-AD) have modules of their own.
 """
 
 from __future__ import annotations
 
+import csv
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from PIL import Image
@@ -17,8 +21,25 @@ from PIL import Image
 from defectops.dataset import IMAGE_SUFFIXES, DatasetError, read_labels
 
 PixelBox = tuple[int, float, float, float, float]  # class id, x1, y1, x2, y2
-Item = tuple[Path, list[PixelBox]]
 FORMATS = ("yolo", "voc", "coco", "folders", "mvtec")
+# What datasets call their splits, folded to the canonical three.
+SPLIT_ALIASES = {"train": "train", "training": "train", "trainval": "train", "val": "val", "valid": "val",
+                 "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+
+
+class Item(NamedTuple):
+    """One source image as the source describes it."""
+
+    path: Path
+    boxes: list[PixelBox]
+    split: str | None = None  # the source's own split (train/val/test), None when it has none
+    mask: Path | None = None  # a pixel mask, nonzero = defect
+    mask_class: int | None = None  # the class of every nonzero pixel of `mask` (one defect type per image)
+
+
+def split_name(name: str) -> str | None:
+    """'valid' -> 'val', 'Training' -> 'train'; None when the name is no split."""
+    return SPLIT_ALIASES.get(name.lower())
 
 
 def find_image(base: Path, file_name: str, annotation: Path, index: dict) -> Path:
@@ -58,7 +79,7 @@ def detect_format(src: Path) -> str:
 
     if any(looks_like_coco(p) for p in src.rglob("*.json")):
         return "coco"
-    if any(p.is_dir() and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir()) for p in src.iterdir()):
+    if any(p.is_dir() and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.rglob("*")) for p in src.iterdir()):
         return "folders"
     raise DatasetError(f"{src}: unknown layout; expected one of: YOLO (data.yaml + images/ + labels/), Pascal VOC "
                        "(*.xml beside images), COCO (a .json with images/annotations/categories), classification "
@@ -66,17 +87,61 @@ def detect_format(src: Path) -> str:
                        "ground_truth/)")
 
 
-def import_any(fmt: str, src: Path) -> tuple[str, list[str], list[Item]]:
-    """(format used, class names, items); `fmt` 'auto' detects it."""
+def import_any(fmt: str, src: Path, good_names: list[str] | None = None) -> tuple[str, list[str], list[Item]]:
+    """(format used, class names, items); `fmt` 'auto' detects it. A CSV manifest with a `split`
+    column at the source's top level (see `splits_from_csv`) overrides the splits the layout implies."""
     from defectops.components.ingest.coco import import_coco
-    from defectops.components.ingest.folders import import_folders, import_mvtec
+    from defectops.components.ingest.folders import DEFAULT_GOOD_NAMES, import_folders, import_mvtec
 
+    good = good_names if good_names is not None else DEFAULT_GOOD_NAMES
     fmt = detect_format(src) if fmt == "auto" else fmt
-    importers = {"yolo": import_yolo, "voc": import_voc, "coco": import_coco, "folders": import_folders,
-                 "mvtec": import_mvtec}
+    importers = {"yolo": import_yolo, "voc": import_voc, "coco": import_coco,
+                 "folders": lambda p: import_folders(p, good), "mvtec": lambda p: import_mvtec(p, good)}
     if fmt not in importers:
         raise DatasetError(f"unknown import format '{fmt}': expected auto or one of {list(importers)}")
-    return (fmt, *importers[fmt](Path(src)))
+    names, items = importers[fmt](Path(src))
+    listed = splits_from_csv(Path(src), items) if Path(src).is_dir() else {}
+    if listed:
+        items = [item._replace(split=listed.get(item.path, item.split)) for item in items]
+    return fmt, names, items
+
+
+PATH_COLUMNS = ("path", "file", "file_name", "filename", "image", "image_path")
+
+
+def splits_from_csv(src: Path, items: list[Item]) -> dict[Path, str]:
+    """Splits from a CSV manifest at the top of `src`: a `split` column and a path column (one of
+    PATH_COLUMNS, relative to `src` or a bare file name). A row naming no imported image, or an
+    unknown split, is an error naming the file and line."""
+    found: dict[Path, str] = {}
+    src = src.resolve()
+    by_rel = {item.path.resolve().relative_to(src).as_posix(): item.path for item in items
+              if item.path.resolve().is_relative_to(src)}
+    by_name: dict[str, list[Path]] = {}
+    for item in items:
+        by_name.setdefault(item.path.name, []).append(item.path)
+    for table in sorted(src.glob("*.csv")):
+        with open(table, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip().lower() for c in reader.fieldnames or []]
+            path_column = next((c for c in PATH_COLUMNS if c in columns), None)
+            if "split" not in columns or path_column is None:
+                continue
+            original = {c.strip().lower(): c for c in reader.fieldnames}
+            for line, row in enumerate(reader, start=2):
+                value = (row[original[path_column]] or "").strip()
+                split = split_name((row[original["split"]] or "").strip())
+                if split is None:
+                    raise DatasetError(f"{table}:{line}: split {row[original['split']]!r} is not one of "
+                                       f"{sorted(SPLIT_ALIASES)}")
+                path = by_rel.get(value)
+                if path is None and len(by_name.get(Path(value).name, [])) == 1:
+                    path = by_name[Path(value).name][0]
+                if path is None:
+                    raise DatasetError(f"{table}:{line}: {path_column} {value!r} is not an imported image "
+                                       f"below {src}")
+                found[path] = split
+    return found
 
 
 def import_voc(src: Path, class_names: list[str] | None = None) -> tuple[list[str], list[Item]]:
@@ -121,33 +186,97 @@ def import_voc(src: Path, class_names: list[str] | None = None) -> tuple[list[st
     if unknown:
         raise DatasetError(f"{src}: classes {unknown} are not in the configured class names {names}")
     index = {n: i for i, n in enumerate(names)}
-    items = [(image, [(index[n], x1, y1, x2, y2) for n, x1, y1, x2, y2 in objects]) for image, objects in parsed]
+    splits = voc_image_sets(src)
+    items = [Item(image, [(index[n], x1, y1, x2, y2) for n, x1, y1, x2, y2 in objects], splits.get(image.stem))
+             for image, objects in parsed]
     return names, items
 
 
+def voc_image_sets(src: Path) -> dict[str, str]:
+    """Image stem -> split from VOC's ImageSets/Main/{train,val,trainval,test}.txt lists (per-class
+    lists such as cat_train.txt are ignored). trainval counts as train where no train list exists."""
+    lists = {p.stem.lower(): p for p in src.rglob("ImageSets/Main/*.txt") if split_name(p.stem)}
+    splits: dict[str, str] = {}
+    for name in ("trainval", "train", "val", "test"):  # later lists win: train/val refine trainval
+        if name in lists:
+            for line in lists[name].read_text().splitlines():
+                if line.split():
+                    splits[line.split()[0]] = split_name(name)
+    return splits
+
+
+def _yolo_label_path(image: Path) -> Path:
+    """Ultralytics' rule: the last 'images' folder of the path becomes 'labels', suffix .txt."""
+    parts = list(image.parts)
+    where = max((i for i, part in enumerate(parts[:-1]) if part == "images"), default=None)
+    if where is None:
+        return image.with_suffix(".txt")
+    parts[where] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def _yolo_split_images(src: Path, data_yaml: Path, data: dict) -> dict[Path, str]:
+    """image -> split from the data yaml's train/val/test entries (folders or .txt lists of images,
+    relative to its `path`, to the yaml, or Roboflow-style '../train/images')."""
+    base = Path(data["path"]) if data.get("path") else data_yaml.parent
+    base = base if base.is_absolute() else data_yaml.parent / base
+    found: dict[Path, str] = {}
+    for key, split in (("train", "train"), ("val", "val"), ("valid", "val"), ("test", "test")):
+        entries = data.get(key)
+        for entry in [entries] if isinstance(entries, str) else entries or []:
+            candidates = [base / entry, data_yaml.parent / entry, data_yaml.parent / str(entry).lstrip("./")]
+            where = next((c for c in candidates if c.exists()), None)
+            if where is None:
+                raise DatasetError(f"{data_yaml}: {key}: '{entry}' not found (looked in {base} and "
+                                   f"{data_yaml.parent})")
+            if where.is_dir():
+                images = [p for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+            else:
+                lines = [ln.strip() for ln in where.read_text().splitlines() if ln.strip()]
+                images = [(where.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines]
+            for image in images:
+                image = Path(image).resolve()
+                if found.get(image, split) != split:
+                    raise DatasetError(f"{data_yaml}: {image} is listed in both '{found[image]}' and '{split}'")
+                found[image] = split
+    return found
+
+
 def import_yolo(src: Path) -> tuple[list[str], list[Item]]:
-    """A YOLO directory: a data yaml with `names`, images/ and labels/ trees mirroring each other."""
+    """A YOLO directory: a data yaml with `names`, images/ and labels/ trees mirroring each other.
+
+    Splits come from the yaml's train/val/test entries, else from images/<split>/ folders."""
     src = Path(src)
     yamls = [p for p in (src / "dataset.yaml", src / "data.yaml") if p.exists()]
     if not yamls:
         raise DatasetError(f"{src}: expected dataset.yaml or data.yaml with the class 'names'")
-    names = (yaml.safe_load(yamls[0].read_text()) or {}).get("names")
+    data = yaml.safe_load(yamls[0].read_text()) or {}
+    names = data.get("names")
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
     if not names:
         raise DatasetError(f"{yamls[0]}: field 'names' is missing or empty")
-    images = sorted(p for p in (src / "images").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    listed = _yolo_split_images(src, yamls[0], data)
+    if listed:
+        images = sorted(listed)
+    else:
+        images = sorted(p.resolve() for p in (src / "images").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise DatasetError(f"{src / 'images'}: no images found")
+    root = src.resolve()
     items = []
     for image in images:
-        rel = image.relative_to(src / "images")
-        labels = read_labels(src / "labels" / rel.with_suffix(".txt"))
+        if not image.is_file():
+            raise DatasetError(f"{yamls[0]}: listed image {image} does not exist")
+        label_file = _yolo_label_path(image)
+        labels = read_labels(label_file)
         with Image.open(image) as im:
             w, h = im.size
         for b in labels:
             if not 0 <= b.cls < len(names):
-                raise DatasetError(f"{src / 'labels' / rel.with_suffix('.txt')}: class id {b.cls} "
-                                   f"is outside 0..{len(names) - 1} ({yamls[0]} names)")
-        items.append((image, [(b.cls, *b.to_pixels(w, h)) for b in labels]))
+                raise DatasetError(f"{label_file}: class id {b.cls} is outside 0..{len(names) - 1} ({yamls[0]} names)")
+        split = listed.get(image)
+        if split is None and image.is_relative_to(root / "images"):
+            split = split_name(image.relative_to(root / "images").parts[0])
+        items.append(Item(image, [(b.cls, *b.to_pixels(w, h)) for b in labels], split))
     return list(names), items

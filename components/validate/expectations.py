@@ -17,7 +17,7 @@ BOX_TOLERANCE = 1e-3  # normalised units: rounding in exported labels, not a rea
 FILE_PROBLEMS = ("missing", "undecodable", "not_in_manifest", "changed_since_ingest", "unparseable_labels",
                  "image_size", "channels", "blank_image", "brightness_outlier", "contrast_outlier",
                  "duplicate_across_splits", "near_duplicate_across_splits", "unknown_class", "box_outside_image",
-                 "degenerate_box")
+                 "degenerate_box", "box_count_outlier", "box_size_outlier")
 # Problems about the dataset as a whole: nothing to quarantine, always blocking.
 DATASET_PROBLEMS = ("too_few_examples", "duplicate_path")
 
@@ -39,12 +39,21 @@ def image_suite(gx, limits: dict):
             column=column, min_value=limits["min_size"], max_value=limits["max_size"])))
     suite.add_expectation(_with("channels", e.ExpectColumnValuesToBeInSet(column="channels",
                                                                           value_set=limits["channels"])))
+    # Blank = flat AND without any strong feature: a sparse two-level scan has a low SD but a full
+    # grey-level range, so it is not blank; a capped or saturated frame has neither.
     suite.add_expectation(_with("blank_image", e.ExpectColumnValuesToBeBetween(
-        column="contrast", min_value=limits["min_contrast"])))
+        column="contrast", min_value=limits["min_contrast"],
+        row_condition=f"grey_range < {limits['blank_max_range']!r}", condition_parser="pandas")))
     for column, problem in (("brightness", "brightness_outlier"), ("contrast", "contrast_outlier")):
         low, high = limits[column]
+        # Without a learned profile only lone images count: a sub-population is not an outlier.
+        lone = {"row_condition": f"{column}_lone == True", "condition_parser": "pandas"} \
+            if limits.get("lone_outliers_only") else {}
         suite.add_expectation(_with(problem, e.ExpectColumnValuesToBeBetween(column=column, min_value=low,
-                                                                             max_value=high)))
+                                                                             max_value=high, **lone)))
+    if limits.get("max_boxes_per_image") is not None:
+        suite.add_expectation(_with("box_count_outlier", e.ExpectColumnValuesToBeBetween(
+            column="n_boxes", max_value=limits["max_boxes_per_image"])))
     for column, problem in (("duplicate_of", "duplicate_across_splits"),
                             ("near_duplicate_of", "near_duplicate_across_splits")):
         suite.add_expectation(_with(problem, e.ExpectColumnValuesToBeNull(column=column)))
@@ -52,7 +61,7 @@ def image_suite(gx, limits: dict):
     return suite
 
 
-def box_suite(gx, n_classes: int):
+def box_suite(gx, n_classes: int, limits: dict):
     e = gx.expectations
     suite = gx.ExpectationSuite(name="boxes")
     suite.add_expectation(_with("unknown_class", e.ExpectColumnValuesToBeBetween(
@@ -63,6 +72,11 @@ def box_suite(gx, n_classes: int):
     for column in ("box_width", "box_height"):
         suite.add_expectation(_with("degenerate_box", e.ExpectColumnValuesToBeBetween(
             column=column, min_value=0, strict_min=True)))
+    if limits.get("box_side"):
+        low, high = limits["box_side"]
+        for column in ("box_width", "box_height"):
+            suite.add_expectation(_with("box_size_outlier", e.ExpectColumnValuesToBeBetween(
+                column=column, min_value=low, max_value=high)))
     return suite
 
 
@@ -86,7 +100,7 @@ def run_suites(images: pd.DataFrame, boxes: pd.DataFrame, classes: pd.DataFrame,
     source = context.data_sources.add_pandas("dataset")
     failures = []
     for name, frame, suite, index in (("images", images, image_suite(gx, limits), "path"),
-                                      ("boxes", boxes, box_suite(gx, n_classes), "path"),
+                                      ("boxes", boxes, box_suite(gx, n_classes, limits), "path"),
                                       ("classes", classes, class_suite(gx, limits["min_images_per_class"]),
                                        "class_name")):
         if frame.empty:

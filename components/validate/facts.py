@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from defectops.near_duplicates import as_array, nearest
 from defectops.dataset import SPLITS, DatasetError, iter_images, label_path, read_labels, read_manifest, sha256_file
 
 POOL_THRESHOLD = 200  # below this, starting worker processes costs more than it saves
@@ -23,7 +24,7 @@ def inspect_image(root: Path, rel: str) -> dict:
     """Decode fully (verify() misses truncated files); measure what the expectations check."""
     path = Path(root) / rel
     row = {"path": rel, "exists": path.exists(), "decodes": False, "width": None, "height": None,
-           "channels": None, "brightness": None, "contrast": None, "phash": None, "sha256": None}
+           "channels": None, "brightness": None, "contrast": None, "grey_range": None, "phash": None, "sha256": None}
     if not row["exists"]:
         return row
     row["sha256"] = sha256_file(path)
@@ -40,7 +41,7 @@ def inspect_image(root: Path, rel: str) -> dict:
 
     pixels = np.asarray(gray, dtype=np.float32)
     row.update(decodes=True, brightness=float(pixels.mean()), contrast=float(pixels.std()),
-               phash=str(imagehash.phash(gray)))
+               grey_range=float(pixels.max() - pixels.min()), phash=str(imagehash.phash(gray)))
     return row
 
 
@@ -87,20 +88,16 @@ def mark_duplicates(images: pd.DataFrame, max_distance: int) -> pd.DataFrame:
         column = "same_split_duplicate_of" if images.at[first, "split"] == images.at[i, "split"] else "duplicate_of"
         images.at[i, column] = images.at[first, "path"]
     hashed = images["phash"].notna() & images["duplicate_of"].isna()
-    values = np.array([int(h, 16) if isinstance(h, str) else 0 for h in images["phash"]], dtype=np.uint64)
+    values = as_array([int(h, 16) if isinstance(h, str) else None for h in images["phash"]])
     for later in SPLITS[1:]:
         earlier = [s for s in SPLITS if order[s] < order[later]]
         a = np.flatnonzero(hashed & images["split"].eq(later))
         b = np.flatnonzero(hashed & images["split"].isin(earlier))
         if not len(a) or not len(b):
             continue
-        for start in range(0, len(a), 512):  # 512 x |earlier| distances at a time
-            rows = a[start:start + 512]
-            distances = np.bitwise_count(values[rows][:, None] ^ values[b][None, :])
-            nearest = distances.argmin(axis=1)
-            for row, j, d in zip(rows, nearest, distances[np.arange(len(rows)), nearest]):
-                if d <= max_distance:
-                    images.at[row, "near_duplicate_of"] = images.at[b[j], "path"]
+        for row, j, d in nearest(values, a, b):
+            if d <= max_distance:
+                images.at[row, "near_duplicate_of"] = images.at[j, "path"]
     return images.drop(columns="_rank")
 
 
@@ -125,6 +122,7 @@ def build_tables(root: Path, max_distance: int) -> tuple[pd.DataFrame, pd.DataFr
             row["labels_parse"] = True
         except DatasetError as exc:
             boxes, row["labels_parse"], row["label_error"] = [], False, str(exc)
+        row["n_boxes"] = len(boxes)
         for class_id in {b.cls for b in boxes}:
             if 0 <= class_id < len(names):
                 class_images[names[class_id]] += 1
@@ -137,12 +135,29 @@ def build_tables(root: Path, max_distance: int) -> tuple[pd.DataFrame, pd.DataFr
     return images, pd.DataFrame(box_rows), classes
 
 
+def isolated(values: pd.Series, radius: float, min_neighbours: int) -> pd.Series:
+    """True where fewer than `min_neighbours` other images lie within `radius` of the value: a lone
+    image (a black frame, a wrong exposure), not a sub-population (a second camera, a dark batch,
+    binarised scans) that the dataset holds on purpose."""
+    v = values.astype(float).to_numpy()
+    order = np.sort(v[~np.isnan(v)])
+    counts = np.searchsorted(order, v + radius, side="right") - np.searchsorted(order, v - radius, side="left") - 1
+    return pd.Series(np.where(np.isnan(v), False, counts < min_neighbours), index=values.index)
+
+
+def robust_spread(values: pd.Series, floor: float) -> float:
+    """1.4826 x MAD (a standard deviation unmoved by outliers), at least `floor`."""
+    v = values.dropna().astype(float)
+    if v.empty:
+        return floor
+    return max(1.4826 * float((v - v.median()).abs().median()), floor)
+
+
 def robust_bounds(values: pd.Series, z: float, floor: float) -> tuple[float, float]:
-    """median ± z robust standard deviations (1.4826 × MAD, at least `floor`): outliers relative to
-    this dataset, unmoved by the outliers themselves."""
+    """median ± z robust standard deviations: outliers relative to this dataset, unmoved by the
+    outliers themselves."""
     v = values.dropna().astype(float)
     if v.empty:
         return 0.0, 255.0
-    median = float(v.median())
-    spread = max(1.4826 * float((v - median).abs().median()), floor)
+    median, spread = float(v.median()), robust_spread(v, floor)
     return median - z * spread, median + z * spread

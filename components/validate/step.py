@@ -9,6 +9,7 @@ and a JSON + HTML + text report.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -16,12 +17,15 @@ from pathlib import Path
 import pandas as pd
 from pydantic import Field, field_validator
 
+from defectops.components.validate import profile as gate_profile
 from defectops.components.validate.expectations import DATASET_PROBLEMS, FILE_PROBLEMS, run_suites
-from defectops.components.validate.facts import build_tables, robust_bounds
+from defectops.components.validate.facts import build_tables, isolated, robust_spread
 from defectops.config import StepConfig
-from defectops.dataset import MANIFEST_FIELDS, MANIFEST_NAME, label_path, read_manifest, read_names, write_dataset_yaml
+from defectops.dataset import (label_path, mask_path, read_manifest, read_names, write_dataset_yaml,
+                               write_manifest_rows)
 from defectops.errors import DataInvalidError
 from defectops.metrics import StepTimer, write_metrics
+from defectops.near_duplicates import MAX_DISTANCE
 
 
 class ValidateConfig(StepConfig):
@@ -30,11 +34,19 @@ class ValidateConfig(StepConfig):
     channels: list[int] = Field([1, 3], description="Accepted channel counts (1 grey, 3 colour).")
     min_images_per_class: int = Field(5, ge=1, description="Fewer images of a defect type than this blocks the run.")
     near_duplicate_max_distance: int = Field(
-        4, ge=0, le=32, description="Perceptual-hash bits within which two images in different splits are the same "
+        MAX_DISTANCE, ge=0, le=32, description="Perceptual-hash bits within which two images in different splits are the same "
                                     "picture (leakage); 0 = identical hashes only.")
     outlier_z: float = Field(5.0, gt=0, description="Brightness/contrast further than this many robust standard "
                                                     "deviations from the dataset's median is an outlier.")
-    min_contrast: float = Field(2.0, ge=0, description="Grey-level standard deviation below which an image is blank.")
+    min_contrast: float = Field(2.0, ge=0, description="Grey-level standard deviation below which an image is blank "
+                                                       "(when its grey-level range is also below blank_max_range).")
+    blank_max_range: float = Field(24.0, ge=0, le=255, description="Grey-level range (max - min) below which a flat "
+                                   "image is blank; a sparse two-level image has a full range and is not.")
+    subpopulation_share: float = Field(0.005, ge=0, le=1, description="Without a learned profile: an image whose "
+                                       "brightness/contrast is shared (within one robust SD) by this share of the "
+                                       "images, and at least 3, is a sub-population, not an outlier.")
+    profile: Path | None = Field(Path("data/gate/profile.json"), description="Limits learned from accepted data "
+                                 "('defectops validate --profile'); the settings above apply where it is absent.")
     max_bad_fraction: float = Field(0.01, ge=0, le=1, description="Share of images that may be quarantined before "
                                                                   "the run fails closed.")
     blocking: list[str] = Field(["duplicate_across_splits", "near_duplicate_across_splits"],
@@ -80,7 +92,8 @@ def quarantine_files(dataset: Path, images: pd.DataFrame, failures: list[dict], 
     folder.mkdir(parents=True)
     records = []
     for path in sorted(problems):
-        for source, target in ((dataset / path, folder / path), (label_path(dataset, path), label_path(folder, path))):
+        for source, target in ((dataset / path, folder / path), (label_path(dataset, path), label_path(folder, path)),
+                               (mask_path(dataset, path), mask_path(folder, path))):
             if source.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target)
@@ -97,7 +110,8 @@ def write_clean(dataset: Path, exclude: set[str], out: Path) -> int:
     kept = [r for r in read_manifest(dataset) if r["path"] not in exclude]
     for row in kept:
         for source, target in ((dataset / row["path"], out / row["path"]),
-                               (label_path(dataset, row["path"]), label_path(out, row["path"]))):
+                               (label_path(dataset, row["path"]), label_path(out, row["path"])),
+                               (mask_path(dataset, row["path"]), mask_path(out, row["path"]))):
             if not source.exists():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +120,7 @@ def write_clean(dataset: Path, exclude: set[str], out: Path) -> int:
             except OSError:
                 shutil.copy2(source, target)
     write_dataset_yaml(out, read_names(dataset))
-    pd.DataFrame(kept, columns=list(MANIFEST_FIELDS)).to_csv(out / MANIFEST_NAME, index=False)
+    write_manifest_rows(out, kept)
     return len(kept)
 
 
@@ -141,10 +155,13 @@ def validate(config: ValidateConfig, dataset: Path, report_dir: Path, out: Path 
     report_dir.mkdir(parents=True, exist_ok=True)
     names = read_names(dataset)
     images, boxes, classes = build_tables(dataset, config.near_duplicate_max_distance)
-    limits = {"min_size": config.min_size, "max_size": config.max_size, "channels": config.channels,
-              "min_contrast": config.min_contrast, "min_images_per_class": config.min_images_per_class,
-              "brightness": robust_bounds(images["brightness"], config.outlier_z, floor=2.0),
-              "contrast": robust_bounds(images["contrast"], config.outlier_z, floor=1.0)}
+    learned = gate_profile.load(config.profile, names)
+    limits = gate_profile.limits_for(config, images, learned)
+    if learned is not None:
+        limits["profile"] = str(config.profile)
+    neighbours = max(2, math.ceil(config.subpopulation_share * len(images)) - 1)
+    for column, floor in (("brightness", 2.0), ("contrast", 1.0)):
+        images[f"{column}_lone"] = isolated(images[column], robust_spread(images[column], floor), neighbours)
     failures = run_suites(images, boxes, classes, limits, len(names))
     for f in failures:
         f["blocking"] = f["problem"] in DATASET_PROBLEMS or f["problem"] in config.blocking
@@ -184,3 +201,17 @@ def validate(config: ValidateConfig, dataset: Path, report_dir: Path, out: Path 
         raise DataInvalid(f"{dataset}: {verdict} (report: {report_dir / 'report.html'}; quarantined copies: "
                           f"{quarantine}):\n{text}", report_dir / "report.json")
     return metrics
+
+
+def learn_profile(config: ValidateConfig, dataset: Path, path: Path | None = None) -> dict:
+    """Learn the gate's limits from `dataset` (one a person accepted, e.g. data/validated) and store
+    them where validate looks (`profile`); returns the stored profile."""
+    dataset = Path(dataset)
+    target = Path(path) if path else config.profile
+    if target is None:
+        raise DataInvalidError("validate.profile is null: say where the profile goes (--profile-path)")
+    names = read_names(dataset)
+    images, boxes, _ = build_tables(dataset, config.near_duplicate_max_distance)
+    learned = gate_profile.learn(config, dataset, images, boxes, names)
+    gate_profile.write(learned, target)
+    return learned

@@ -39,7 +39,7 @@ def test_coco_boxes_classes_and_defect_free_images(tmp_path):
     _coco(tmp_path)
     names, items = import_coco(tmp_path)
     assert names == ["dent", "scratch"]  # category id order: 3, 7
-    by_name = {p.name: boxes for p, boxes in items}
+    by_name = {i.path.name: i.boxes for i in items}
     assert by_name["a.png"] == [(1, 8.0, 4.0, 24.0, 14.0), (0, 30.0, 20.0, 40.0, 30.0)]
     assert by_name["c.png"] == []  # no annotations: defect-free
 
@@ -77,7 +77,7 @@ def test_classification_folders(tmp_path):
             _png(tmp_path / name / f"{name}_{i}.png", size=(40, 30))
     names, items = import_folders(tmp_path)
     assert names == ["crack", "stain"]
-    boxes = {p.name: b for p, b in items}
+    boxes = {i.path.name: i.boxes for i in items}
     assert boxes["OK_0.png"] == [] and boxes["stain_0.png"] == [(1, 0.0, 0.0, 40.0, 30.0)]  # whole image
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(DatasetError, match="one sub-folder of images per class"):
@@ -106,9 +106,9 @@ def _mvtec(root: Path) -> Path:
 def test_mvtec_boxes_from_masks_and_unique_names(tmp_path):
     names, items = import_mvtec(_mvtec(tmp_path / "bottle"))
     assert names == ["crack"]
-    crack = [b for p, b in items if p.parent.name == "crack"][0]
+    crack = [i.boxes for i in items if i.path.parent.name == "crack"][0]
     assert sorted(crack) == [(0, 5.0, 5.0, 20.0, 10.0), (0, 40.0, 30.0, 50.0, 40.0)]
-    assert sum(1 for _, b in items if not b) == 4  # train/good + test/good
+    assert sum(1 for i in items if not i.boxes) == 4  # train/good + test/good
     metrics = ingest(IngestConfig(source="auto", path=tmp_path / "bottle"), tmp_path / "raw")
     assert metrics["format"] == "mvtec" and metrics["images"] == 5 and metrics["boxes"] == 2
     stems = [Path(r["path"]).name for r in read_manifest(tmp_path / "raw")]

@@ -1,0 +1,64 @@
+"""Near-duplicate pictures by perceptual hash: one rule for the splitter (ingest) and the gate (validate).
+
+An image and its near-identical twin (a board and its defect-free reference, two shots of one
+coil, a re-saved copy) must sit in one split, or evaluation scores the model on what it trained
+on. Ingest groups them before splitting; validate checks that no pair straddles two splits. Both
+use the hash and the distance defined here, so what ingest keeps together is what the gate checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_DISTANCE = 4  # perceptual-hash bits (of 64) within which two images show the same picture
+_CHUNK = 512  # rows of the pairwise distance matrix computed at a time (512 x n uint8)
+
+
+def phash(gray) -> int:
+    """64-bit DCT hash of a greyscale PIL image (imagehash's phash) as an int."""
+    import imagehash
+
+    return int(str(imagehash.phash(gray)), 16)
+
+
+def as_array(hashes: list[int | None]) -> np.ndarray:
+    return np.array([h if h is not None else 0 for h in hashes], dtype=np.uint64)
+
+
+def nearest(values: np.ndarray, rows: np.ndarray, candidates: np.ndarray) -> list[tuple[int, int, int]]:
+    """(row, nearest candidate, distance) for every row, in chunks so memory stays bounded."""
+    found = []
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start:start + _CHUNK]
+        distances = np.bitwise_count(values[chunk][:, None] ^ values[candidates][None, :])
+        best = distances.argmin(axis=1)
+        found += [(int(r), int(candidates[j]), int(d))
+                  for r, j, d in zip(chunk, best, distances[np.arange(len(chunk)), best])]
+    return found
+
+
+def clusters(hashes: list[int | None], max_distance: int = MAX_DISTANCE) -> list[int]:
+    """A cluster label per image (the index of its cluster's first member): images within
+    `max_distance` bits are linked, and links chain (union-find). Unhashed images stay alone."""
+    n = len(hashes)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    known = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
+    values = as_array(hashes)
+    for start in range(0, len(known), _CHUNK):
+        chunk = known[start:start + _CHUNK]
+        later = known[start:]  # pairs (i, j) with j >= i's chunk start: every pair is seen once
+        distances = np.bitwise_count(values[chunk][:, None] ^ values[later][None, :])
+        for a, b in zip(*np.nonzero(distances <= max_distance)):
+            i, j = int(chunk[a]), int(later[b])
+            if i != j:
+                ri, rj = root(i), root(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+    return [root(i) for i in range(n)]
