@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 from PIL import Image
 
@@ -197,12 +198,36 @@ def read_manifest(root: Path) -> list[dict]:
     return rows
 
 
-def build_ultralytics_view(root: Path, view: Path) -> Path:
+def mask_polygons(mask: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(class id, polygon as N x 2 pixel points) for every connected region of a canonical mask."""
+    import cv2
+
+    found = []
+    for value in sorted(int(v) for v in np.unique(mask) if v):
+        contours, _ = cv2.findContours((mask == value).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        found += [(value - 1, c.reshape(-1, 2)) for c in contours if len(c) >= 3]
+    return found
+
+
+def segment_lines(root: Path, rel: str) -> list[str] | None:
+    """YOLO-seg label lines ('class x1 y1 x2 y2 ...', normalised) from the image's mask; None without one."""
+    path = mask_path(root, rel)
+    if not path.exists():
+        return None
+    with Image.open(path) as im:
+        mask = np.asarray(im)
+    h, w = mask.shape[:2]
+    return [f"{c} " + " ".join(f"{x / w:.6f} {y / h:.6f}" for x, y in poly) for c, poly in mask_polygons(mask)]
+
+
+def build_ultralytics_view(root: Path, view: Path, segments: bool = False) -> Path:
     """A YOLO view of the dataset for Ultralytics at `view`; returns its data yaml.
 
     Ultralytics writes `labels/<split>.cache` beside the labels it reads. Pointed at the dataset
     itself, that would modify a DVC-tracked output and invalidate every later stage, so it reads
-    a tree of per-image symlinks and copied label files instead.
+    a tree of per-image symlinks and copied label files instead. With `segments`, labels are
+    YOLO-seg polygons traced from each image's mask (images without a mask keep their boxes,
+    written as 4-point polygons).
     """
     root, view = Path(root).resolve(), Path(view)
     names = read_names(root)
@@ -212,8 +237,16 @@ def build_ultralytics_view(root: Path, view: Path) -> Path:
         if not link.is_symlink():
             link.symlink_to(root / rel)
         labels = label_path(root, rel)
-        if labels.exists():
-            target = label_path(view, rel)
+        target = label_path(view, rel)
+        lines = segment_lines(root, rel) if segments else None
+        if segments and lines is None:
+            lines = [f"{b.cls} " + " ".join(f"{x:.6f} {y:.6f}" for x, y in (
+                (b.cx - b.w / 2, b.cy - b.h / 2), (b.cx + b.w / 2, b.cy - b.h / 2),
+                (b.cx + b.w / 2, b.cy + b.h / 2), (b.cx - b.w / 2, b.cy + b.h / 2))) for b in read_labels(labels)]
+        if lines is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(line + "\n" for line in lines))
+        elif labels.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(labels, target)
     data = {"path": str(view.resolve()), "train": "images/train", "val": "images/val", "test": "images/test",

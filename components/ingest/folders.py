@@ -4,7 +4,8 @@ Classification folders (`<root>/<class>/...images`, optionally `<root>/<split>/<
 folder whose name matches `good_names` (good, ok, free, MT_Free, ...) is defect-free; any other
 folder is a defect class. An image with a same-named .png beside it (the magnetic tile set's
 `<class>/Imgs/<name>.jpg + <name>.png`) has a pixel mask: each connected region becomes a box and
-the mask is kept. Without a mask, a defect image gets one whole-image box, so the dataset trains a
+the mask is kept (an empty mask in a defect folder, as a few whole-surface 'uneven' tiles have,
+gives a whole-image box, with a warning). Without a mask, a defect image gets one whole-image box, so the dataset trains a
 classifier (`train.task: classify`) and still scores with the same recall-first evaluation.
 
 MVTec-AD (`train/good`, `test/<defect>`, `ground_truth/<defect>/<stem>_mask.png`): each
@@ -15,6 +16,7 @@ source's splits.
 from __future__ import annotations
 
 import fnmatch
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ from PIL import Image
 
 from defectops.components.ingest.importers import Item, PixelBox, split_name
 from defectops.dataset import IMAGE_SUFFIXES, DatasetError
+
+log = logging.getLogger(__name__)
 
 # Folder names (case-insensitive globs) that mean defect-free.
 DEFAULT_GOOD_NAMES = ["good", "ok", "free", "normal", "no_defect", "nodefect", "defect_free", "defect-free",
@@ -78,22 +82,24 @@ def import_folders(src: Path, good_names: list[str] = DEFAULT_GOOD_NAMES) -> tup
     if not names:
         raise DatasetError(f"{src}: only defect-free folders ({sorted({d.name for d, _ in class_dirs})}); "
                            "at least one defect class folder is needed")
-    items = []
+    items, unmasked = [], []
     for folder, split in class_dirs:
         good = is_good(folder.name, good_names)
         class_id = None if good else names.index(folder.name)
         for image, mask in _images_and_masks(folder):
+            boxes = boxes_from_mask(mask, class_id) if mask is not None and not good else []
             if good:
                 items.append(Item(image, [], split))
-            elif mask is not None:
-                boxes = boxes_from_mask(mask, class_id)
-                if not boxes:
-                    raise DatasetError(f"{mask}: the mask is empty, but {image} is filed under defect "
-                                       f"'{folder.name}' (draw the defect, or move the image to a defect-free folder)")
+            elif boxes:
                 items.append(Item(image, boxes, split, mask, class_id))
-            else:
+            else:  # no mask, or an empty one (a whole-surface defect): the folder is the label
+                if mask is not None:
+                    unmasked.append(mask)
                 w, h = _size(image)
                 items.append(Item(image, [(class_id, 0.0, 0.0, float(w), float(h))], split))
+    if unmasked:
+        log.warning("ingest: %d defect image(s) have an empty mask and get one whole-image box of their folder's "
+                    "class: %s", len(unmasked), [str(p) for p in unmasked[:5]])
     return names, items
 
 

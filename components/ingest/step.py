@@ -27,6 +27,7 @@ from defectops.near_duplicates import MAX_DISTANCE, clusters, phash
 
 log = logging.getLogger(__name__)
 NEAR_DUPLICATES = "near_duplicates"
+NO_GROUPS = "none"
 
 
 class SplitFractions(StepConfig):
@@ -54,8 +55,8 @@ class IngestConfig(StepConfig):
         "keep", description="keep: the source's own train/val/test (a missing val or test is carved out of train); "
                             "resplit: ignore it. A source without splits is always split with 'split'.")
     group_by: str = Field(NEAR_DUPLICATES, description="What keeps images of one part/board/coil in one split when "
-                          "splitting: 'near_duplicates' (perceptual-hash clusters) or a regex whose first group, "
-                          "searched in the source path, names the group.")
+                          "splitting: 'near_duplicates' (perceptual-hash clusters), a regex whose first group, "
+                          "searched in the source path, names the group, or 'none' (every image alone).")
     good_names: list[str] = Field(DEFAULT_GOOD_NAMES, description="Folder names (case-insensitive globs) that "
                                   "mean defect-free, for class-folder and MVTec layouts.")
 
@@ -67,7 +68,7 @@ class IngestConfig(StepConfig):
 
     @model_validator(mode="after")
     def _group_by_compiles(self):
-        if self.group_by != NEAR_DUPLICATES:
+        if self.group_by not in (NEAR_DUPLICATES, NO_GROUPS):
             try:
                 re.compile(self.group_by)
             except re.error as exc:
@@ -109,6 +110,8 @@ def assign_splits(keys: list[str], strata: list[str], fractions: SplitFractions,
 def image_groups(config: IngestConfig, items: list[importers.Item], keys: list[str]) -> list[str]:
     """The group of every item: a regex's first group on its source path, or its near-duplicate
     cluster (named after its first member's key)."""
+    if config.group_by == NO_GROUPS:
+        return list(keys)
     if config.group_by != NEAR_DUPLICATES:
         pattern = re.compile(config.group_by)
         found = []
