@@ -185,3 +185,90 @@ def test_neu_det_validates_clean_and_a_damaged_copy_is_rejected_with_every_probl
 def _neu_import(src: Path, out: Path) -> Path:
     ingest(IngestConfig(source="voc", path=src), out)
     return out
+
+
+def _two_level(seed: int) -> np.ndarray:
+    """A binarised scan: white with a few thin dark traces (grey-level SD below 2, full range)."""
+    img = np.full((256, 256), 255, np.uint8)
+    img[10 + seed, 5:8] = 0
+    return img
+
+
+def _dark(seed: int) -> np.ndarray:
+    """A dark casting: mean ~6, SD ~1.5, with a faint structure reaching grey 40."""
+    rng = np.random.default_rng(seed)
+    img = np.clip(rng.normal(6, 1.2, (64, 64)), 0, 255).astype(np.uint8)
+    img[30:33, 10 + seed:20 + seed] = 40
+    return img
+
+
+def _add_images(dataset: Path, images: dict[str, np.ndarray]) -> list[str]:
+    added = []
+    for name, pixels in images.items():
+        rel = f"images/train/{name}.png"
+        Image.fromarray(pixels).save(dataset / rel)
+        label_path(dataset, rel).write_text("")
+        added.append(rel)
+    write_manifest(dataset)
+    return added
+
+
+def test_two_level_and_dark_images_are_neither_blank_nor_outliers(dataset, tmp_path):
+    """Sub-populations a plant holds on purpose pass the default settings; a lone black frame does not."""
+    _add_images(dataset, {**{f"scan{i}": _two_level(i) for i in range(4)}, **{f"casting{i}": _dark(i) for i in range(4)}})
+    black = _add_images(dataset, {"capped": np.zeros((64, 64), np.uint8)})[0]
+    with pytest.raises(DataInvalid):
+        validate(ValidateConfig(min_images_per_class=1, profile=None), dataset, tmp_path / "r")
+    problems = _problems(tmp_path / "r")
+    assert set(problems) == {black}, problems  # none of the 8 valid images is quarantined
+    assert "blank_image" in problems[black]  # near the castings' brightness, but flat: blank
+
+
+def test_a_profile_learned_from_accepted_data_judges_new_data(dataset, tmp_path):
+    from defectops.components.validate.step import learn_profile
+
+    config = ValidateConfig(min_images_per_class=1, profile=tmp_path / "gate" / "profile.json")
+    validate(config, dataset, tmp_path / "r0", tmp_path / "accepted")
+    learned = learn_profile(config, tmp_path / "accepted")
+    stored = json.loads(config.profile.read_text())
+    assert stored == learned and stored["learned_from"]["images"] == 24
+    low, high = stored["limits"]["brightness"]
+    assert 0 <= low < high <= 255
+
+    assert validate(config, dataset, tmp_path / "r1")["passed"]  # the same kind of data passes
+    # Three over-exposed frames: a sub-population the defaults would let through, outside what was accepted.
+    rows = read_manifest(dataset)
+    bright = []
+    for row in rows[:3]:
+        with Image.open(dataset / row["path"]) as im:
+            ImageEnhance.Brightness(im.convert("RGB")).enhance(3.0).save(dataset / row["path"])
+        bright.append(row["path"])
+    write_manifest(dataset)
+    assert validate(ValidateConfig(min_images_per_class=1, max_bad_fraction=0.2, profile=None), dataset,
+                    tmp_path / "r2")["bad_files"] == 0
+    with pytest.raises(DataInvalid):
+        validate(config, dataset, tmp_path / "r3")
+    problems = _problems(tmp_path / "r3")
+    assert set(problems) == set(bright) and all("brightness_outlier" in p for p in problems.values())
+    report = json.loads((tmp_path / "r3" / "report.json").read_text())
+    assert report["limits"]["source"] == "profile"
+
+
+def test_a_profile_of_other_classes_is_set_aside_and_a_broken_one_is_named(dataset, tmp_path):
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"kind": "defectops-gate-profile", "classes": ["other"], "limits": {}}))
+    result = validate(ValidateConfig(min_images_per_class=1, profile=profile), dataset, tmp_path / "r")
+    assert result["passed"]
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["limits"]["source"] == "settings"
+    profile.write_text("{not json")
+    with pytest.raises(ValueError, match="profile.json: not valid JSON"):
+        validate(ValidateConfig(min_images_per_class=1, profile=profile), dataset, tmp_path / "r")
+
+
+def test_cli_learns_a_profile(dataset, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(f"validate: {{min_images_per_class: 1, profile: {tmp_path / 'gate.json'}}}\n")
+    result = subprocess.run([sys.executable, "-m", "defectops.cli", "validate", "--dataset", str(dataset),
+                             "--profile", "--params", str(params)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "gate.json").read_text())["limits"]["channels"] == [3]
