@@ -21,7 +21,8 @@ class Stage:
     deps: tuple[str, ...] = ()  # data paths read
     outs: tuple[str, ...] = ()  # data paths written
     params: tuple[str, ...] = ()  # params.yaml sections
-    code: tuple[str, ...] = field(default=())  # source paths whose change invalidates the stage
+    code: tuple[str, ...] = field(default=())  # project files (source, the gate's learned profile) whose change
+    # invalidates the stage
     emits: tuple[tuple[str, str, str], ...] = ()  # (name, report path, dotted key): values engines branch on
     when: str | None = None  # run only if this emitted value is true (the evaluation gate)
     tunable: bool = False  # cloud engines may fan this stage out over hyperparameter trials first
@@ -52,7 +53,7 @@ TRAINING_DAG: tuple[Stage, ...] = (
     Stage("validate", ("--dataset", "data/raw", "--report", "reports/validate", "--out", "data/validated",
                        "--quarantine", "data/quarantine"), deps=("data/raw",),
           outs=("reports/validate", "data/validated", "data/quarantine"), params=("validate",),
-          code=("components/validate", *SHARED_CODE)),
+          code=("components/validate", "data/gate", *SHARED_CODE)),
     Stage("augment", ("--dataset", "data/validated", "--out", "data/augmented"),
           deps=("data/validated",), outs=("data/augmented",), params=("augment",),
           code=("components/augment", *SHARED_CODE)),
