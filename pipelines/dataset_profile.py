@@ -1,0 +1,106 @@
+"""`defectops data profile`: what a dataset holds, before anyone trains on it.
+
+The questions a new user's data raises first: are the splits balanced, which parts (groups)
+sit in which split, how big are the images, and will the defects still be visible at the
+training image size? A 12 px scratch on a 2,000 px frame is under 2 px at 256: no detector sees
+it, and the fix (a larger imgsz, or tiling) has to be chosen before training, not after.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from defectops.dataset import GOOD, SPLITS, label_path, read_labels, read_manifest, read_names
+
+SMALL_BOX_PX = 8  # a defect narrower than this at the training size is at the edge of what a detector can find
+SMALL_SHARE_WARNING = 0.10
+
+
+def profile(root: Path, imgsz: int) -> dict:
+    """Counts per split/class/group, image sizes, and box sizes in pixels and at `imgsz` (letterboxed)."""
+    root = Path(root)
+    names, rows = read_names(root), read_manifest(root)
+    per_split = {}
+    for split in SPLITS:
+        in_split = [r for r in rows if r["split"] == split]
+        classes = Counter(c for r in in_split for c in (r["classes"].split(";") if r["classes"] else [GOOD]))
+        per_split[split] = {"images": len(in_split), "groups": len({r.get("group") or r["path"] for r in in_split}),
+                            **{n: classes.get(n, 0) for n in [*names, GOOD]}}
+    sizes = np.array([(int(r["width"]), int(r["height"])) for r in rows if r["width"]], dtype=float).reshape(-1, 2)
+    box_px, box_train = [], []
+    for r in rows:
+        if not r["width"] or r["n_boxes"] in ("0", "-1"):
+            continue
+        w, h = int(r["width"]), int(r["height"])
+        scale = imgsz / max(w, h)
+        for b in read_labels(label_path(root, r["path"])):
+            side = min(b.w * w, b.h * h)
+            box_px.append(side)
+            box_train.append(side * scale)
+    groups = Counter(r.get("group") or r["path"] for r in rows)
+    multi = [n for n in groups.values() if n > 1]
+    small = float(np.mean(np.array(box_train) < SMALL_BOX_PX)) if box_train else 0.0
+    return {
+        "dataset": str(root), "imgsz": imgsz, "images": len(rows), "classes": names, "per_split": per_split,
+        "image_width": _stats(sizes[:, 0]), "image_height": _stats(sizes[:, 1]),
+        "box_min_side_px": _stats(np.array(box_px)), "box_min_side_at_imgsz": _stats(np.array(box_train)),
+        "small_box_share": small, "small_box_px": SMALL_BOX_PX,
+        "near_duplicate_groups": len(multi), "images_in_groups": int(sum(multi)),
+        "largest_group": max(groups.values()) if groups else 0,
+        "warnings": ([f"{small:.0%} of boxes are under {SMALL_BOX_PX} px at imgsz {imgsz}: raise train.imgsz "
+                      f"(about {_imgsz_for(box_px, sizes)} keeps 90 % of them at {SMALL_BOX_PX} px) or tile the "
+                      "images"] if small > SMALL_SHARE_WARNING else []),
+    }
+
+
+def _stats(values: np.ndarray) -> dict:
+    if not len(values):
+        return {}
+    p10, median = np.percentile(values, [10, 50])
+    return {"min": float(values.min()), "p10": float(p10), "median": float(median), "max": float(values.max())}
+
+
+def _imgsz_for(box_px: list[float], sizes: np.ndarray) -> int:
+    """The training size at which the 10th-percentile box reaches SMALL_BOX_PX, rounded up to a stride of 32."""
+    needed = SMALL_BOX_PX / max(float(np.percentile(box_px, 10)), 1e-6) * float(np.median(sizes.max(axis=1)))
+    return int(np.ceil(needed / 32) * 32)
+
+
+def plot(report: dict, root: Path, path: Path) -> Path:
+    """Images per split and class, and the spread of box sizes at the training size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = Path(root)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    labels = [*report["classes"], GOOD]
+    x = np.arange(len(labels))
+    for i, split in enumerate(SPLITS):
+        left.bar(x + (i - 1) * 0.27, [report["per_split"][split][n] for n in labels], width=0.27, label=split)
+    left.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    left.set(ylabel="images", title="Images per split and class")
+    left.legend(fontsize=8)
+    sides = []
+    for r in read_manifest(root):
+        if r["width"] and r["n_boxes"] not in ("0", "-1"):
+            w, h = int(r["width"]), int(r["height"])
+            sides += [min(b.w * w, b.h * h) * report["imgsz"] / max(w, h)
+                      for b in read_labels(label_path(root, r["path"]))]
+    if sides:
+        right.hist(sides, bins=np.geomspace(max(min(sides), 0.5), max(sides) + 1, 30))
+        right.set_xscale("log")
+    right.axvline(SMALL_BOX_PX, color="red", linestyle="--", label=f"{SMALL_BOX_PX} px")
+    right.set(xlabel=f"box's shorter side at imgsz {report['imgsz']} (px)", ylabel="boxes",
+              title=f"Defect size at training size ({report['small_box_share']:.0%} under {SMALL_BOX_PX} px)")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
