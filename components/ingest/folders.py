@@ -5,8 +5,8 @@ folder whose name matches `good_names` (good, ok, free, MT_Free, ...) is defect-
 folder is a defect class. An image with a same-named .png beside it (the magnetic tile set's
 `<class>/Imgs/<name>.jpg + <name>.png`) has a pixel mask: each connected region becomes a box and
 the mask is kept (an empty mask in a defect folder, as a few whole-surface 'uneven' tiles have,
-gives a whole-image box, with a warning). Without a mask, a defect image gets one whole-image box, so the dataset trains a
-classifier (`train.task: classify`) and still scores with the same recall-first evaluation.
+gives a whole-image box, with a warning). Without a mask, a defect image gets one whole-image box,
+so the dataset trains a classifier (`train.task: classify`) and still scores with the same recall-first evaluation.
 
 MVTec-AD (`train/good`, `test/<defect>`, `ground_truth/<defect>/<stem>_mask.png`): each
 connected region of a defect mask becomes a box of that defect type; train/ and test/ are the

@@ -20,8 +20,17 @@ from rich.progress import track
 from defectops.components.ingest import importers, synthetic
 from defectops.components.ingest.folders import DEFAULT_GOOD_NAMES
 from defectops.config import StepConfig
-from defectops.dataset import (SPLITS, Box, DatasetError, image_dir, label_path, mask_path, write_dataset_yaml,
-                               write_labels, write_manifest)
+from defectops.dataset import (
+    SPLITS,
+    Box,
+    DatasetError,
+    image_dir,
+    label_path,
+    mask_path,
+    write_dataset_yaml,
+    write_labels,
+    write_manifest,
+)
 from defectops.metrics import StepTimer, write_metrics
 from defectops.near_duplicates import MAX_DISTANCE, clusters, phash
 

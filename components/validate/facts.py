@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from defectops.near_duplicates import as_array, nearest
 from defectops.dataset import SPLITS, DatasetError, iter_images, label_path, read_labels, read_manifest, sha256_file
+from defectops.near_duplicates import as_array, nearest
 
 POOL_THRESHOLD = 200  # below this, starting worker processes costs more than it saves
 

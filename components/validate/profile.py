@@ -63,7 +63,8 @@ def learn(config, dataset: Path, images: pd.DataFrame, boxes: pd.DataFrame, name
             "learned_from": {"dataset": str(dataset), "images": int(len(ok)),
                              "manifest_sha256": sha256_file(manifest) if manifest.exists() else None,
                              "by": getpass.getuser(), "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
-            "spread": {"brightness": robust_spread(ok["brightness"], 2.0), "contrast": robust_spread(ok["contrast"], 1.0)},
+            "spread": {"brightness": robust_spread(ok["brightness"], 2.0),
+                       "contrast": robust_spread(ok["contrast"], 1.0)},
             "limits": limits}
 
 
@@ -82,7 +83,8 @@ def load(path: Path | None, names: list[str]) -> dict | None:
     try:
         profile = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc}); re-create it with 'defectops validate --profile'") from None
+        raise DatasetError(f"{path}: not valid JSON ({exc}); re-create it with "
+                           "'defectops validate --profile'") from None
     if not isinstance(profile, dict) or profile.get("kind") != KIND or not isinstance(profile.get("limits"), dict):
         raise DatasetError(f"{path}: not a gate profile (expected kind '{KIND}' and 'limits'); re-create it with "
                            "'defectops validate --profile'")

@@ -21,8 +21,7 @@ from defectops.components.validate import profile as gate_profile
 from defectops.components.validate.expectations import DATASET_PROBLEMS, FILE_PROBLEMS, run_suites
 from defectops.components.validate.facts import build_tables, isolated, robust_spread
 from defectops.config import StepConfig
-from defectops.dataset import (label_path, mask_path, read_manifest, read_names, write_dataset_yaml,
-                               write_manifest_rows)
+from defectops.dataset import label_path, mask_path, read_manifest, read_names, write_dataset_yaml, write_manifest_rows
 from defectops.errors import DataInvalidError
 from defectops.metrics import StepTimer, write_metrics
 from defectops.near_duplicates import MAX_DISTANCE
@@ -34,8 +33,9 @@ class ValidateConfig(StepConfig):
     channels: list[int] = Field([1, 3], description="Accepted channel counts (1 grey, 3 colour).")
     min_images_per_class: int = Field(5, ge=1, description="Fewer images of a defect type than this blocks the run.")
     near_duplicate_max_distance: int = Field(
-        MAX_DISTANCE, ge=0, le=32, description="Perceptual-hash bits within which two images in different splits are the same "
-                                    "picture (leakage); 0 = identical hashes only.")
+        MAX_DISTANCE, ge=0, le=32, description="Perceptual-hash bits within which two images in different splits "
+                                               "are the same picture (leakage); 0 = identical hashes only. Ingest "
+                                               "groups images by the same rule (defectops.near_duplicates).")
     outlier_z: float = Field(5.0, gt=0, description="Brightness/contrast further than this many robust standard "
                                                     "deviations from the dataset's median is an outlier.")
     min_contrast: float = Field(2.0, ge=0, description="Grey-level standard deviation below which an image is blank "

@@ -1,8 +1,8 @@
 """Real datasets as they come: their own splits, images of the same part, masks, defect-free folders."""
 
 import json
-import zlib
 import shutil
+import zlib
 from collections import defaultdict
 from pathlib import Path
 

@@ -215,7 +215,8 @@ def _add_images(dataset: Path, images: dict[str, np.ndarray]) -> list[str]:
 
 def test_two_level_and_dark_images_are_neither_blank_nor_outliers(dataset, tmp_path):
     """Sub-populations a plant holds on purpose pass the default settings; a lone black frame does not."""
-    _add_images(dataset, {**{f"scan{i}": _two_level(i) for i in range(4)}, **{f"casting{i}": _dark(i) for i in range(4)}})
+    _add_images(dataset, {**{f"scan{i}": _two_level(i) for i in range(4)},
+                          **{f"casting{i}": _dark(i) for i in range(4)}})
     black = _add_images(dataset, {"capped": np.zeros((64, 64), np.uint8)})[0]
     with pytest.raises(DataInvalid):
         validate(ValidateConfig(min_images_per_class=1, profile=None), dataset, tmp_path / "r")
