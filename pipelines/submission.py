@@ -97,6 +97,9 @@ def submit(engine: str = "local", params: dict | None = None, project_dir: str |
     with _in(project):
         if engine == "local":
             return _local(params_file, merged, trigger, force)
+        from defectops.components.validate import profile as gate_profile
+
+        merged = gate_profile.inline(merged, project)  # the container has the settings, not data/gate/
         if engine == "kfp":
             return _kfp(params_file, merged, project)
         return _sagemaker(params_file, merged, trigger, sagemaker_client, s3_client)

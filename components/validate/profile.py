@@ -68,6 +68,18 @@ def learn(config, dataset: Path, images: pd.DataFrame, boxes: pd.DataFrame, name
             "limits": limits}
 
 
+def inline(params: dict, project: Path) -> dict:
+    """`params` with validate.profile's file replaced by its content: a cloud step runs in a container
+    that has the settings it was sent, not the project's files."""
+    section = params.get("validate") or {}
+    where = section.get("profile", "data/gate/profile.json")
+    if not isinstance(where, str | Path):
+        return params
+    path = Path(where) if Path(where).is_absolute() else Path(project) / where
+    content = json.loads(path.read_text()) if path.exists() else None
+    return {**params, "validate": {**section, "profile": content}}
+
+
 def write(profile: dict, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,16 +87,19 @@ def write(profile: dict, path: Path) -> Path:
     return path
 
 
-def load(path: Path | None, names: list[str]) -> dict | None:
-    """The stored profile, or None (no file, or learned from a dataset with other classes: a profile
-    of steel would wrongly judge tiles, so it is set aside with a warning)."""
-    if path is None or not Path(path).exists():
+def load(path: Path | dict | None, names: list[str]) -> dict | None:
+    """The stored (or inline) profile, or None (no file, or learned from a dataset with other classes:
+    a profile of steel would wrongly judge tiles, so it is set aside with a warning)."""
+    if isinstance(path, dict):
+        profile, path = path, "validate.profile (inline)"
+    elif path is None or not Path(path).exists():
         return None
-    try:
-        profile = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc}); re-create it with "
-                           "'defectops validate --profile'") from None
+    else:
+        try:
+            profile = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}: not valid JSON ({exc}); re-create it with "
+                               "'defectops validate --profile'") from None
     if not isinstance(profile, dict) or profile.get("kind") != KIND or not isinstance(profile.get("limits"), dict):
         raise DatasetError(f"{path}: not a gate profile (expected kind '{KIND}' and 'limits'); re-create it with "
                            "'defectops validate --profile'")

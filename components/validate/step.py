@@ -45,8 +45,9 @@ class ValidateConfig(StepConfig):
     subpopulation_share: float = Field(0.005, ge=0, le=1, description="Without a learned profile: an image whose "
                                        "brightness/contrast is shared (within one robust SD) by this share of the "
                                        "images, and at least 3, is a sub-population, not an outlier.")
-    profile: Path | None = Field(Path("data/gate/profile.json"), description="Limits learned from accepted data "
-                                 "('defectops validate --profile'); the settings above apply where it is absent.")
+    profile: Path | dict | None = Field(Path("data/gate/profile.json"), description="Limits learned from accepted "
+                                        "data ('defectops validate --profile'): its file, or the profile itself "
+                                        "(cloud runs carry it inline); the settings above apply where it is absent.")
     max_bad_fraction: float = Field(0.01, ge=0, le=1, description="Share of images that may be quarantined before "
                                                                   "the run fails closed.")
     blocking: list[str] = Field(["duplicate_across_splits", "near_duplicate_across_splits"],
@@ -158,7 +159,7 @@ def validate(config: ValidateConfig, dataset: Path, report_dir: Path, out: Path 
     learned = gate_profile.load(config.profile, names)
     limits = gate_profile.limits_for(config, images, learned)
     if learned is not None:
-        limits["profile"] = str(config.profile)
+        limits["profile"] = "inline" if isinstance(config.profile, dict) else str(config.profile)
     neighbours = max(2, math.ceil(config.subpopulation_share * len(images)) - 1)
     for column, floor in (("brightness", 2.0), ("contrast", 1.0)):
         images[f"{column}_lone"] = isolated(images[column], robust_spread(images[column], floor), neighbours)
@@ -208,8 +209,8 @@ def learn_profile(config: ValidateConfig, dataset: Path, path: Path | None = Non
     them where validate looks (`profile`); returns the stored profile."""
     dataset = Path(dataset)
     target = Path(path) if path else config.profile
-    if target is None:
-        raise DataInvalidError("validate.profile is null: say where the profile goes (--profile-path)")
+    if not isinstance(target, Path):
+        raise DataInvalidError("validate.profile is not a file path: say where the profile goes (--profile-path)")
     names = read_names(dataset)
     images, boxes, _ = build_tables(dataset, config.near_duplicate_max_distance)
     learned = gate_profile.learn(config, dataset, images, boxes, names)

@@ -197,3 +197,28 @@ def test_sagemaker_settings_errors_name_the_field(tmp_path):
                              "--params", str(bad), "--out", str(tmp_path / "x.json")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "sagemaker.max_wait_seconds" in result.stderr
+
+
+def test_a_cloud_run_carries_the_gates_learned_profile_inside_its_settings(tmp_path, monkeypatch):
+    """A SageMaker step runs in a container without data/gate/: the submission sends the profile inline."""
+    from defectops.components.validate import profile as gate_profile
+    from defectops.components.validate.step import ValidateConfig
+    from defectops.submission import submit
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    (tmp_path / "params.yaml").write_text(PARAMS.read_text())
+    learned = {"kind": gate_profile.KIND, "classes": ["scratch"], "limits": {"brightness": [10.0, 90.0]}}
+    gate_profile.write(learned, tmp_path / "data" / "gate" / "profile.json")
+    settings = sagemaker.SageMakerSettings.from_params(PARAMS)
+    with mock_aws():
+        sm, s3 = boto3.client("sagemaker", region_name="eu-west-1"), boto3.client("s3", region_name="eu-west-1")
+        s3.create_bucket(Bucket=settings.bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        submission = submit("sagemaker", project_dir=tmp_path, sagemaker_client=sm, s3_client=s3)
+        key = submission.details["params_s3_uri"].split(f"{settings.bucket}/", 1)[1]
+        sent = yaml.safe_load(s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read())
+    assert sent["validate"]["profile"] == learned
+    config = ValidateConfig(**sent["validate"])
+    assert gate_profile.load(config.profile, ["scratch"]) == learned
+    assert (tmp_path / "params.yaml").read_text() == PARAMS.read_text()  # the project's own file is untouched
