@@ -8,10 +8,16 @@ use the hash and the distance defined here, so what ingest keeps together is wha
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
 import numpy as np
+from PIL import Image
 
 MAX_DISTANCE = 4  # perceptual-hash bits (of 64) within which two images show the same picture
-_CHUNK = 512  # rows of the pairwise distance matrix computed at a time (512 x n uint8)
+_CELLS = 1 << 23  # pairwise distances computed at a time (64 MB of uint64 XORs), whatever the dataset's size
+POOL_THRESHOLD = 200  # below this many images, starting worker processes costs more than it saves
 
 
 def phash(gray) -> int:
@@ -21,6 +27,34 @@ def phash(gray) -> int:
     return int(str(imagehash.phash(gray)), 16)
 
 
+def phash_file(path: Path) -> int | None:
+    """The hash of an image file; None when it does not decode (validate names such files)."""
+    try:
+        with Image.open(path) as im:
+            return phash(im.convert("L"))
+    except Exception:  # noqa: BLE001 - an undecodable file is the gate's to report, not the hasher's
+        return None
+
+
+def _hash_chunk(paths: list[str]) -> list[int | None]:
+    return [phash_file(Path(p)) for p in paths]
+
+
+def hash_files(paths: list[Path]) -> list[int | None]:
+    """Hashes of many files; decoding is the cost, so it runs on every core when there are many."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(paths) < POOL_THRESHOLD or workers == 1:
+        return [phash_file(p) for p in paths]
+    size = max(16, len(paths) // (workers * 8))
+    chunks = [[str(p) for p in paths[i:i + size]] for i in range(0, len(paths), size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return [h for hashes in pool.map(_hash_chunk, chunks) for h in hashes]
+
+
+def _rows_per_chunk(columns: int) -> int:
+    return max(1, _CELLS // max(columns, 1))
+
+
 def as_array(hashes: list[int | None]) -> np.ndarray:
     return np.array([h if h is not None else 0 for h in hashes], dtype=np.uint64)
 
@@ -28,8 +62,9 @@ def as_array(hashes: list[int | None]) -> np.ndarray:
 def nearest(values: np.ndarray, rows: np.ndarray, candidates: np.ndarray) -> list[tuple[int, int, int]]:
     """(row, nearest candidate, distance) for every row, in chunks so memory stays bounded."""
     found = []
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start:start + _CHUNK]
+    step = _rows_per_chunk(len(candidates))
+    for start in range(0, len(rows), step):
+        chunk = rows[start:start + step]
         distances = np.bitwise_count(values[chunk][:, None] ^ values[candidates][None, :])
         best = distances.argmin(axis=1)
         found += [(int(r), int(candidates[j]), int(d))
@@ -51,8 +86,9 @@ def clusters(hashes: list[int | None], max_distance: int = MAX_DISTANCE) -> list
 
     known = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
     values = as_array(hashes)
-    for start in range(0, len(known), _CHUNK):
-        chunk = known[start:start + _CHUNK]
+    step = _rows_per_chunk(len(known))
+    for start in range(0, len(known), step):
+        chunk = known[start:start + step]
         later = known[start:]  # pairs (i, j) with j >= i's chunk start: every pair is seen once
         distances = np.bitwise_count(values[chunk][:, None] ^ values[later][None, :])
         for a, b in zip(*np.nonzero(distances <= max_distance)):

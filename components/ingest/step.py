@@ -32,7 +32,7 @@ from defectops.dataset import (
     write_manifest,
 )
 from defectops.metrics import StepTimer, write_metrics
-from defectops.near_duplicates import MAX_DISTANCE, clusters, phash
+from defectops.near_duplicates import MAX_DISTANCE, clusters, hash_files
 
 log = logging.getLogger(__name__)
 NEAR_DUPLICATES = "near_duplicates"
@@ -132,13 +132,7 @@ def image_groups(config: IngestConfig, items: list[importers.Item], keys: list[s
                                    "needs a group (or use group_by: near_duplicates)")
             found.append(match.group(1) if pattern.groups else match.group(0))
         return found
-    hashes = []
-    for item in items:
-        try:
-            with Image.open(item.path) as im:
-                hashes.append(phash(im.convert("L")))
-        except Exception:  # noqa: BLE001 - undecodable: validate names it; alone in its group here
-            hashes.append(None)
+    hashes = hash_files([item.path for item in items])  # undecodable: alone here, named by validate
     return [keys[root] for root in clusters(hashes, MAX_DISTANCE)]
 
 
