@@ -125,8 +125,16 @@ def write_clean(dataset: Path, exclude: set[str], out: Path) -> int:
     return len(kept)
 
 
-def render_text(verdict: str, failures: list[dict], quarantined: list[dict]) -> str:
-    lines = [verdict]
+def limits_note(limits: dict) -> str:
+    """Where the limits came from, and how to make them this line's own."""
+    if limits["source"] == "profile":
+        return f"limits: learned from accepted data ({limits['profile']})"
+    return ("limits: the settings' defaults (no learned profile yet); once you accept a dataset, "
+            "'defectops validate --dataset data/validated --profile' makes its ranges the gate's")
+
+
+def render_text(verdict: str, failures: list[dict], quarantined: list[dict], limits: dict) -> str:
+    lines = [verdict, limits_note(limits)]
     for f in failures:
         named = f.get("files") or f.get("classes") or []
         lines.append(f"- {f['problem']}{' [blocking]' if f['blocking'] else ''}: {f['table']}.{f['column']} "
@@ -187,9 +195,9 @@ def validate(config: ValidateConfig, dataset: Path, report_dir: Path, out: Path 
               "quarantined": quarantined, "quarantine_dir": str(quarantine), "notes": notes,
               "limits": limits, "seconds": timer.seconds()}
     (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    text = render_text(verdict, failures, quarantined)
+    text = render_text(verdict, failures, quarantined, limits)
     (report_dir / "report.txt").write_text(text + "\n")
-    (report_dir / "report.html").write_text(render_html(report))
+    (report_dir / "report.html").write_text(render_html({**report, "limits_note": limits_note(limits)}))
     metrics = {"images": len(images), "boxes": len(boxes), "failed_expectations": len(failures),
                "bad_files": len(quarantined), "bad_fraction": bad_fraction, "blocking": blocking,
                "passed": passed, "seconds": timer.seconds()}

@@ -253,6 +253,7 @@ def test_a_profile_learned_from_accepted_data_judges_new_data(dataset, tmp_path)
     assert set(problems) == set(bright) and all("brightness_outlier" in p for p in problems.values())
     report = json.loads((tmp_path / "r3" / "report.json").read_text())
     assert report["limits"]["source"] == "profile"
+    assert f"limits: learned from accepted data ({config.profile})" in (tmp_path / "r3" / "report.txt").read_text()
 
 
 def test_a_profile_of_other_classes_is_set_aside_and_a_broken_one_is_named(dataset, tmp_path):
@@ -261,6 +262,7 @@ def test_a_profile_of_other_classes_is_set_aside_and_a_broken_one_is_named(datas
     result = validate(ValidateConfig(min_images_per_class=1, profile=profile), dataset, tmp_path / "r")
     assert result["passed"]
     assert json.loads((tmp_path / "r" / "report.json").read_text())["limits"]["source"] == "settings"
+    assert "no learned profile yet" in (tmp_path / "r" / "report.html").read_text()
     profile.write_text("{not json")
     with pytest.raises(ValueError, match="profile.json: not valid JSON"):
         validate(ValidateConfig(min_images_per_class=1, profile=profile), dataset, tmp_path / "r")
