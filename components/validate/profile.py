@@ -112,12 +112,15 @@ def load(path: Path | dict | None, names: list[str]) -> dict | None:
 
 def limits_for(config, images: pd.DataFrame, profile: dict | None) -> dict:
     """The one place the gate's limits come from: the profile where there is one, else the settings."""
-    base = {"min_size": config.min_size, "max_size": config.max_size, "channels": config.channels,
-            "min_contrast": config.min_contrast, "blank_max_range": config.blank_max_range,
-            "min_images_per_class": config.min_images_per_class}
-    if profile is not None:
-        return {**base, **profile["limits"], "min_images_per_class": config.min_images_per_class,
-                "source": "profile", "lone_outliers_only": False}
-    return {**base, "brightness": list(robust_bounds(images["brightness"], config.outlier_z, floor=2.0)),
-            "contrast": list(robust_bounds(images["contrast"], config.outlier_z, floor=1.0)),
-            "source": "settings", "lone_outliers_only": True}
+    settings = {"min_size": config.min_size, "max_size": config.max_size, "channels": config.channels,
+                "min_contrast": config.min_contrast, "blank_max_range": config.blank_max_range,
+                "min_images_per_class": config.min_images_per_class,
+                "brightness": list(robust_bounds(images["brightness"], config.outlier_z, floor=2.0)),
+                "contrast": list(robust_bounds(images["contrast"], config.outlier_z, floor=1.0)),
+                "source": "settings", "lone_outliers_only": True}
+    if profile is None:
+        return settings
+    learned = {k: v for k, v in profile["limits"].items() if k != "min_images_per_class"}
+    # A hand-trimmed profile without both ranges keeps the settings' ranges, judged as without a profile.
+    ranges_learned = {"brightness", "contrast"} <= learned.keys()
+    return {**settings, **learned, "source": "profile", "lone_outliers_only": not ranges_learned}
