@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import json
 import os
 import secrets
@@ -203,6 +204,8 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     async def http_errors(request: Request, exc: HTTPException):
         if exc.status_code == 303:
             return RedirectResponse(exc.headers["Location"], status_code=303)
-        return HTMLResponse(f"<h3>{exc.status_code}</h3><p>{exc.detail}</p>", status_code=exc.status_code)
+        # The detail can echo the URL (an artefact name): escaped, or a crafted link runs script as the approver.
+        return HTMLResponse(f"<h3>{exc.status_code}</h3><p>{html.escape(str(exc.detail))}</p>",
+                            status_code=exc.status_code)
 
     return app
