@@ -57,7 +57,7 @@ class OnnxDetector:
     def _letterbox(self, rgb: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
         h, w = rgb.shape[:2]
         scale = min(self.imgsz / h, self.imgsz / w)
-        nh, nw = round(h * scale), round(w * scale)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))  # a very thin image keeps one pixel row
         resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else rgb
         top, left = (self.imgsz - nh) // 2, (self.imgsz - nw) // 2
         canvas = np.full((self.imgsz, self.imgsz, 3), 114, np.uint8)

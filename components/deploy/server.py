@@ -50,6 +50,8 @@ class ServeConfig(StepConfig):
     require_api_key: bool = Field(True, description="Refuse to start without keys unless false (local dev).")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1024, description="Width x height above this is refused (bombs).")
+    max_aspect_ratio: float = Field(64.0, ge=1, description="Longer side / shorter side above this is refused: no "
+                                    "camera frame is that thin, and resizing one to the model's size leaves no pixels.")
     allowed_formats: list[str] = ["PNG", "JPEG", "BMP", "TIFF"]
     max_batch: int = Field(16, ge=1)
     inference_timeout_s: float = Field(10.0, gt=0)
@@ -198,6 +200,9 @@ def decode_image(data: bytes, config: ServeConfig) -> Image.Image:
     width, height = image.size
     if width * height > config.max_pixels or width < 1 or height < 1:
         raise BadInput(413, f"image is {width}x{height} pixels; the limit is {config.max_pixels} pixels")
+    if max(width, height) / min(width, height) > config.max_aspect_ratio:
+        raise BadInput(422, f"image is {width}x{height} pixels: aspect ratio above {config.max_aspect_ratio:g}:1 "
+                            "is refused (serve.max_aspect_ratio)")
     try:
         image.load()
         return image.convert("RGB")

@@ -109,6 +109,9 @@ def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(endpoint):
         "format": (post(_gif()), 415, "format GIF"),
         "pixels": (post(_png(np.zeros((1200, 1200, 3), np.uint8))), 413, "1200x1200"),
         "truncated": (post(_png(np.full((64, 64, 3), 90, np.uint8))[:80]), 400, "corrupt or truncated"),
+        # Valid but thin: OpenCV's resize asserted on these (HTTP 500) before the aspect limit.
+        "1x5000": (post(_png(np.full((5000, 1, 3), 90, np.uint8))), 422, "aspect ratio above 64:1"),
+        "5000x1": (post(_png(np.full((1, 5000, 3), 90, np.uint8))), 422, "aspect ratio above 64:1"),
     }
     for name, (reply, status, text) in cases.items():
         assert reply.status_code == status, (name, reply.text)
