@@ -96,14 +96,22 @@ class SageMakerBackend:
     def _download(self, metrics_uri: str) -> Path:
         bucket, key = metrics_uri.removeprefix("s3://").split("/", 1)
         prefix = key.rsplit("/", 1)[0] + "/"
-        folder = self._cache / bucket / prefix
+        folder = self._inside_cache(self._cache / bucket / prefix, metrics_uri)
         if not (folder / "metrics.json").exists():
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
-                    target = folder / obj["Key"][len(prefix):]
+                    target = self._inside_cache(folder / obj["Key"][len(prefix):], f"s3://{bucket}/{obj['Key']}")
                     target.parent.mkdir(parents=True, exist_ok=True)
                     self.s3.download_file(bucket, obj["Key"], str(target))
         return folder
+
+    def _inside_cache(self, path: Path, source: str) -> Path:
+        """S3 keys may hold '../': one that would land outside the cache is refused, never written."""
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self._cache.resolve()):
+            raise registry.RegistryError(f"{source}: the key leaves the evidence folder ('..' in an S3 key); "
+                                         "refused")
+        return resolved
 
     def decide(self, action: str, version: str, by: str, reason: str) -> None:
         getattr(self.registry, action)(version, by, reason)
