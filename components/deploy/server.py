@@ -276,10 +276,20 @@ def create_app(config: ServeConfig) -> FastAPI:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > config.max_body_bytes:
             raise BadInput(413, f"body is {declared} bytes; the limit is {config.max_body_bytes}")
+        # The limit holds while reading, whatever the headers say: a chunked body declares no length.
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > config.max_body_bytes:
+                raise BadInput(413, f"body exceeds the limit of {config.max_body_bytes} bytes")
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
+            async def replay() -> dict:
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+
             try:
-                form = await request.form(max_files=config.max_batch, max_fields=config.max_batch)
+                form = await Request(request.scope, replay).form(max_files=config.max_batch,
+                                                                 max_fields=config.max_batch)
             except Exception as exc:  # noqa: BLE001 - malformed multipart is the client's error
                 raise BadInput(400, f"malformed multipart body: {exc}") from None
             files = [await v.read() for _, v in form.multi_items() if hasattr(v, "read")]
@@ -288,12 +298,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             if len(files) > config.max_batch:
                 raise BadInput(413, f"{len(files)} images in one request; the limit is {config.max_batch}")
             return files, True
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > config.max_body_bytes:
-                raise BadInput(413, f"body exceeds the limit of {config.max_body_bytes} bytes")
-        return [body], False
+        return [bytes(body)], False
 
     def predict_one(model: LoadedModel, role: str, data: bytes) -> dict:
         started = time.perf_counter()

@@ -116,6 +116,15 @@ def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(endpoint):
     for name, (reply, status, text) in cases.items():
         assert reply.status_code == status, (name, reply.text)
         assert text in reply.json()["detail"], name
+    # A chunked multipart upload declares no length; the limit (20 MB here) holds while reading.
+    def chunked_multipart(megabytes: int):
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n\r\n'
+        for _ in range(megabytes):
+            yield b"\0" * (1 << 20)
+        yield b"\r\n--b--\r\n"
+    huge = httpx.post(f"{server.url}/v1/predict", content=chunked_multipart(100), timeout=120,
+                      headers={**AUTH, "content-type": "multipart/form-data; boundary=b"})
+    assert huge.status_code == 413 and "exceeds the limit" in huge.json()["detail"]
     too_many = [("files", (f"{i}.png", _png(np.zeros((8, 8, 3), np.uint8)), "image/png")) for i in range(5)]
     assert httpx.post(f"{server.url}/v1/predict", files=too_many, headers=AUTH).status_code in (400, 413)
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
