@@ -406,18 +406,28 @@ def ui_command(
     port: int = typer.Option(8100),
     users: Path = typer.Option(Path("ui_users.json"), help="Local users file (see 'defectops ui-add-user')."),
     trusted_header: str = typer.Option(None, help="Take the approver's name from this header, set by a trusted "
-                                                  "authenticating proxy, instead of the login page."),
+                                                  "authenticating proxy, instead of the login page. The proxy "
+                                                  "must send $DEFECTOPS_PROXY_SECRET in "
+                                                  "X-Defectops-Proxy-Secret."),
     model_name: str = MODEL_NAME_OPTION,
     backend: str = BACKEND_OPTION,
 ) -> None:
     """The approver's review page: pending versions, evidence side by side, approve / reject / rollback."""
+    import os
+
     import uvicorn
 
+    from defectops.errors import DefectopsError
     from defectops.ui.app import create_app
     from defectops.ui.backends import MlflowBackend, SageMakerBackend
 
     store = SageMakerBackend(model_name) if backend == "sagemaker" else MlflowBackend(model_name)
-    uvicorn.run(create_app(model_name, users, trusted_header, store), host=host, port=port, log_level="warning")
+    with step_errors("ui"):
+        try:
+            site = create_app(model_name, users, trusted_header, store, os.environ.get("DEFECTOPS_PROXY_SECRET"))
+        except ValueError as exc:
+            raise DefectopsError(str(exc)) from None
+    uvicorn.run(site, host=host, port=port, log_level="warning")
 
 
 @app.command("ui-add-user")

@@ -53,8 +53,16 @@ def _age(info: registry.VersionInfo) -> str:
     return f"{minutes / 60:.0f} h" if minutes < 2880 else f"{minutes / 1440:.0f} d"
 
 
+PROXY_SECRET_HEADER = "x-defectops-proxy-secret"
+
+
 def create_app(model_name: str, users_file: Path, trusted_header: str | None = None,
-               backend: MlflowBackend | SageMakerBackend | None = None) -> FastAPI:
+               backend: MlflowBackend | SageMakerBackend | None = None, proxy_secret: str | None = None) -> FastAPI:
+    """`trusted_header` takes the user's name from a header set by an authenticating proxy; the proxy
+    proves itself with `proxy_secret` in PROXY_SECRET_HEADER, or any client could name itself."""
+    if trusted_header and not proxy_secret:
+        raise ValueError(f"trusted-header mode ({trusted_header}) needs a proxy secret (DEFECTOPS_PROXY_SECRET) that "
+                         f"the proxy sends in {PROXY_SECRET_HEADER}; without it any client could claim any name")
     backend = backend or MlflowBackend(model_name)
 
     @contextlib.asynccontextmanager
@@ -72,6 +80,10 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
 
     def user_of(request: Request) -> str | None:
         if trusted_header:  # behind an authenticating proxy that sets this header
+            if not secrets.compare_digest(request.headers.get(PROXY_SECRET_HEADER, "").encode(),
+                                          proxy_secret.encode()):
+                raise HTTPException(401, f"{trusted_header} is only believed from the proxy "
+                                         f"({PROXY_SECRET_HEADER} missing or wrong)")
             return request.headers.get(trusted_header)
         return request.session.get("user")
 
