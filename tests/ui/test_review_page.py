@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +12,8 @@ import pytest
 from defectops import audit, registry
 from defectops.components.register.step import RegisterConfig, register
 from defectops.ui import auth
+
+from .review_site import review_page
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -43,21 +41,8 @@ def site(trained, evaluated, tmp_path_factory):
     users = tmp / "users.json"
     for name, password in PASSWORDS.items():
         auth.add_user(users, name, password)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "defectops.cli", "ui", "--port", str(port), "--users", str(users),
-                             "--model-name", MODEL])
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.get(f"{url}/login", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    yield url, v1, v2, tmp
-    proc.terminate()
-    proc.wait(timeout=20)
+    with review_page(users, MODEL) as url:
+        yield url, v1, v2, tmp
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,16 @@ from the proxy (no browser needed to see either)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from urllib.parse import quote
 
 import httpx
 import pytest
 
 from defectops.ui import auth
+
+from .review_site import review_page
 
 PASSWORD = "quality-first-2026"
 
@@ -22,21 +22,8 @@ PASSWORD = "quality-first-2026"
 def site(tmp_path_factory):
     users = tmp_path_factory.mktemp("ui") / "users.json"
     auth.add_user(users, "qa.lead", PASSWORD)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "defectops.cli", "ui", "--port", str(port), "--users", str(users),
-                             "--model-name", "escaping-test"])
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.get(f"{url}/login", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with review_page(users, "escaping-test") as url:
+        yield url
 
 
 def test_an_error_page_escapes_the_url_it_echoes(site):
