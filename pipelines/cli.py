@@ -90,34 +90,12 @@ def data_profile_command(
 
     with step_errors("data profile"):
         size = imgsz or load_step_config(TrainConfig, "train", params).imgsz
-        report = dataset_profile.profile(dataset, size)
-        report["png"] = str(dataset_profile.plot(report, dataset, png or Path(dataset) / "profile.png"))
+        report = dataset_profile.profile(dataset, size, png or Path(dataset) / "profile.png")
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    table = Table(title=f"{dataset}: {report['images']} images")
-    columns = ["images", "groups", *report["classes"], "good"]
-    table.add_column("split")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for split, counts in report["per_split"].items():
-        table.add_row(split, *(str(counts[c]) for c in columns))
-    console.print(table)
-    sizes = Table(show_header=True)
-    for column in ("", "min", "p10", "median", "max"):
-        sizes.add_column(column, justify="right")
-    for label, key in (("image width (px)", "image_width"), ("image height (px)", "image_height"),
-                       ("box shorter side (px)", "box_min_side_px"),
-                       (f"... at imgsz {report['imgsz']} (px)", "box_min_side_at_imgsz")):
-        s = report[key]
-        sizes.add_row(label, *(f"{s[k]:.1f}" if s else "-" for k in ("min", "p10", "median", "max")))
-    console.print(sizes)
-    console.print(f"boxes under {report['small_box_px']} px at imgsz {report['imgsz']}: "
-                  f"{report['small_box_share']:.1%}; near-duplicate groups: {report['near_duplicate_groups']} "
-                  f"({report['images_in_groups']} images, largest {report['largest_group']})")
-    for warning in report["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
-    console.print(f"figure: {report['png']}")
+    for item in dataset_profile.render(report):
+        console.print(item)
 
 
 @data_app.command("checkout")

@@ -19,8 +19,9 @@ SMALL_BOX_PX = 8  # a defect narrower than this at the training size is at the e
 SMALL_SHARE_WARNING = 0.10
 
 
-def profile(root: Path, imgsz: int) -> dict:
-    """Counts per split/class/group, image sizes, and box sizes in pixels and at `imgsz` (letterboxed)."""
+def profile(root: Path, imgsz: int, png: Path | None = None) -> dict:
+    """Counts per split/class/group, image sizes, and box sizes in pixels and at `imgsz` (letterboxed);
+    with `png`, the figure too, from the same reading of the labels."""
     root = Path(root)
     names, rows = read_names(root), read_manifest(root)
     per_split = {}
@@ -43,7 +44,7 @@ def profile(root: Path, imgsz: int) -> dict:
     groups = Counter(r.get("group") or r["path"] for r in rows)
     multi = [n for n in groups.values() if n > 1]
     small = float(np.mean(np.array(box_train) < SMALL_BOX_PX)) if box_train else 0.0
-    return {
+    report = {
         "dataset": str(root), "imgsz": imgsz, "images": len(rows), "classes": names, "per_split": per_split,
         "image_width": _stats(sizes[:, 0]), "image_height": _stats(sizes[:, 1]),
         "box_min_side_px": _stats(np.array(box_px)), "box_min_side_at_imgsz": _stats(np.array(box_train)),
@@ -54,6 +55,9 @@ def profile(root: Path, imgsz: int) -> dict:
                       f"(about {_imgsz_for(box_px, sizes)} keeps 90 % of them at {SMALL_BOX_PX} px) or tile the "
                       "images"] if small > SMALL_SHARE_WARNING else []),
     }
+    if png is not None:
+        report["png"] = str(_plot(report, box_train, Path(png)))
+    return report
 
 
 def _stats(values: np.ndarray) -> dict:
@@ -69,14 +73,13 @@ def _imgsz_for(box_px: list[float], sizes: np.ndarray) -> int:
     return int(np.ceil(needed / 32) * 32)
 
 
-def plot(report: dict, root: Path, path: Path) -> Path:
-    """Images per split and class, and the spread of box sizes at the training size."""
+def _plot(report: dict, sides: list[float], path: Path) -> Path:
+    """Images per split and class, and the spread of box sides at the training size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    root = Path(root)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     labels = [*report["classes"], GOOD]
     x = np.arange(len(labels))
@@ -85,12 +88,6 @@ def plot(report: dict, root: Path, path: Path) -> Path:
     left.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     left.set(ylabel="images", title="Images per split and class")
     left.legend(fontsize=8)
-    sides = []
-    for r in read_manifest(root):
-        if r["width"] and r["n_boxes"] not in ("0", "-1"):
-            w, h = int(r["width"]), int(r["height"])
-            sides += [min(b.w * w, b.h * h) * report["imgsz"] / max(w, h)
-                      for b in read_labels(label_path(root, r["path"]))]
     if sides:
         right.hist(sides, bins=np.geomspace(max(min(sides), 0.5), max(sides) + 1, 30))
         right.set_xscale("log")
@@ -104,3 +101,30 @@ def plot(report: dict, root: Path, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def render(report: dict) -> list:
+    """What the command prints for a person: rich tables and lines."""
+    from rich.table import Table
+
+    counts = Table(title=f"{report['dataset']}: {report['images']} images")
+    columns = ["images", "groups", *report["classes"], GOOD]
+    counts.add_column("split")
+    for column in columns:
+        counts.add_column(column, justify="right")
+    for split, row in report["per_split"].items():
+        counts.add_row(split, *(str(row[c]) for c in columns))
+    sizes = Table()
+    for column in ("", "min", "p10", "median", "max"):
+        sizes.add_column(column, justify="right")
+    for label, key in (("image width (px)", "image_width"), ("image height (px)", "image_height"),
+                       ("box shorter side (px)", "box_min_side_px"),
+                       (f"... at imgsz {report['imgsz']} (px)", "box_min_side_at_imgsz")):
+        s = report[key]
+        sizes.add_row(label, *(f"{s[k]:.1f}" if s else "-" for k in ("min", "p10", "median", "max")))
+    return [counts, sizes,
+            f"boxes under {report['small_box_px']} px at imgsz {report['imgsz']}: {report['small_box_share']:.1%}; "
+            f"near-duplicate groups: {report['near_duplicate_groups']} ({report['images_in_groups']} images, "
+            f"largest {report['largest_group']})",
+            *(f"[yellow]warning:[/] {w}" for w in report["warnings"]),
+            *([f"figure: {report['png']}"] if "png" in report else [])]

@@ -8,16 +8,15 @@ use the hash and the distance defined here, so what ingest keeps together is wha
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from defectops.parallel import map_images
+
 MAX_DISTANCE = 4  # perceptual-hash bits (of 64) within which two images show the same picture
 _CELLS = 1 << 23  # pairwise distances computed at a time (64 MB of uint64 XORs), whatever the dataset's size
-POOL_THRESHOLD = 200  # below this many images, starting worker processes costs more than it saves
 
 
 def phash(gray) -> int:
@@ -36,19 +35,9 @@ def phash_file(path: Path) -> int | None:
         return None
 
 
-def _hash_chunk(paths: list[str]) -> list[int | None]:
-    return [phash_file(Path(p)) for p in paths]
-
-
 def hash_files(paths: list[Path]) -> list[int | None]:
     """Hashes of many files; decoding is the cost, so it runs on every core when there are many."""
-    workers = min(os.cpu_count() or 1, 8)
-    if len(paths) < POOL_THRESHOLD or workers == 1:
-        return [phash_file(p) for p in paths]
-    size = max(16, len(paths) // (workers * 8))
-    chunks = [[str(p) for p in paths[i:i + size]] for i in range(0, len(paths), size)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [h for hashes in pool.map(_hash_chunk, chunks) for h in hashes]
+    return map_images(phash_file, list(paths))
 
 
 def _rows_per_chunk(columns: int) -> int:

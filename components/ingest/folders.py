@@ -73,20 +73,20 @@ def import_folders(src: Path, good_names: list[str] = DEFAULT_GOOD_NAMES) -> tup
         roots = [(d, split_name(d.name)) for d in subdirs]
     else:
         roots = [(src, None)]
-    class_dirs = [(d, split) for root, split in roots for d in sorted(root.iterdir())
-                  if d.is_dir() and _images_and_masks(d)]
+    found = [(d, split, _images_and_masks(d)) for root, split in roots for d in sorted(root.iterdir()) if d.is_dir()]
+    class_dirs = [(d, split, pairs) for d, split, pairs in found if pairs]  # each folder is walked once
     if not class_dirs:
         raise DatasetError(f"{src}: expected one sub-folder of images per class (<root>/<class>/*.png, "
                            f"defect-free folders named like {good_names[:5]})")
-    names = sorted({d.name for d, _ in class_dirs if not is_good(d.name, good_names)})
+    names = sorted({d.name for d, _, _ in class_dirs if not is_good(d.name, good_names)})
     if not names:
-        raise DatasetError(f"{src}: only defect-free folders ({sorted({d.name for d, _ in class_dirs})}); "
+        raise DatasetError(f"{src}: only defect-free folders ({sorted({d.name for d, _, _ in class_dirs})}); "
                            "at least one defect class folder is needed")
     items, unmasked = [], []
-    for folder, split in class_dirs:
+    for folder, split, pairs in class_dirs:
         good = is_good(folder.name, good_names)
         class_id = None if good else names.index(folder.name)
-        for image, mask in _images_and_masks(folder):
+        for image, mask in pairs:
             boxes = boxes_from_mask(mask, class_id) if mask is not None and not good else []
             if good:
                 items.append(Item(image, [], split))

@@ -106,24 +106,25 @@ def plan_splits(config: IngestConfig, items: list[importers.Item], keys: list[st
     if config.split_mode == "resplit" or not present or present == {"train"}:
         return assign_splits(keys, strata, config.split, groups), "resplit"
     splits = list(given)
+
+    def split_among(indices: list[int], fractions: SplitFractions) -> None:
+        sub = assign_splits([keys[i] for i in indices], [strata[i] for i in indices], fractions,
+                            [groups[i] for i in indices])
+        for i, s in zip(indices, sub):
+            splits[i] = s
+
     how = "kept"
     fresh = [i for i, s in enumerate(given) if not s]
     if fresh:
-        sub = assign_splits([keys[i] for i in fresh], [strata[i] for i in fresh], config.split,
-                            [groups[i] for i in fresh])
-        for i, s in zip(fresh, sub):
-            splits[i] = s
+        split_among(fresh, config.split)
         how += f"; {len(fresh)} unassigned image(s) split"
     missing = [s for s in ("val", "test") if s not in present]
     if missing:
-        pool = [i for i, s in enumerate(splits) if s == "train"]
         share = {s: getattr(config.split, s) for s in missing}
         whole = config.split.train + sum(share.values())
-        carve = SplitFractions.model_construct(train=config.split.train / whole, val=share.get("val", 0) / whole,
-                                               test=share.get("test", 0) / whole)
-        sub = assign_splits([keys[i] for i in pool], [strata[i] for i in pool], carve, [groups[i] for i in pool])
-        for i, s in zip(pool, sub):
-            splits[i] = s
+        split_among([i for i, s in enumerate(splits) if s == "train"],
+                    SplitFractions.model_construct(train=config.split.train / whole, val=share.get("val", 0) / whole,
+                                                   test=share.get("test", 0) / whole))
         how += f"; {' and '.join(missing)} carved out of train"
     return splits, how
 
@@ -132,10 +133,11 @@ def split_warnings(rows: list[dict], names: list[str]) -> list[str]:
     """A split without a class cannot train (train) or measure (val, test) it: said, not fatal."""
     found = []
     for split in SPLITS:
-        present = {c for r in rows if r["split"] == split for c in r["classes"].split(";") if c}
+        in_split = [r for r in rows if r["split"] == split]
+        present = {c for r in in_split for c in r["classes"].split(";") if c}
         missing = [n for n in names if n not in present]
-        if missing and any(r["split"] == split for r in rows):
-            found.append(f"split '{split}' has no image of {missing}")
-        elif not any(r["split"] == split for r in rows):
+        if not in_split:
             found.append(f"split '{split}' is empty")
+        elif missing:
+            found.append(f"split '{split}' has no image of {missing}")
     return found

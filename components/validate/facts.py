@@ -6,8 +6,7 @@ milliseconds), so images are inspected in a process pool when there are many.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,11 @@ from PIL import Image
 
 from defectops.dataset import SPLITS, DatasetError, iter_images, label_path, read_labels, read_manifest, sha256_file
 from defectops.near_duplicates import as_array, nearest
+from defectops.parallel import map_images
 
-POOL_THRESHOLD = 200  # below this, starting worker processes costs more than it saves
+# The floors under the robust spread of brightness / contrast (grey levels): a dataset of near-identical
+# frames must not make one grey level of difference an outlier. Shared by the gate and its profile.
+SPREAD_FLOOR = {"brightness": 2.0, "contrast": 1.0}
 
 
 def inspect_image(root: Path, rel: str) -> dict:
@@ -45,19 +47,8 @@ def inspect_image(root: Path, rel: str) -> dict:
     return row
 
 
-def _inspect_chunk(args: tuple[str, list[str]]) -> list[dict]:
-    root, rels = args
-    return [inspect_image(Path(root), rel) for rel in rels]
-
-
 def inspect_all(root: Path, rels: list[str]) -> list[dict]:
-    workers = min(os.cpu_count() or 1, 8)
-    if len(rels) < POOL_THRESHOLD or workers == 1:
-        return [inspect_image(root, rel) for rel in rels]
-    size = max(16, len(rels) // (workers * 8))
-    chunks = [(str(root), rels[i:i + size]) for i in range(0, len(rels), size)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [row for rows in pool.map(_inspect_chunk, chunks) for row in rows]
+    return map_images(partial(inspect_image, Path(root)), rels)
 
 
 def _split_of(rel: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from defectops.components.validate.facts import robust_bounds, robust_spread
+from defectops.components.validate.facts import SPREAD_FLOOR, robust_bounds
 from defectops.dataset import MANIFEST_NAME, DatasetError, sha256_file
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,16 @@ def learn(config, dataset: Path, images: pd.DataFrame, boxes: pd.DataFrame, name
         raise DatasetError(f"{dataset}: no decodable image to learn the gate's limits from")
     sides = pd.concat([ok["width"], ok["height"]]).astype(float)
 
-    def span(column: str, floor: float) -> list[float]:
-        low, high = robust_bounds(ok[column], config.outlier_z, floor)
+    def span(column: str) -> list[float]:
+        low, high = robust_bounds(ok[column], config.outlier_z, SPREAD_FLOOR[column])
         return [max(0.0, min(low, float(ok[column].min()))), min(255.0, max(high, float(ok[column].max())))]
 
     limits = {
         "min_size": max(config.min_size, math.floor(float(sides.min()) / SIZE_SLACK)),
         "max_size": min(config.max_size, math.ceil(float(sides.max()) * SIZE_SLACK)),
         "channels": sorted({int(c) for c in ok["channels"]}),
-        "brightness": span("brightness", 2.0),
-        "contrast": span("contrast", 1.0),
+        "brightness": span("brightness"),
+        "contrast": span("contrast"),
         # A blank frame is flatter than anything accepted: half the flattest accepted image, or the
         # setting's level when that is lower.
         "min_contrast": min(config.min_contrast, float(ok["contrast"].min()) / 2),
@@ -63,8 +63,6 @@ def learn(config, dataset: Path, images: pd.DataFrame, boxes: pd.DataFrame, name
             "learned_from": {"dataset": str(dataset), "images": int(len(ok)),
                              "manifest_sha256": sha256_file(manifest) if manifest.exists() else None,
                              "by": getpass.getuser(), "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
-            "spread": {"brightness": robust_spread(ok["brightness"], 2.0),
-                       "contrast": robust_spread(ok["contrast"], 1.0)},
             "limits": limits}
 
 
@@ -115,8 +113,7 @@ def limits_for(config, images: pd.DataFrame, profile: dict | None) -> dict:
     settings = {"min_size": config.min_size, "max_size": config.max_size, "channels": config.channels,
                 "min_contrast": config.min_contrast, "blank_max_range": config.blank_max_range,
                 "min_images_per_class": config.min_images_per_class,
-                "brightness": list(robust_bounds(images["brightness"], config.outlier_z, floor=2.0)),
-                "contrast": list(robust_bounds(images["contrast"], config.outlier_z, floor=1.0)),
+                **{c: list(robust_bounds(images[c], config.outlier_z, floor)) for c, floor in SPREAD_FLOOR.items()},
                 "source": "settings", "lone_outliers_only": True}
     if profile is None:
         return settings

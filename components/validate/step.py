@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from defectops.components.validate import profile as gate_profile
 from defectops.components.validate.expectations import DATASET_PROBLEMS, FILE_PROBLEMS, run_suites
-from defectops.components.validate.facts import build_tables, isolated, robust_spread
+from defectops.components.validate.facts import SPREAD_FLOOR, build_tables, isolated, robust_spread
 from defectops.config import StepConfig
 from defectops.dataset import label_path, mask_path, read_manifest, read_names, write_dataset_yaml, write_manifest_rows
 from defectops.errors import DataInvalidError
@@ -169,7 +169,7 @@ def validate(config: ValidateConfig, dataset: Path, report_dir: Path, out: Path 
     if learned is not None:
         limits["profile"] = "inline" if isinstance(config.profile, dict) else str(config.profile)
     neighbours = max(2, math.ceil(config.subpopulation_share * len(images)) - 1)
-    for column, floor in (("brightness", 2.0), ("contrast", 1.0)):
+    for column, floor in SPREAD_FLOOR.items():
         images[f"{column}_lone"] = isolated(images[column], robust_spread(images[column], floor), neighbours)
     failures = run_suites(images, boxes, classes, limits, len(names))
     for f in failures:
