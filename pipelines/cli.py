@@ -163,83 +163,134 @@ def registry_show(version: str = typer.Argument(..., help="Version number."),
 
 BACKEND_OPTION = typer.Option("mlflow", "--backend",
                               help="mlflow (local registry) or sagemaker (model package group = --model-name).")
-BY_OPTION = typer.Option(..., "--by", help="Name of the person acting; recorded in the audit log.")
 REASON_OPTION = typer.Option(..., "--reason", help="Why; kept on the version and in the audit log.")
+USERS_OPTION = typer.Option(Path("ui_users.json"), "--users", help="Users file (see 'defectops ui-add-user').")
+USER_OPTION = typer.Option(None, "--user", help="Sign in as this user for this one command (password asked) "
+                                               "instead of the 'defectops login' token.")
+PASSWORD_STDIN_OPTION = typer.Option(False, "--password-stdin", help="Read the password from stdin (scripts).")
 
 
-def _decide(action: str, version: str, by: str, reason: str, model_name: str, backend: str) -> None:
-    """approve / reject through one path, whichever registry holds the model."""
+def _read_password(password_stdin: bool) -> str:
+    import sys
+
+    return sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
+
+
+def _acting_user(user: str | None, users: Path, password_stdin: bool) -> str:
+    """Who decides: an authenticated user (password now, or a login token), never a typed name."""
+    from defectops.errors import RefusedError
+    from defectops.ui import auth
+
+    if user is None:
+        return auth.logged_in_user()
+    if not auth.check_password(auth.load_users(users), user, _read_password(password_stdin)):
+        raise RefusedError(f"unknown user or wrong password for '{user}' (users file {users})")
+    from defectops import identity
+
+    return identity.normalise(user)
+
+
+@app.command("login")
+def login_command(user: str = typer.Argument(..., help="Your name in the users file."), users: Path = USERS_OPTION,
+                  password_stdin: bool = PASSWORD_STDIN_OPTION) -> None:
+    """Sign in for registry decisions on this machine; the token lasts 8 hours ($DEFECTOPS_TOKEN works too)."""
+    from defectops.ui import auth
+
+    with step_errors("login"):
+        person = _acting_user(user, users, password_stdin)
+        path = auth.save_token(auth.issue_token(person))
+    console.print(f"signed in as {person} (token in {path}, valid {auth.TOKEN_HOURS} h)")
+
+
+def _decide(action: str, version: str, reason: str, model_name: str, backend: str, user: str | None, users: Path,
+            password_stdin: bool) -> None:
+    """approve / reject / canary through one path, whichever registry holds the model."""
     from defectops import registry
 
     with step_errors(f"registry {action}"):
+        by = _acting_user(user, users, password_stdin)
         if backend == "sagemaker":
+            if action == "approve_canary":
+                raise registry.RegistryError("canary clearance is an MLflow-registry action; on SageMaker use "
+                                             "the endpoint's production variants")
             from defectops.sagemaker_registry import SageMakerRegistry
 
             package = getattr(SageMakerRegistry(model_name), action)(version, by, reason)
             console.print(f"{package['arn']}: {package['approval']} by {by}")
             return
         info = getattr(registry, action)(model_name, version, by, reason)
-    console.print(f"{model_name} v{info.version}: {info.tags['approval']} by {by}; aliases: {info.aliases}")
+    state = "cleared for canary traffic" if action == "approve_canary" else info.tags["approval"]
+    console.print(f"{model_name} v{info.version}: {state} by {by}; aliases: {info.aliases}")
 
 
 @registry_app.command("approve")
 def registry_approve(
     version: str = typer.Argument(..., help="Pending version to promote to champion."),
-    by: str = BY_OPTION,
     reason: str = REASON_OPTION,
     model_name: str = MODEL_NAME_OPTION,
     backend: str = BACKEND_OPTION,
+    user: str = USER_OPTION,
+    users: Path = USERS_OPTION,
+    password_stdin: bool = PASSWORD_STDIN_OPTION,
 ) -> None:
-    """Approve a pending version: it becomes the champion (the submitter cannot approve their own run)."""
-    _decide("approve", version, by, reason, model_name, backend)
+    """Approve a pending version as the signed-in user: it becomes the champion (never the submitter's own run)."""
+    _decide("approve", version, reason, model_name, backend, user, users, password_stdin)
 
 
 @registry_app.command("reject")
 def registry_reject(
     version: str = typer.Argument(..., help="Pending version to reject."),
-    by: str = BY_OPTION,
     reason: str = REASON_OPTION,
     model_name: str = MODEL_NAME_OPTION,
     backend: str = BACKEND_OPTION,
+    user: str = USER_OPTION,
+    users: Path = USERS_OPTION,
+    password_stdin: bool = PASSWORD_STDIN_OPTION,
 ) -> None:
-    """Reject a pending version; it can never become champion."""
-    _decide("reject", version, by, reason, model_name, backend)
+    """Reject a pending version as the signed-in user; it can never become champion."""
+    _decide("reject", version, reason, model_name, backend, user, users, password_stdin)
 
 
 @registry_app.command("canary")
 def registry_canary(
     version: str = typer.Argument(..., help="The pending challenger to clear for canary traffic."),
-    by: str = BY_OPTION,
     reason: str = REASON_OPTION,
     model_name: str = MODEL_NAME_OPTION,
+    user: str = USER_OPTION,
+    users: Path = USERS_OPTION,
+    password_stdin: bool = PASSWORD_STDIN_OPTION,
 ) -> None:
     """Clear the challenger for a share of live traffic (serve.canary_share); four-eyes applies."""
-    from defectops import registry
-
-    with step_errors("registry canary"):
-        info = registry.approve_canary(model_name, version, by, reason)
-    console.print(f"[green]{model_name} v{info.version} cleared for canary traffic by {by}[/]")
+    _decide("approve_canary", version, reason, model_name, "mlflow", user, users, password_stdin)
 
 
 @registry_app.command("rollback")
-def registry_rollback(by: str = BY_OPTION, reason: str = REASON_OPTION, model_name: str = MODEL_NAME_OPTION) -> None:
-    """Make the previous champion the champion again, in one step."""
+def registry_rollback(reason: str = REASON_OPTION, model_name: str = MODEL_NAME_OPTION, user: str = USER_OPTION,
+                      users: Path = USERS_OPTION, password_stdin: bool = PASSWORD_STDIN_OPTION) -> None:
+    """Make the previous champion the champion again, in one step, as the signed-in user."""
     from defectops import registry
 
     with step_errors("registry rollback"):
+        by = _acting_user(user, users, password_stdin)
         info = registry.rollback(model_name, by, reason)
     console.print(f"[green]{model_name} v{info.version} is champion again (rolled back by {by})[/]")
 
 
 @audit_app.command("verify")
 def audit_verify(path: Path = typer.Option(None, help="Audit log (default: $DEFECTOPS_AUDIT_LOG or "
-                                                      "audit/registry_audit.jsonl).")) -> None:
-    """Check the hash chain of the registry audit log; exit 5 at the first edited line."""
-    from defectops import audit
+                                                      "audit/registry_audit.jsonl)."),
+                 model_name: list[str] = typer.Option(["defectops-detector"], "--model-name",
+                                                      help="Registered models whose anchors the log must match "
+                                                           "(repeatable).")) -> None:
+    """Check the log's hash chain and signatures, and its head against the registry; exit 5 at the first break."""
+    from defectops import audit, registry
 
     with step_errors("audit verify"):
-        count = audit.verify(path)
-    console.print(f"[green]audit log intact: {count} entries[/]")
+        anchors = {}
+        for name in model_name:
+            anchors.update(registry.audit_anchors(name))
+        count = audit.verify(path, anchors)
+    console.print(f"[green]audit log intact: {count} entries, signed, and matching the registry's anchors[/]")
 
 
 @audit_app.command("show")
@@ -389,6 +440,8 @@ def ui_command(
                                                   "X-Defectops-Proxy-Secret."),
     model_name: str = MODEL_NAME_OPTION,
     backend: str = BACKEND_OPTION,
+    reports_root: Path = typer.Option(Path("monitoring"), help="Drift reports are served only from inside this "
+                                                               "folder ('defectops monitor --out')."),
 ) -> None:
     """The approver's review page: pending versions, evidence side by side, approve / reject / rollback."""
     import os
@@ -402,7 +455,8 @@ def ui_command(
     store = SageMakerBackend(model_name) if backend == "sagemaker" else MlflowBackend(model_name)
     with step_errors("ui"):
         try:
-            site = create_app(model_name, users, trusted_header, store, os.environ.get("DEFECTOPS_PROXY_SECRET"))
+            site = create_app(model_name, users, trusted_header, store, os.environ.get("DEFECTOPS_PROXY_SECRET"),
+                              local=host in ("127.0.0.1", "localhost", "::1"), reports_root=reports_root)
         except ValueError as exc:
             raise DefectopsError(str(exc)) from None
     uvicorn.run(site, host=host, port=port, log_level="warning")
@@ -422,8 +476,8 @@ def ui_add_user(
     password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
         "password", hide_input=True, confirmation_prompt=True)
     with step_errors("ui-add-user"):
-        auth.add_user(users, name, password)
-    console.print(f"user {name} saved in {users}")
+        person = auth.add_user(users, name, password)
+    console.print(f"user {person} saved in {users}")
 
 
 @app.command("demo")

@@ -147,8 +147,9 @@ def run_demo(approver: str = "qa.lead") -> None:
                   + (f", mAP50 {evaluation['test_map50']:.3f}" if evaluation.get("test_map50") is not None else ""))
     reason = "recall and precision meet the line's targets"
     if info.tags["approval"] == "pending":
-        console.print(Panel(f"[bold]{approver}[/] reviews the evidence and approves:\n"
-                            f"  defectops registry approve {version} --by {approver} --reason '{reason}'",
+        console.print(Panel(f"[bold]{approver}[/] reviews the evidence, signs in and approves:\n"
+                            f"  defectops login {approver}\n"
+                            f"  defectops registry approve {version} --reason '{reason}'",
                             title="human approval (stand-in)", expand=False))
         info = _timed("approve", timings, registry.approve, name, version, approver, reason)
     console.print(f"{name} v{version}: approval={info.tags['approval']} by {info.tags.get('approved_by')} "

@@ -20,3 +20,7 @@ class RefusedError(DefectopsError):
     """An action the rules forbid (four-eyes, tampered artefact, no approved model)."""
 
     exit_code = 4
+
+
+class RegistryError(RefusedError):
+    """A registry action is not allowed or refers to something that does not exist."""

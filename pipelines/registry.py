@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from defectops.errors import RefusedError
+from defectops import approval, audit, identity
+from defectops.approval import RegistryError
 from defectops.tracking import tracking_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-class RegistryError(RefusedError):
-    """A registry action is not allowed or refers to something that does not exist."""
+AUDIT_HEAD_TAG = "audit_head"
+__all__ = ["RegistryError", "VersionInfo", "approve", "reject", "rollback", "register_pending"]
 
 
 @dataclass(frozen=True)
@@ -39,10 +37,6 @@ def client():
     return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
 
 
-def current_user() -> str:
-    return os.environ.get("DEFECTOPS_USER") or getpass.getuser()
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -51,10 +45,40 @@ def _info(mv) -> VersionInfo:
     return VersionInfo(mv.name, str(mv.version), mv.source, mv.run_id, dict(mv.tags), list(mv.aliases or []))
 
 
-def _record(action: str, actor: str, name: str, version: str, **details) -> None:
-    from defectops import audit
+def _anchor(name: str):
+    """After every audit entry about a model, the registry keeps its head (see `audit`)."""
+    def keep(entry: dict) -> None:
+        client().set_registered_model_tag(name, AUDIT_HEAD_TAG, audit.head(entry))
+    return keep
 
-    audit.append(action, actor, name, version, **details)
+
+def _recorded(action: str, actor: str, name: str, version: str, **details):
+    return audit.recorded(action, actor, name, version, anchor=_anchor(name), **details)
+
+
+def audit_anchors(name: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {name: client().get_registered_model(name).tags.get(AUDIT_HEAD_TAG, "")}
+    except MlflowException:
+        return {}
+
+
+def audited_entries(name: str) -> list[dict]:
+    """The verified audit chain, checked against this model's anchor (read first: the log is written first)."""
+    anchors = audit_anchors(name)
+    return audit.verified_entries(anchors=anchors)
+
+
+def served_refusal(info: VersionInfo, role: str = CHAMPION) -> str | None:
+    """Why `info` must not be served in `role` (champion or canary), or None; the rule is `approval`'s."""
+    try:
+        entries = audited_entries(info.name)
+    except audit.AuditError as exc:
+        return f"the audit log does not verify, so no approval can be trusted: {exc}"
+    refusal = approval.champion_refusal if role == CHAMPION else approval.canary_refusal
+    return refusal(info.name, info.version, info.tags, entries)
 
 
 def _set_tags(name: str, version: str, tags: dict[str, str]) -> None:
@@ -73,11 +97,13 @@ def register_pending(name: str, source: str, run_id: str, tags: dict[str, str]) 
     except MlflowException:
         c.create_registered_model(name, description="Defect detector registered by the defectops pipeline.")
     all_tags = {**{k: str(v) for k, v in tags.items()}, "approval": "pending", "registered_at": _now()}
-    all_tags.setdefault("submitted_by", current_user())
+    all_tags["submitted_by"] = identity.normalise(all_tags.get("submitted_by") or identity.current_user())
     mv = c.create_model_version(name, source=source, run_id=run_id, tags=all_tags)
     c.set_registered_model_alias(name, CHALLENGER, mv.version)
-    _record("register", all_tags["submitted_by"], name, str(mv.version), run_id=run_id,
-            dataset_md5=all_tags.get("dataset_md5"), weights_sha256=all_tags.get("weights_sha256"))
+    entry = audit.append("register", all_tags["submitted_by"], name, str(mv.version), run_id=run_id,
+                         os_user=getpass.getuser(), submitted_via=all_tags.get("submitted_via"),
+                         dataset_md5=all_tags.get("dataset_md5"), weights_sha256=all_tags.get("weights_sha256"))
+    _anchor(name)(entry)
     return get_version(name, str(mv.version))
 
 
@@ -145,28 +171,11 @@ def _set_history(name: str, history: list[str]) -> None:
     client().set_registered_model_tag(name, "champion_history", json.dumps(history))
 
 
-def _require_person(by: str, reason: str, action: str) -> None:
-    if not by or not by.strip():
-        raise RegistryError(f"{action} needs the name of the person acting (--by NAME)")
-    if not reason or not reason.strip():
-        raise RegistryError(f"{action} needs a reason (--reason TEXT); it is kept in the quality record")
-
-
-def check_decision(name: str, version: str, status: str | None, submitted_by: str | None, by: str, reason: str,
-                   action: str) -> None:
-    """The rules every registry backend enforces before approving or rejecting a version."""
-    _require_person(by, reason, "approval" if action == "approved" else "rejection")
-    if status != "pending":
-        raise RegistryError(f"{name} v{version} is '{status}'; only 'pending' versions can be {action}")
-    if action == "approved" and submitted_by == by:
-        raise RegistryError(f"four-eyes rule: {by} submitted {name} v{version} and cannot also approve it; "
-                            "another person must review it")
-
-
-def _decidable(name: str, version: str, by: str, reason: str, action: str) -> VersionInfo:
+def _decidable(name: str, version: str, by: str, reason: str, action: str) -> tuple[VersionInfo, str]:
+    """The version and the normalised decider, once the rules allow the decision (a broken audit log refuses)."""
     info = get_version(name, version)
-    check_decision(name, version, info.tags.get("approval"), info.tags.get("submitted_by"), by, reason, action)
-    return info
+    submitted = approval.submitters(info.tags, audited_entries(name), name, version)
+    return info, approval.check_decision(name, version, info.tags.get("approval"), submitted, by, reason, action)
 
 
 def _drop_challenger(name: str, version: str) -> None:
@@ -177,17 +186,17 @@ def _drop_challenger(name: str, version: str) -> None:
 
 def approve(name: str, version: str, by: str, reason: str) -> VersionInfo:
     """A human approves: the version becomes champion. The submitter may not approve their own run."""
-    _decidable(name, version, by, reason, "approved")
-    _set_tags(name, version, {"approval": "approved", "approved_by": by, "approved_at": _now(),
-                              "approval_reason": reason})
+    _, by = _decidable(name, version, by, reason, "approved")
     previous = by_alias(name, CHAMPION)
-    if previous is not None and previous.version != version:
-        _set_tags(name, previous.version, {"approval": "superseded"})
-    client().set_registered_model_alias(name, CHAMPION, version)
-    _drop_challenger(name, version)
-    _set_history(name, [*champion_history(name), str(version)])
-    _record("approve", by, name, version, reason=reason,
-            previous_champion=previous.version if previous else None)
+    with _recorded("approve", by, name, version, reason=reason,
+                   previous_champion=previous.version if previous else None):
+        _set_tags(name, version, {"approval": "approved", "approved_by": by, "approved_at": _now(),
+                                  "approval_reason": reason})
+        if previous is not None and previous.version != version:
+            _set_tags(name, previous.version, {"approval": "superseded"})
+        client().set_registered_model_alias(name, CHAMPION, version)
+        _drop_challenger(name, version)
+        _set_history(name, [*champion_history(name), str(version)])
     return get_version(name, version)
 
 
@@ -196,38 +205,51 @@ def approve_canary(name: str, version: str, by: str, reason: str) -> VersionInfo
 
     Same four-eyes rule as promotion: an unreviewed model never sees production parts.
     """
-    _decidable(name, version, by, reason, "approved")
+    _, by = _decidable(name, version, by, reason, "approved")
     challenger = by_alias(name, CHALLENGER)
     if challenger is None or challenger.version != str(version):
         raise RegistryError(f"{name} v{version} is not the challenger; only the challenger can run as canary")
-    _set_tags(name, version, {"canary": "approved", "canary_by": by, "canary_at": _now(), "canary_reason": reason})
-    _record("approve_canary", by, name, version, reason=reason)
+    with _recorded("approve_canary", by, name, version, reason=reason):
+        _set_tags(name, version, {"canary": "approved", "canary_by": by, "canary_at": _now(),
+                                  "canary_reason": reason})
     return get_version(name, version)
 
 
 def reject(name: str, version: str, by: str, reason: str) -> VersionInfo:
     """A human rejects a pending version; it can never be served."""
-    _decidable(name, version, by, reason, "rejected")
-    _set_tags(name, version, {"approval": "rejected", "rejected_by": by, "rejected_at": _now(),
-                              "rejection_reason": reason})
-    _drop_challenger(name, version)
-    _record("reject", by, name, version, reason=reason)
+    _, by = _decidable(name, version, by, reason, "rejected")
+    with _recorded("reject", by, name, version, reason=reason):
+        _set_tags(name, version, {"approval": "rejected", "rejected_by": by, "rejected_at": _now(),
+                                  "rejection_reason": reason})
+        _drop_challenger(name, version)
     return get_version(name, version)
 
 
 def rollback(name: str, by: str, reason: str) -> VersionInfo:
-    """Put the previous champion back in one step; the current one is marked rolled_back."""
-    _require_person(by, reason, "rollback")
+    """Put the previous champion back in one step; the current one is marked rolled_back.
+
+    The version restored must itself carry an audited approval by a second person: the history tag
+    is editable in the registry, the signed log is not.
+    """
+    by = identity.require_person(by, "rollback")
+    if not reason or not reason.strip():
+        raise RegistryError("rollback needs a reason (--reason TEXT); it is kept in the quality record")
     history = champion_history(name)
     current = by_alias(name, CHAMPION)
     if current is None or len(history) < 2:
         raise RegistryError(f"model '{name}' has no previous champion to roll back to "
                             f"(champion history: {history or 'empty'})")
     restored = history[-2]
-    _set_tags(name, current.version, {"approval": "rolled_back", "rolled_back_by": by,
-                                      "rolled_back_at": _now(), "rollback_reason": reason})
-    _set_tags(name, restored, {"approval": "approved"})
-    client().set_registered_model_alias(name, CHAMPION, restored)
-    _set_history(name, history[:-1])
-    _record("rollback", by, name, restored, reason=reason, rolled_back=current.version)
+    entries = audited_entries(name)
+    info = get_version(name, restored)
+    if not approval.approved_by_another(entries, name, restored,
+                                        approval.submitters(info.tags, entries, name, restored)):
+        raise RegistryError(f"{name} v{restored} has no audited approval by a second person; it cannot be put "
+                            "back on the line by a rollback")
+    with _recorded("rollback", by, name, restored, reason=reason, rolled_back=current.version):
+        _set_tags(name, current.version, {"approval": "rolled_back", "rolled_back_by": by,
+                                          "rolled_back_at": _now(), "rollback_reason": reason})
+        _set_tags(name, restored, {"approval": "approved"})
+        client().set_registered_model_alias(name, CHAMPION, restored)
+        _set_history(name, history[:-1])
     return get_version(name, restored)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from defectops import audit
-from defectops.registry import RegistryError, check_decision
+from defectops import approval, audit
+from defectops.approval import RegistryError
 
 STATUS = {"PendingManualApproval": "pending", "Approved": "approved", "Rejected": "rejected"}
 AWS_STATUS = {v: k for k, v in STATUS.items()}
@@ -45,16 +45,16 @@ class SageMakerRegistry:
 
     def _decide(self, version: str, by: str, reason: str, decision: str) -> dict:
         info = self.describe(version)
-        check_decision(self.group, version, info["approval"], info["metadata"].get("submitted_by"), by, reason,
-                       decision)
+        submitted = approval.submitters(info["metadata"], audit.verified_entries(), self.group, version)
+        by = approval.check_decision(self.group, version, info["approval"], submitted, by, reason, decision)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         prefix = "approved" if decision == "approved" else "rejected"
         metadata = {**info["metadata"], f"{prefix}_by": by, f"{prefix}_at": now, "decision_reason": reason[:256]}
-        self.sm.update_model_package(ModelPackageArn=info["arn"], ModelApprovalStatus=AWS_STATUS[decision],
-                                     ApprovalDescription=f"{by}: {reason}"[:1024],
-                                     CustomerMetadataProperties=metadata)
-        audit.append("approve" if decision == "approved" else "reject", by, self.group, version, reason=reason,
-                     backend="sagemaker", arn=info["arn"])
+        with audit.recorded("approve" if decision == "approved" else "reject", by, self.group, version,
+                            reason=reason, backend="sagemaker", arn=info["arn"]):
+            self.sm.update_model_package(ModelPackageArn=info["arn"], ModelApprovalStatus=AWS_STATUS[decision],
+                                         ApprovalDescription=f"{by}: {reason}"[:1024],
+                                         CustomerMetadataProperties=metadata)
         return self.describe(version)
 
     def approve(self, version: str, by: str, reason: str) -> dict:

@@ -100,9 +100,19 @@ def submit(engine: str = "local", params: dict | None = None, project_dir: str |
         from defectops.components.validate import profile as gate_profile
 
         merged = gate_profile.inline(merged, project)  # the container has the settings, not data/gate/
+        merged = _with_submitter(merged, engine)
         if engine == "kfp":
             return _kfp(params_file, merged, project)
         return _sagemaker(params_file, merged, trigger, sagemaker_client, s3_client)
+
+
+def _with_submitter(merged: dict, engine: str) -> dict:
+    """A remote run's register step runs as the engine's account; the person who submitted it travels along."""
+    from defectops import identity
+
+    register = {**merged.get("register", {}), "submitted_via": engine}
+    register["submitted_by"] = identity.normalise(register.get("submitted_by")) or identity.current_user()
+    return {**merged, "register": register}
 
 
 def _local(params_file: Path, merged: dict, trigger: str, force: bool) -> Submission:
@@ -169,5 +179,6 @@ def _sagemaker(params_file: Path, merged: dict, trigger: str, sagemaker_client, 
         settings = sagemaker.SageMakerSettings.from_params(run_params)
         uri = sagemaker.upload_params(run_params, settings, s3_client, f"runs/{time.strftime('%Y%m%d-%H%M%S')}.yaml")
         arn = sagemaker.upsert(sagemaker.definition(settings), settings, sagemaker_client)
-        execution = sagemaker.start(settings, {"ParamsS3Uri": uri, "Trigger": trigger}, sagemaker_client)
+        execution = sagemaker.start(settings, {"ParamsS3Uri": uri, "Trigger": trigger,
+                                               "SubmittedBy": merged["register"]["submitted_by"]}, sagemaker_client)
     return Submission("sagemaker", execution, "submitted", details={"pipeline_arn": arn, "params_s3_uri": uri})

@@ -20,6 +20,8 @@ def isolated_mlflow(tmp_path_factory):
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     os.environ["DEFECTOPS_ARTIFACT_ROOT"] = (root / "artifacts").as_uri()
     os.environ["DEFECTOPS_AUDIT_LOG"] = str(root / "audit.jsonl")
+    os.environ["DEFECTOPS_AUDIT_KEY"] = "test-audit-signing-key"  # a deployment takes it from its secret store
+    os.environ["XDG_CONFIG_HOME"] = str(root / "config")  # login tokens land here, not in the developer's home
     yield root
 
 

@@ -17,6 +17,7 @@ import random
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,16 +27,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from pydantic import Field
-from starlette.concurrency import run_in_threadpool
 
 from defectops import registry
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.observe import observe
-from defectops.components.deploy.step import DeployError, version_dir
+from defectops.components.deploy.step import DeployError, verify_artefacts, version_dir
 from defectops.components.monitor.features import EmbeddingReducer
 from defectops.config import StepConfig
-from defectops.dataset import sha256_file
 from defectops.errors import DefectopsError
 
 log = logging.getLogger("defectops.serve")
@@ -50,11 +49,16 @@ class ServeConfig(StepConfig):
     require_api_key: bool = Field(True, description="Refuse to start without keys unless false (local dev).")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1024, description="Width x height above this is refused (bombs).")
+    max_side: int = Field(16384, ge=64, description="Width or height above this is refused.")
     max_aspect_ratio: float = Field(64.0, ge=1, description="Longer side / shorter side above this is refused: no "
                                     "camera frame is that thin, and resizing one to the model's size leaves no pixels.")
     allowed_formats: list[str] = ["PNG", "JPEG", "BMP", "TIFF"]
     max_batch: int = Field(16, ge=1)
     inference_timeout_s: float = Field(10.0, gt=0)
+    inference_workers: int = Field(2, ge=1, description="Threads that run inference; health probes never wait "
+                                                        "for them.")
+    max_queued: int = Field(64, ge=1, description="Images waiting for an inference thread; beyond this a request "
+                                                  "gets 503 at once instead of piling up.")
     review_band: tuple[float, float] = Field((0.5, 1.0), description="Scores in [thr*lo, thr*hi) go to review.")
     reload_interval_s: float = Field(2.0, gt=0, description="How often the registry is checked for a new champion.")
     canary_share: float = Field(0.0, ge=0, le=0.5, description="Share of requests for a challenger cleared for "
@@ -72,23 +76,27 @@ class LoadedModel:
     version: str
     detector: OnnxDetector
     folder: Path
+    info: registry.VersionInfo
     reducer: EmbeddingReducer | None = None
     explainer: object | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def load_verified(config: ServeConfig, version: str) -> LoadedModel:
-    """Load an exported version only if its ONNX file hashes to what the registry recorded."""
-    folder = version_dir(config.deploy_root, version)
+SERVED_FILES = ("model.onnx", "model.json", "embedding_pca.npz")
+
+
+def load_verified(config: ServeConfig, info: registry.VersionInfo, role: str = registry.CHAMPION) -> LoadedModel:
+    """Load a version only if a second person's approval is on the signed audit log (the rule lives in
+    `defectops.approval`) and every file it loads hashes to what the registry recorded at deploy."""
+    refusal = registry.served_refusal(info, role)
+    if refusal:
+        raise DeployError(refusal)
+    folder = version_dir(config.deploy_root, info.version)
     if not (folder / "model.onnx").exists():
-        raise DeployError(f"{config.model_name} v{version} is champion but not exported to {folder}: "
+        raise DeployError(f"{config.model_name} v{info.version} is {role} but not exported to {folder}: "
                           "run 'defectops deploy'")
-    actual = sha256_file(folder / "model.onnx")
-    expected = registry.get_version(config.model_name, version).tags.get("onnx_sha256")
-    if actual != expected:
-        raise DeployError(f"{folder / 'model.onnx'}: sha256 {actual} differs from the registry's {expected} "
-                          f"for {config.model_name} v{version}; refusing to serve a modified artefact")
-    return LoadedModel(version, OnnxDetector(folder), folder, EmbeddingReducer.load(folder))
+    verify_artefacts(folder, info, SERVED_FILES)
+    return LoadedModel(info.version, OnnxDetector(folder), folder, info, EmbeddingReducer.load(folder))
 
 
 class ChampionWatcher:
@@ -127,7 +135,7 @@ class ChampionWatcher:
         if self.canary is not None and self.canary.version == challenger.version:
             return
         try:
-            self.canary, self.canary_error = load_verified(self.config, challenger.version), None
+            self.canary, self.canary_error = load_verified(self.config, challenger, "canary"), None
             log.warning("canary v%s takes %.0f%% of requests", challenger.version, 100 * self.config.canary_share)
         except DefectopsError as exc:
             self.canary, self.canary_error = None, str(exc)
@@ -138,12 +146,15 @@ class ChampionWatcher:
             self.last_error = f"model '{self.config.model_name}' has no champion"
             return
         if self.current is not None and self.current.version == champion.version:
+            self.last_error = None
             return
         try:
-            loaded = load_verified(self.config, champion.version)
+            loaded = load_verified(self.config, champion)
         except DefectopsError as exc:
+            if self.last_error != str(exc):  # said once, not every few seconds
+                log.error("not serving v%s (keeping %s): %s", champion.version,
+                          f"v{self.current.version}" if self.current else "nothing", exc)
             self.last_error = str(exc)
-            log.error("not swapping to v%s: %s", champion.version, exc)
             return
         previous = self.current.version if self.current else None
         self.current, self.last_error = loaded, None
@@ -187,25 +198,42 @@ def load_api_keys(config: ServeConfig) -> set[str]:
     return keys
 
 
+MAGIC = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8\xff",), "BMP": (b"BM",),
+         "TIFF": (b"II*\x00", b"MM\x00*"), "GIF": (b"GIF87a", b"GIF89a"), "WEBP": (b"RIFF",)}
+
+
+def sniff_format(data: bytes, allowed: list[str]) -> str:
+    """The format the first bytes declare, from the allow-list only: Pillow then never tries the others."""
+    for name in allowed:
+        if any(data.startswith(magic) for magic in MAGIC.get(name, ())):
+            return name
+    raise BadInput(415, f"body does not start like an accepted image ({', '.join(allowed)}); "
+                        f"first bytes: {data[:8].hex()}")
+
+
 def decode_image(data: bytes, config: ServeConfig) -> Image.Image:
-    """Open untrusted bytes safely: format allow-list and a pixel limit checked before decoding."""
+    """Open untrusted bytes safely: format sniffed from magic bytes, size limits checked before decoding."""
     if not data:
         raise BadInput(400, "empty body: send the raw image bytes (or multipart files)")
+    declared = sniff_format(data, config.allowed_formats)
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=[declared])
+    except Image.DecompressionBombError as exc:
+        raise BadInput(413, f"image refused as a decompression bomb: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - whatever PIL says, the body is not an image
-        raise BadInput(400, f"body is not a decodable image: {type(exc).__name__}") from None
-    if image.format not in config.allowed_formats:
-        raise BadInput(415, f"image format {image.format} is not accepted; allowed: {config.allowed_formats}")
+        raise BadInput(400, f"body is not a decodable {declared} image: {type(exc).__name__}") from None
     width, height = image.size
-    if width * height > config.max_pixels or width < 1 or height < 1:
-        raise BadInput(413, f"image is {width}x{height} pixels; the limit is {config.max_pixels} pixels")
+    if width < 1 or height < 1 or width * height > config.max_pixels or max(width, height) > config.max_side:
+        raise BadInput(413, f"image is {width}x{height} pixels; the limits are {config.max_pixels} pixels and "
+                            f"{config.max_side} px a side")
     if max(width, height) / min(width, height) > config.max_aspect_ratio:
         raise BadInput(422, f"image is {width}x{height} pixels: aspect ratio above {config.max_aspect_ratio:g}:1 "
                             "is refused (serve.max_aspect_ratio)")
     try:
         image.load()
         return image.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise BadInput(413, f"image refused as a decompression bomb: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt pixel data
         raise BadInput(400, f"image data is corrupt or truncated: {type(exc).__name__}: {exc}") from None
 
@@ -235,6 +263,10 @@ def create_app(config: ServeConfig) -> FastAPI:
         raise DeployError(f"cannot start: {watcher.last_error}")
     inference_log = InferenceLog(config.inference_log)
     metrics = Metrics()
+    # Inference has its own bounded pool: a flood (or a stuck call) queues here, not in the threads that
+    # answer health probes, and a timed-out call keeps a pool thread, never a new one.
+    pool = ThreadPoolExecutor(max_workers=config.inference_workers, thread_name_prefix="inference")
+    waiting = {"n": 0}
     routes = {"/healthz", "/readyz", "/metrics", "/v1/predict", "/v1/explain", "/openapi.json"}
 
     @contextlib.asynccontextmanager
@@ -242,6 +274,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         watcher.start()
         yield
         watcher.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="defectops inference", version="1", lifespan=lifespan,
                   description="Defect detection endpoint (ONNX Runtime). Serves the registry's champion only.",
@@ -321,21 +354,33 @@ def create_app(config: ServeConfig) -> FastAPI:
                 "latency_ms": round(latency_ms, 2)}
 
     async def in_threadpool(fn, *args):
+        if waiting["n"] >= config.max_queued:
+            raise HTTPException(503, f"{waiting['n']} images already wait for inference (serve.max_queued); "
+                                     "retry shortly", headers={"Retry-After": "1"})
+        waiting["n"] += 1
         try:
-            return await asyncio.wait_for(run_in_threadpool(fn, *args), timeout=config.inference_timeout_s)
+            future = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            return await asyncio.wait_for(future, timeout=config.inference_timeout_s)
         except TimeoutError:
             raise HTTPException(503, f"inference took longer than {config.inference_timeout_s} s") from None
+        finally:
+            waiting["n"] -= 1
 
     @app.exception_handler(BadInput)
     async def bad_input(_: Request, exc: BadInput):
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(DeployError)
+    async def refused_artefact(_: Request, exc: DeployError):
+        log.error("refused: %s", exc)
+        return JSONResponse({"detail": f"refused: {exc}"}, status_code=503)
+
     @app.get("/healthz")
-    def healthz() -> dict:
+    async def healthz() -> dict:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> Response:
+    async def readyz() -> Response:
         model = watcher.current
         canary = watcher.canary
         body = {"ready": model is not None, "model_name": config.model_name,
@@ -345,7 +390,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return JSONResponse(body, status_code=200 if model is not None else 503)
 
     @app.get("/metrics")
-    def prometheus_metrics() -> Response:
+    async def prometheus_metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         metrics.model.clear()
@@ -374,6 +419,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             rgb = np.asarray(decode_image(images[0], config))
             with model.lock:
                 if model.explainer is None:
+                    # best.pt is a pickle: unpickled only once it hashes to what the registry recorded.
+                    verify_artefacts(model.folder, model.info, ("best.pt", "model.json"))
                     model.explainer = Explainer(model.folder)
             return model.explainer.heatmap_png(rgb)
 

@@ -37,6 +37,42 @@ class DeployError(RefusedError):
     """No approved champion, or an exported artefact does not match the registry."""
 
 
+ARTEFACTS_TAG = "deploy_sha256"
+# Everything the endpoint loads from an export: each is hashed into the registry and checked before load.
+LOADED_FILES = ("model.onnx", "model.json", "best.pt", "embedding_pca.npz")
+
+
+def artefact_hashes(folder: Path) -> dict[str, str]:
+    return {name: sha256_file(folder / name) for name in LOADED_FILES if (folder / name).exists()}
+
+
+def verify_artefacts(folder: Path, info: registry.VersionInfo, names: tuple[str, ...] = LOADED_FILES) -> None:
+    """Refuse an export whose files differ from what deploy recorded in the registry (or that names none).
+
+    model.json carries the threshold: a file edited to serve with a laxer threshold is caught here,
+    and the threshold is also compared with the registry's own tag.
+    """
+    recorded = json.loads(info.tags.get(ARTEFACTS_TAG) or "{}")
+    if not recorded:
+        raise DeployError(f"{info.name} v{info.version} has no recorded artefact hashes ({ARTEFACTS_TAG}); "
+                          "re-run 'defectops deploy' so the endpoint can verify what it loads")
+    for name in names:
+        path = Path(folder) / name
+        if name not in recorded:
+            if path.exists():
+                raise DeployError(f"{path}: not among the files deploy recorded for {info.name} v{info.version}")
+            continue
+        actual = sha256_file(path) if path.exists() else "missing"
+        if actual != recorded[name]:
+            raise DeployError(f"{path}: sha256 {actual} differs from the registry's {recorded[name]} for "
+                              f"{info.name} v{info.version}; refusing to load a modified artefact")
+    if "model.json" in names and "threshold" in info.tags:
+        served = json.loads((Path(folder) / "model.json").read_text())["threshold"]
+        if float(served) != float(info.tags["threshold"]):
+            raise DeployError(f"{folder}/model.json: threshold {served} differs from the registry's "
+                              f"{info.tags['threshold']} for {info.name} v{info.version}")
+
+
 def version_dir(deploy_root: Path, version: str) -> Path:
     """Where an exported version lives; the endpoint loads what the registry's aliases point to."""
     return Path(deploy_root) / "versions" / f"v{version}"
@@ -107,10 +143,10 @@ def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
     info = registry.by_alias(config.model_name, config.alias)
     if info is None:
         raise DeployError(f"model '{config.model_name}' has no {config.alias} yet: approve a version first "
-                          "('defectops registry approve VERSION --by NAME --reason TEXT')")
-    if config.alias == registry.CHALLENGER and info.tags.get("canary") != "approved":
-        raise DeployError(f"{info.name} v{info.version} is not cleared for canary traffic "
-                          "('defectops registry canary VERSION --by NAME --reason TEXT')")
+                          "('defectops registry approve VERSION --reason TEXT')")
+    refusal = registry.served_refusal(info, "champion" if config.alias == registry.CHAMPION else "canary")
+    if refusal:
+        raise DeployError(refusal)
     (out / "versions").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out / "versions", prefix=".staging-") as tmp:
         staging = Path(tmp) / "export"
@@ -126,7 +162,9 @@ def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
                 "approved_by": info.tags.get("approved_by")}
         (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         n_ref = write_reference(OnnxDetector(staging), dataset, config.reference_splits, staging)
-        registry.client().set_model_version_tag(info.name, info.version, "onnx_sha256", meta["onnx_sha256"])
+        c = registry.client()
+        c.set_model_version_tag(info.name, info.version, "onnx_sha256", meta["onnx_sha256"])
+        c.set_model_version_tag(info.name, info.version, ARTEFACTS_TAG, json.dumps(artefact_hashes(staging)))
         target = version_dir(out, info.version)
         if target.exists():
             shutil.rmtree(target)

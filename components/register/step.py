@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from defectops import registry
+from defectops import identity, registry
 from defectops.config import StepConfig
 from defectops.dataset import sha256_file
 from defectops.lineage import git_commit
@@ -18,6 +18,9 @@ from defectops.metrics import StepTimer, write_metrics
 class RegisterConfig(StepConfig):
     model_name: str = Field("defectops-detector", min_length=1)
     trigger: str = Field("manual", description="Why this run happened: manual, schedule, drift.")
+    submitted_by: str | None = Field(None, description="The person who started the run; set by 'submit' for "
+                                                       "remote engines. Default: $DEFECTOPS_USER or the login name.")
+    submitted_via: str = Field("dvc", description="The engine that ran it; recorded as its service identity.")
 
 
 def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path) -> dict:
@@ -57,6 +60,10 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
         "trigger": os.environ.get("DEFECTOPS_TRIGGER") or config.trigger,
         "gate": (gate.get("reason") or "")[:250],
         "trigger_ref": os.environ.get("DEFECTOPS_TRIGGER_REF", ""),
+        # The human stays the submitter (four-eyes compares approvers with them); the engine's account
+        # is recorded beside, never instead.
+        "submitted_by": identity.normalise(config.submitted_by) or identity.current_user(),
+        "submitted_via": identity.service(config.submitted_via),
     }
     version = registry.register_pending(config.model_name, f"{artifact_uri}/model", run_info["run_id"], tags)
     result = {"registered": True, "gate": gate.get("reason"), "model_name": version.name,

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
-from defectops import registry
+from defectops import identity, registry
 from defectops.ui import auth, evidence
 from defectops.ui.backends import MlflowBackend, SageMakerBackend
 
@@ -54,16 +54,40 @@ def _age(info: registry.VersionInfo) -> str:
 
 
 PROXY_SECRET_HEADER = "x-defectops-proxy-secret"
+SECRET_ENV = "DEFECTOPS_UI_SECRET"
+STATIC = Path(__file__).parent / "static"
+# No inline script anywhere, no framing, forms post only here: an injected tag has nothing to run.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store"}
+# The drift report is Evidently's self-contained HTML with inline scripts: it runs sandboxed in an
+# opaque origin, so its scripts can reach neither the session nor the CSRF token.
+REPORT_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+              "img-src data:; font-src data:; frame-ancestors 'none'")
 
 
 def create_app(model_name: str, users_file: Path, trusted_header: str | None = None,
-               backend: MlflowBackend | SageMakerBackend | None = None, proxy_secret: str | None = None) -> FastAPI:
+               backend: MlflowBackend | SageMakerBackend | None = None, proxy_secret: str | None = None,
+               local: bool = True, reports_root: Path = Path("monitoring")) -> FastAPI:
     """`trusted_header` takes the user's name from a header set by an authenticating proxy; the proxy
-    proves itself with `proxy_secret` in PROXY_SECRET_HEADER, or any client could name itself."""
+    proves itself with `proxy_secret` in PROXY_SECRET_HEADER, or any client could name itself.
+
+    `local` (bound to loopback) allows a per-process session secret and cookies over plain HTTP;
+    otherwise the page needs $DEFECTOPS_UI_SECRET (sessions survive restarts and span workers) and
+    sends cookies only over HTTPS. Drift reports are served only from inside `reports_root`.
+    """
     if trusted_header and not proxy_secret:
         raise ValueError(f"trusted-header mode ({trusted_header}) needs a proxy secret (DEFECTOPS_PROXY_SECRET) that "
                          f"the proxy sends in {PROXY_SECRET_HEADER}; without it any client could claim any name")
+    secret = os.environ.get(SECRET_ENV)
+    if not local and not secret:
+        raise ValueError(f"serving beyond loopback needs a persistent session secret: set {SECRET_ENV} (from your "
+                         "secret store); a random one per process logs approvers out on every restart and worker")
     backend = backend or MlflowBackend(model_name)
+    reports_root = Path(reports_root).resolve()
+    limiter = auth.LoginLimiter()
 
     @contextlib.asynccontextmanager
     async def warm_up(_: FastAPI):
@@ -75,8 +99,29 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         yield
 
     app = FastAPI(title="defectops review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=warm_up)
-    app.add_middleware(SessionMiddleware, secret_key=os.environ.get("DEFECTOPS_UI_SECRET") or secrets.token_hex(32),
-                       same_site="strict", max_age=8 * 3600)
+    app.add_middleware(SessionMiddleware, secret_key=secret or secrets.token_hex(32), same_site="strict",
+                       max_age=8 * 3600, https_only=not local)  # the session cookie is always HttpOnly
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        for key, value in PAGE_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    def confined(ref: str | None) -> Path | None:
+        """A path from a registry tag or a trigger file, only if it lies inside the reports folder."""
+        if not ref:
+            return None
+        path = Path(ref).resolve()
+        return path if path.is_relative_to(reports_root) and path.is_file() else None
+
+    def trigger_of(info: registry.VersionInfo) -> dict:
+        file = confined(info.tags.get("trigger_ref"))
+        try:
+            return json.loads(file.read_text()) if file else {}
+        except (OSError, json.JSONDecodeError):
+            return {}
 
     def user_of(request: Request) -> str | None:
         if trusted_header:  # behind an authenticating proxy that sets this header
@@ -84,7 +129,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
                                           proxy_secret.encode()):
                 raise HTTPException(401, f"{trusted_header} is only believed from the proxy "
                                          f"({PROXY_SECRET_HEADER} missing or wrong)")
-            return request.headers.get(trusted_header)
+            return identity.normalise(request.headers.get(trusted_header)) or None
         return request.session.get("user")
 
     def csrf_token(request: Request) -> str:
@@ -97,9 +142,10 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         if not expected or not secrets.compare_digest(token or "", expected):
             raise HTTPException(403, "form expired or forged (CSRF token mismatch): reload the page")
 
-    def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
+    def page(request: Request, template: str, status: int = 200, headers: dict | None = None,
+             **context) -> HTMLResponse:
         return TEMPLATES.TemplateResponse(request, template, {"user": user_of(request), "csrf": csrf_token(request),
-                                                              **context}, status_code=status)
+                                                              **context}, status_code=status, headers=headers)
 
     def require_user(request: Request) -> str:
         user = user_of(request)
@@ -111,12 +157,22 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     def login_form(request: Request):
         return page(request, "login.html")
 
+    @app.get("/static/site.css")
+    def stylesheet():
+        return FileResponse(STATIC / "site.css", media_type="text/css")
+
     @app.post("/login")
     def login(request: Request, username: str = Form(...), password: str = Form(...), csrf: str = Form("")):
         check_csrf(request, csrf)
+        client = request.client.host if request.client else "?"
+        wait = limiter.retry_after(client, username)
+        if wait:
+            return page(request, "login.html", status=429, error=f"Too many failed sign-ins; try again in {wait} s.",
+                        headers={"Retry-After": str(wait)})
         if not auth.check_password(auth.load_users(users_file), username, password):
+            limiter.failed(client, username)
             return page(request, "login.html", status=401, error="Unknown name or wrong password.")
-        request.session["user"] = username
+        request.session["user"] = identity.normalise(username)
         request.session["csrf"] = secrets.token_urlsafe(32)  # new session, new token
         return RedirectResponse("/", status_code=303)
 
@@ -140,8 +196,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         champion = backend.champion()
         champ = backend.evidence(champion.version) if champion and champion.version != version else None
         card = ev.file("model_card.md")
-        trigger_ref = ev.info.tags.get("trigger_ref")
-        trigger = json.loads(Path(trigger_ref).read_text()) if trigger_ref and Path(trigger_ref).exists() else {}
+        trigger = trigger_of(ev.info)
         import mistune
 
         markdown = mistune.create_markdown(escape=True, plugins=["table"])
@@ -206,11 +261,11 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     @app.get("/versions/{version}/trigger-report")
     def trigger_report(request: Request, version: str):
         require_user(request)
-        ref = backend.get(version).tags.get("trigger_ref")
-        report = json.loads(Path(ref).read_text()).get("report") if ref and Path(ref).exists() else None
-        if not report or not Path(report).exists():
-            raise HTTPException(404, "this version was not trained on a drift alert, or its report is gone")
-        return FileResponse(report, media_type="text/html")
+        report = confined(trigger_of(backend.get(version)).get("report"))
+        if report is None:
+            raise HTTPException(404, f"this version was not trained on a drift alert, or its report is gone or lies "
+                                     f"outside {reports_root}")
+        return FileResponse(report, media_type="text/html", headers={"Content-Security-Policy": REPORT_CSP})
 
     @app.exception_handler(HTTPException)
     async def http_errors(request: Request, exc: HTTPException):

@@ -1,16 +1,27 @@
-"""Who is acting: local users with salted PBKDF2 password hashes, or a header set by a trusted proxy."""
+"""Who is acting: local users with salted PBKDF2 password hashes, CLI tokens, and a login rate limit.
+
+Names are stored and compared normalised (`defectops.identity`): `QA.Lead` logs in as `qa.lead`, so
+four-eyes can never be passed with a case variant of the submitter's name.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import threading
+import time
+from collections import defaultdict, deque
 from pathlib import Path
 
+from defectops import identity
 from defectops.errors import DefectopsError
 
 ITERATIONS = 200_000
+TOKEN_HOURS = 8
+TOKEN_ENV = "DEFECTOPS_TOKEN"
 
 
 def _hash(password: str, salt: str, iterations: int) -> str:
@@ -22,26 +33,111 @@ def load_users(path: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text()).get("users", {})
+        users = json.loads(path.read_text()).get("users", {})
     except json.JSONDecodeError as exc:
         raise DefectopsError(f"{path}: not valid JSON ({exc}); expected "
                              "{'users': {name: {salt, hash, iterations}}}") from None
+    return {identity.normalise(name): record for name, record in users.items()}
 
 
-def add_user(path: Path, name: str, password: str) -> None:
-    if not name.strip() or len(password) < 8:
+def add_user(path: Path, name: str, password: str) -> str:
+    """Add or reset a user; returns the normalised name they log in and are recorded as."""
+    person = identity.normalise(name)
+    if not person or len(password) < 8:
         raise DefectopsError("a user needs a name and a password of at least 8 characters")
+    if identity.is_service(person):
+        raise DefectopsError(f"'{person}' is a service identity (an engine or container account), not a person")
     users = load_users(path)
     salt = secrets.token_hex(16)
-    users[name] = {"salt": salt, "hash": _hash(password, salt, ITERATIONS), "iterations": ITERATIONS}
+    users[person] = {"salt": salt, "hash": _hash(password, salt, ITERATIONS), "iterations": ITERATIONS}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps({"users": users}, indent=2) + "\n")
     Path(path).chmod(0o600)
+    return person
 
 
 def check_password(users: dict, name: str, password: str) -> bool:
-    user = users.get(name)
+    user = users.get(identity.normalise(name))
     if user is None:
         _hash(password, "00" * 16, ITERATIONS)  # same work either way: no user enumeration by timing
         return False
     return hmac.compare_digest(_hash(password, user["salt"], int(user.get("iterations", ITERATIONS))), user["hash"])
+
+
+def _serializer():
+    from itsdangerous import URLSafeTimedSerializer
+
+    from defectops import audit
+
+    # Signed with the audit key: whoever holds it can rewrite the audit log anyway.
+    return URLSafeTimedSerializer(audit.signing_key(create=True), salt="defectops-cli-login")
+
+
+def token_path() -> Path:
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "defectops" / "token"
+
+
+def issue_token(person: str) -> str:
+    return _serializer().dumps({"user": identity.normalise(person)})
+
+
+def token_user(token: str) -> str:
+    """The person a CLI token names; an expired or forged token is an error saying how to get a new one."""
+    from itsdangerous import BadSignature, SignatureExpired
+
+    try:
+        return identity.normalise(_serializer().loads(token.strip(), max_age=TOKEN_HOURS * 3600)["user"])
+    except SignatureExpired:
+        raise DefectopsError(f"your login expired (tokens last {TOKEN_HOURS} h): run 'defectops login'") from None
+    except (BadSignature, KeyError, TypeError):
+        raise DefectopsError("the login token is not valid here (forged, or signed with another key): "
+                             "run 'defectops login'") from None
+
+
+def save_token(token: str) -> Path:
+    path = token_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return path
+
+
+def logged_in_user() -> str:
+    """The person the CLI acts as: $DEFECTOPS_TOKEN, else the token 'defectops login' saved."""
+    token = os.environ.get(TOKEN_ENV) or (token_path().read_text() if token_path().exists() else "")
+    if not token.strip():
+        raise DefectopsError("not logged in: run 'defectops login' (or pass --user to be asked for your password); "
+                             "decisions are recorded under an authenticated name, never a typed one")
+    return token_user(token)
+
+
+class LoginLimiter:
+    """At most `attempts` failed logins per client and per account in `window_s`: guessing stays slow."""
+
+    def __init__(self, attempts: int = 5, window_s: float = 300.0):
+        self.attempts, self.window_s = attempts, window_s
+        self._failures: dict[str, deque] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque:
+        failures = self._failures[key]
+        while failures and now - failures[0] > self.window_s:
+            failures.popleft()
+        return failures
+
+    def retry_after(self, client: str, name: str) -> int:
+        """Seconds until another try is allowed (0: allowed now)."""
+        now = time.monotonic()
+        with self._lock:
+            waits = [self.window_s - (now - f[0]) for f in (self._recent(f"ip:{client}", now),
+                                                             self._recent(f"user:{identity.normalise(name)}", now))
+                     if len(f) >= self.attempts]
+        return int(max(waits)) + 1 if waits else 0
+
+    def failed(self, client: str, name: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._recent(f"ip:{client}", now).append(now)
+            self._recent(f"user:{identity.normalise(name)}", now).append(now)

@@ -105,26 +105,15 @@ def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(endpoint):
     post = lambda body, **kw: httpx.post(f"{server.url}/v1/predict", content=body, headers=AUTH, **kw)  # noqa: E731
     cases = {
         "empty": (post(b""), 400, "empty body"),
-        "junk": (post(b"GIF89a-not-really"), 400, "not a decodable image"),
-        "format": (post(_gif()), 415, "format GIF"),
+        "junk": (post(b"\x89PNG\r\n\x1a\n-not-really"), 400, "not a decodable PNG image"),
+        # The format is read from the magic bytes before Pillow sees the body.
+        "format": (post(_gif()), 415, "does not start like an accepted image"),
         "pixels": (post(_png(np.zeros((1200, 1200, 3), np.uint8))), 413, "1200x1200"),
         "truncated": (post(_png(np.full((64, 64, 3), 90, np.uint8))[:80]), 400, "corrupt or truncated"),
-        # Valid but thin: OpenCV's resize asserted on these (HTTP 500) before the aspect limit.
-        "1x5000": (post(_png(np.full((5000, 1, 3), 90, np.uint8))), 422, "aspect ratio above 64:1"),
-        "5000x1": (post(_png(np.full((1, 5000, 3), 90, np.uint8))), 422, "aspect ratio above 64:1"),
-    }
+    }  # thin images, bombs and chunked floods: tests/security/test_endpoint_limits.py
     for name, (reply, status, text) in cases.items():
         assert reply.status_code == status, (name, reply.text)
         assert text in reply.json()["detail"], name
-    # A chunked multipart upload declares no length; the limit (20 MB here) holds while reading.
-    def chunked_multipart(megabytes: int):
-        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n\r\n'
-        for _ in range(megabytes):
-            yield b"\0" * (1 << 20)
-        yield b"\r\n--b--\r\n"
-    huge = httpx.post(f"{server.url}/v1/predict", content=chunked_multipart(100), timeout=120,
-                      headers={**AUTH, "content-type": "multipart/form-data; boundary=b"})
-    assert huge.status_code == 413 and "exceeds the limit" in huge.json()["detail"]
     too_many = [("files", (f"{i}.png", _png(np.zeros((8, 8, 3), np.uint8)), "image/png")) for i in range(5)]
     assert httpx.post(f"{server.url}/v1/predict", files=too_many, headers=AUTH).status_code in (400, 413)
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
@@ -195,7 +184,7 @@ def test_hot_swap_under_load_and_tampered_swap_refused(trained, evaluated, tiny_
         onnx.write_bytes(onnx.read_bytes()[:-10] + b"0123456789")
         time.sleep(1.5)
         ready = httpx.get(f"{server.url}/readyz").json()
-        assert ready["model_version"] == v2 and "refusing to serve a modified artefact" in ready["last_error"]
+        assert ready["model_version"] == v2 and "refusing to load a modified artefact" in ready["last_error"]
         reply = httpx.post(f"{server.url}/v1/predict", content=body, headers=AUTH)
         assert reply.json()["model_version"] == v2
     finally:

@@ -27,3 +27,18 @@ def test_manifest_matches_the_endpoint(endpoint):
     assert container["securityContext"]["runAsNonRoot"] is True
     api_key_env = next(e for e in container["env"] if e["name"] == "DEFECTOPS_API_KEYS")
     assert "secretKeyRef" in api_key_env["valueFrom"]  # keys never inline
+
+
+def test_manifest_gives_the_read_only_pod_a_writable_tmp_and_the_audit_key():
+    """Starlette spools multipart parts over 1 MB to /tmp: on a read-only root they failed with a 400."""
+    service = yaml.safe_load(MANIFEST.read_text())
+    container = service["spec"]["predictor"]["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert "/tmp" in mounts and not mounts["/tmp"].get("readOnly", False)
+    volumes = {v["name"]: v for v in service["spec"]["predictor"]["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    env = {e["name"]: e for e in container["env"]}
+    assert "secretKeyRef" in env["DEFECTOPS_AUDIT_KEY"]["valueFrom"]  # approvals are verified at serve time
+    audit_dir = str(Path(env["DEFECTOPS_AUDIT_LOG"]["value"]).parent)
+    assert mounts[audit_dir]["readOnly"] is True

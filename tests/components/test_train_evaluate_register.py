@@ -58,7 +58,7 @@ def test_register_is_pending_and_approval_is_human(trained, evaluated, tmp_path,
 
     with pytest.raises(registry.RegistryError, match="four-eyes"):
         registry.approve(name, version, "data.scientist", "mine")
-    with pytest.raises(registry.RegistryError, match="name of the person"):
+    with pytest.raises(registry.RegistryError, match="needs an authenticated person"):
         registry.approve(name, version, "  ", "no name")
     approved = registry.approve(name, version, "qa.lead", "meets targets")
     assert approved.tags["approval"] == "approved" and approved.tags["approved_by"] == "qa.lead"

@@ -57,7 +57,7 @@ def test_main_job_leaves_every_artefact(project, demo):
     assert len(log) == 2 * n_test
     # The story is told: approval by a named person, drift found only after the lighting shift.
     out = demo.stdout + demo.stderr
-    assert "defectops registry approve 1 --by qa.lead --reason" in out
+    assert "defectops login qa.lead" in out and "defectops registry approve 1 --reason" in out
     assert out.index("drift check: ok") < out.index("drift check: drift")
 
     # Lineage: the registered version names the dataset exactly as dvc.lock does.

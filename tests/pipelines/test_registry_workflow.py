@@ -68,9 +68,13 @@ def test_every_action_is_audited_and_edits_are_detected(trained, evaluated, tmp_
     registry.approve(model_name, v2, "qa.lead", "better")
     registry.rollback(model_name, "qa.lead", "field complaints")
     entries = audit.read(tmp_path / "audit.jsonl")
-    assert [e["action"] for e in entries] == ["register", "approve", "register", "approve", "rollback"]
-    assert [e["actor"] for e in entries][:2] == ["data.scientist", "qa.lead"]
-    assert audit.verify(tmp_path / "audit.jsonl") == 5
+    # Decisions are written as intent first, then confirmed once the registry has changed.
+    assert [(e["action"], e["phase"]) for e in entries] == [
+        ("register", "done"), ("approve", "intent"), ("approve", "done"), ("register", "done"),
+        ("approve", "intent"), ("approve", "done"), ("rollback", "intent"), ("rollback", "done")]
+    assert [e["actor"] for e in entries][:3] == ["data.scientist", "qa.lead", "qa.lead"]
+    assert entries[2]["details"]["intent_seq"] == entries[1]["seq"]
+    assert audit.verify(tmp_path / "audit.jsonl") == 8
 
     runner = CliRunner()
     assert runner.invoke(app, ["audit", "verify", "--path", str(tmp_path / "audit.jsonl")]).exit_code == 0
@@ -90,13 +94,24 @@ def test_every_action_is_audited_and_edits_are_detected(trained, evaluated, tmp_
 
 
 def test_cli_workflow(trained, evaluated, tmp_path, monkeypatch, model_name):
+    from defectops.ui import auth
+
     v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    users = tmp_path / "users.json"
+    auth.add_user(users, "Data.Scientist", "trains-models-2026")
+    auth.add_user(users, "qa.lead", "quality-first-2026")
     runner = CliRunner()
-    refused = runner.invoke(app, ["registry", "approve", v1, "--by", "data.scientist", "--reason", "mine",
-                                  "--model-name", model_name])
+    approve = ["registry", "approve", v1, "--reason", "good", "--model-name", model_name, "--users", str(users)]
+    not_signed_in = runner.invoke(app, approve)
+    assert not_signed_in.exit_code == 2 and "not logged in" in not_signed_in.output
+    login = runner.invoke(app, ["login", "DATA.scientist", "--users", str(users), "--password-stdin"],
+                          input="trains-models-2026\n")
+    assert login.exit_code == 0 and "signed in as data.scientist" in login.output
+    refused = runner.invoke(app, approve)
     assert refused.exit_code == 4 and "four-eyes" in refused.output
-    ok = runner.invoke(app, ["registry", "approve", v1, "--by", "qa.lead", "--reason", "good",
-                             "--model-name", model_name])
+    wrong = runner.invoke(app, [*approve, "--user", "qa.lead", "--password-stdin"], input="guess\n")
+    assert wrong.exit_code == 4 and "wrong password" in wrong.output
+    ok = runner.invoke(app, [*approve, "--user", "qa.lead", "--password-stdin"], input="quality-first-2026\n")
     assert ok.exit_code == 0, ok.output
     shown = runner.invoke(app, ["registry", "show", v1, "--model-name", model_name])
     assert json.loads(shown.stdout)["tags"]["approved_by"] == "qa.lead"

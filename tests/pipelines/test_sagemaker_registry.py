@@ -45,20 +45,26 @@ def test_approve_maps_to_update_model_package(sagemaker, tmp_path):
     assert sagemaker.describe_model_package(ModelPackageName=rejected["arn"])["ModelApprovalStatus"] == "Rejected"
     with pytest.raises(RegistryError, match="no version 7"):
         registry.approve("7", "qa.lead", "x")
-    assert [e["action"] for e in audit.read(tmp_path / "audit.jsonl")] == ["approve", "reject"]
-    assert audit.verify(tmp_path / "audit.jsonl") == 2
+    assert [(e["action"], e["phase"]) for e in audit.read(tmp_path / "audit.jsonl")] == [
+        ("approve", "intent"), ("approve", "done"), ("reject", "intent"), ("reject", "done")]
+    assert audit.verify(tmp_path / "audit.jsonl") == 4
 
 
-def test_cli_backend_sagemaker(sagemaker):
+def test_cli_backend_sagemaker(sagemaker, tmp_path):
     from typer.testing import CliRunner
 
     from defectops.cli import app
+    from defectops.ui import auth
 
+    users = tmp_path / "users.json"
+    auth.add_user(users, "data.scientist", "trains-models-2026")
+    auth.add_user(users, "qa.lead", "quality-first-2026")
     runner = CliRunner()
-    refused = runner.invoke(app, ["registry", "approve", "1", "--by", "data.scientist", "--reason", "x",
-                                  "--backend", "sagemaker", "--model-name", GROUP])
+    as_user = ["--backend", "sagemaker", "--model-name", GROUP, "--users", str(users), "--password-stdin", "--user"]
+    refused = runner.invoke(app, ["registry", "approve", "1", "--reason", "x", *as_user, "Data.Scientist"],
+                            input="trains-models-2026\n")
     assert refused.exit_code == 4 and "four-eyes" in refused.output
-    ok = runner.invoke(app, ["registry", "reject", "2", "--by", "qa.lead", "--reason", "too many false rejects",
-                             "--backend", "sagemaker", "--model-name", GROUP])
+    ok = runner.invoke(app, ["registry", "reject", "2", "--reason", "too many false rejects", *as_user, "qa.lead"],
+                       input="quality-first-2026\n")
     assert ok.exit_code == 0, ok.output
     assert SageMakerRegistry(GROUP, sagemaker).describe("2")["approval"] == "rejected"

@@ -68,18 +68,3 @@ def test_review_and_approve_a_sagemaker_package(sagemaker, tmp_path, monkeypatch
     package = SageMakerRegistry(GROUP, sm).describe("2")
     assert package["approval"] == "approved" and package["metadata"]["approved_by"] == "qa.lead"
 
-
-def test_an_s3_key_that_climbs_out_of_the_evidence_folder_is_refused(sagemaker, tmp_path):
-    """A key such as run-1/evaluation/../../../x would be written outside the page's cache."""
-    from defectops.registry import RegistryError
-
-    sm, s3 = sagemaker
-    escape = "run-3/evaluation/../../../../../../../../../../" + str(tmp_path / "planted.txt").lstrip("/")
-    s3.put_object(Bucket=BUCKET, Key="run-3/evaluation/metrics.json", Body=b"{}")
-    s3.put_object(Bucket=BUCKET, Key=escape, Body=b"not yours")
-    backend = SageMakerBackend(GROUP, sm, s3)
-    with pytest.raises(RegistryError, match=r"leaves the evidence folder"):
-        backend._download(f"s3://{BUCKET}/run-3/evaluation/metrics.json")
-    assert not (tmp_path / "planted.txt").exists()
-    with pytest.raises(RegistryError, match=r"leaves the evidence folder"):
-        backend._download(f"s3://{BUCKET}/../../../../{tmp_path.name}/metrics.json")
