@@ -281,14 +281,20 @@ def audit_verify(path: Path = typer.Option(None, help="Audit log (default: $DEFE
                                                       "audit/registry_audit.jsonl)."),
                  model_name: list[str] = typer.Option(["defectops-detector"], "--model-name",
                                                       help="Registered models whose anchors the log must match "
-                                                           "(repeatable).")) -> None:
+                                                           "(repeatable)."),
+                 backend: str = BACKEND_OPTION) -> None:
     """Check the log's hash chain and signatures, and its head against the registry; exit 5 at the first break."""
     from defectops import audit, registry
 
     with step_errors("audit verify"):
         anchors = {}
         for name in model_name:
-            anchors.update(registry.audit_anchors(name))
+            if backend == "sagemaker":
+                from defectops.sagemaker_registry import SageMakerRegistry
+
+                anchors.update(SageMakerRegistry(name).audit_anchors())
+            else:
+                anchors.update(registry.audit_anchors(name))
         count = audit.verify(path, anchors)
     console.print(f"[green]audit log intact: {count} entries, signed, and matching the registry's anchors[/]")
 

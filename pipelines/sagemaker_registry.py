@@ -3,7 +3,7 @@
 A model package group is the registered model; package versions carry ModelApprovalStatus
 (PendingManualApproval / Approved / Rejected). Approve and reject map to
 `update_model_package(ModelApprovalStatus=...)`; who and why go to CustomerMetadataProperties,
-and every decision to the same hash-chained audit log as local ones.
+every decision to the same signed audit log as local ones, and its head to a tag on the group.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from defectops import approval, audit
 from defectops.approval import RegistryError
 
+ANCHOR_TAG = "defectops:audit_head"
 STATUS = {"PendingManualApproval": "pending", "Approved": "approved", "Rejected": "rejected"}
 AWS_STATUS = {v: k for k, v in STATUS.items()}
 
@@ -40,18 +41,33 @@ class SageMakerRegistry:
                 "approval": STATUS.get(d["ModelApprovalStatus"], d["ModelApprovalStatus"]),
                 "metadata": dict(d.get("CustomerMetadataProperties") or {})}
 
+    def _group_arn(self) -> str:
+        return self.sm.describe_model_package_group(ModelPackageGroupName=self.group)["ModelPackageGroupArn"]
+
+    def _anchor(self, entry: dict) -> None:
+        """The group's tag keeps the head of its audit entries, as the MLflow registry's model tag does."""
+        arn = self._group_arn()
+        self.sm.delete_tags(ResourceArn=arn, TagKeys=[ANCHOR_TAG])
+        self.sm.add_tags(ResourceArn=arn, Tags=[{"Key": ANCHOR_TAG, "Value": audit.head(entry)}])
+
+    def audit_anchors(self) -> dict[str, str]:
+        tags = self.sm.list_tags(ResourceArn=self._group_arn())["Tags"]
+        heads = [t["Value"] for t in tags if t["Key"] == ANCHOR_TAG]
+        return {self.group: heads[-1]} if heads else {}
+
     def list_versions(self) -> list[dict]:
         return [self.describe(str(p["ModelPackageVersion"])) for p in self._packages()]
 
     def _decide(self, version: str, by: str, reason: str, decision: str) -> dict:
         info = self.describe(version)
-        submitted = approval.submitters(info["metadata"], audit.verified_entries(), self.group, version)
+        entries = audit.verified_entries(anchors=self.audit_anchors())
+        submitted = approval.submitters(info["metadata"], entries, self.group, version)
         by = approval.check_decision(self.group, version, info["approval"], submitted, by, reason, decision)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         prefix = "approved" if decision == "approved" else "rejected"
         metadata = {**info["metadata"], f"{prefix}_by": by, f"{prefix}_at": now, "decision_reason": reason[:256]}
         with audit.recorded("approve" if decision == "approved" else "reject", by, self.group, version,
-                            reason=reason, backend="sagemaker", arn=info["arn"]):
+                            anchor=self._anchor, reason=reason, backend="sagemaker", arn=info["arn"]):
             self.sm.update_model_package(ModelPackageArn=info["arn"], ModelApprovalStatus=AWS_STATUS[decision],
                                          ApprovalDescription=f"{by}: {reason}"[:1024],
                                          CustomerMetadataProperties=metadata)

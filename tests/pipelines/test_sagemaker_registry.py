@@ -68,3 +68,21 @@ def test_cli_backend_sagemaker(sagemaker, tmp_path):
                        input="quality-first-2026\n")
     assert ok.exit_code == 0, ok.output
     assert SageMakerRegistry(GROUP, sagemaker).describe("2")["approval"] == "rejected"
+
+
+def test_the_group_anchors_the_audit_log(sagemaker, tmp_path):
+    from typer.testing import CliRunner
+
+    from defectops.cli import app
+
+    registry = SageMakerRegistry(GROUP, sagemaker)
+    registry.approve("1", "qa.lead", "recall 0.97")
+    log = tmp_path / "audit.jsonl"
+    assert audit.verify(log, registry.audit_anchors()) == 2
+    verify = ["audit", "verify", "--path", str(log), "--backend", "sagemaker", "--model-name", GROUP]
+    assert CliRunner().invoke(app, verify).exit_code == 0
+    log.write_text(log.read_text().splitlines()[0] + "\n")  # the confirmation cut off
+    assert CliRunner().invoke(app, verify).exit_code == 5
+    with pytest.raises(audit.AuditError, match="tail was cut off"):
+        registry.reject("2", "qa.lead", "decided on a log that does not verify")
+    assert registry.describe("2")["approval"] == "pending"
