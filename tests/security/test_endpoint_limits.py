@@ -58,3 +58,41 @@ def test_thin_images_bombs_and_chunked_floods_are_4xx_and_the_server_lives(secur
     assert httpx.get(f"{secured_endpoint.url}/healthz").json() == {"status": "ok"}
     image = next((tiny_dataset / "images" / "test").iterdir()).read_bytes()
     assert httpx.post(url, content=image, headers=AUTH).json()["decision"] in ("accept", "reject", "review")
+
+
+def test_a_flood_waits_in_a_bounded_queue_and_probes_never_wait_behind_it(secured, tiny_dataset, tmp_path,
+                                                                           monkeypatch):
+    """Inference has its own pool: beyond serve.max_queued a request gets 503 at once; /healthz stays instant."""
+    import threading
+    import time
+
+    from fastapi.testclient import TestClient
+
+    import defectops.components.deploy.server as server_module
+    from defectops.components.deploy.server import ServeConfig, create_app
+
+    real_observe = server_module.observe
+
+    def slow_observe(*args):
+        time.sleep(1.0)  # a stuck model
+        return real_observe(*args)
+
+    monkeypatch.setattr(server_module, "observe", slow_observe)
+    name, root, _ = secured
+    config = ServeConfig(model_name=name, deploy_root=root, inference_log=tmp_path / "log.jsonl",
+                         require_api_key=False, inference_workers=1, max_queued=2)
+    image = next((tiny_dataset / "images" / "test").iterdir()).read_bytes()
+    statuses = []
+    with TestClient(create_app(config)) as client:
+        flood = [threading.Thread(target=lambda: statuses.append(client.post("/v1/predict", content=image)
+                                                                 .status_code)) for _ in range(5)]
+        for thread in flood:
+            thread.start()
+        time.sleep(0.3)
+        started = time.perf_counter()
+        assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+        probe_seconds = time.perf_counter() - started
+        for thread in flood:
+            thread.join()
+    assert sorted(statuses) == [200, 200, 503, 503, 503]
+    assert probe_seconds < 0.5
