@@ -152,7 +152,8 @@ def build_endpoint(work: Path):
     registry.approve("defectops-detector", version, "bench.approver", "malformed-input bench")
     deploy(DeployConfig(), work / "raw", work / "deploy")
     (work / "params.yaml").write_text(yaml.safe_dump({"serve": {
-        "deploy_root": str(work / "deploy"), "inference_log": str(work / "inference.jsonl")}}))
+        "deploy_root": str(work / "deploy"), "records_url": str(work / "decisions.db"),
+        "archive_root": str(work / "archive")}}))
     return [(work / "raw" / r["path"]).read_bytes() for r in read_manifest(work / "raw")], work / "params.yaml"
 
 

@@ -106,7 +106,8 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     (work / "params.yaml").write_text(yaml.safe_dump({"serve": {
-        "deploy_root": str(work / "deploy"), "inference_log": str(work / "inference.jsonl")}}))
+        "deploy_root": str(work / "deploy"), "records_url": str(work / "decisions.db"),
+        "archive_root": str(work / "archive")}}))
     key = "bench-key"
     server = subprocess.Popen([sys.executable, "-m", "defectops.cli", "serve", "--port", str(port), "--params",
                                str(work / "params.yaml")], env={**os.environ, "DEFECTOPS_API_KEYS": key})

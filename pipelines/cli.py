@@ -18,6 +18,7 @@ from defectops.components.register import cli as register_cli
 from defectops.components.train import cli as train_cli
 from defectops.components.tune import cli as tune_cli
 from defectops.components.validate import cli as validate_cli
+from defectops.records import cli as records_cli
 
 app = typer.Typer(help="defectops: visual defect detection from dataset to monitored endpoint.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
@@ -46,6 +47,7 @@ app.add_typer(data_app, name="data")
 MODEL_NAME_OPTION = typer.Option("defectops-detector", "--model-name", help="Registered model name.")
 
 data_app.command("import")(ingest_cli.import_command)
+app.add_typer(records_cli.app, name="records")
 
 
 @data_app.command("versions")

@@ -30,7 +30,19 @@ from defectops.engines import dvc
 
 PARAMS = Path("params.yaml")
 RAW, DEPLOY_DIR, MONITOR_DIR = Path("data/validated"), Path("deploy"), Path("monitoring")
-INFERENCE_LOG = MONITOR_DIR / "inference_log.jsonl"
+RECORDS = MONITOR_DIR / "decisions.db"  # serve.records_url in params.yaml
+
+
+def _all_recorded(expected: int, timeout: float = 30.0) -> int:
+    """Decisions leave the request path through a queue: wait until the store holds them all."""
+    from defectops.records.store import DecisionStore
+
+    store = DecisionStore(RECORDS)
+    deadline = time.monotonic() + timeout
+    while (count := store.count()) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    store.close()
+    return count
 
 
 def _section(title: str) -> None:
@@ -167,7 +179,7 @@ def run_demo(approver: str = "qa.lead") -> None:
     # (tests/e2e proves that loop). `defectops monitor` with params.yaml does.
     monitor_config = load_step_config(MonitorConfig, "monitor", PARAMS, {
         "window": len(normal), "min_window": min(30, len(normal)), "retrain": {"enabled": False}})
-    INFERENCE_LOG.unlink(missing_ok=True)
+    recorded = _all_recorded(0)
     endpoint = Endpoint()
     try:
         health = endpoint.wait_ready()
@@ -177,17 +189,19 @@ def run_demo(approver: str = "qa.lead") -> None:
 
         _section("4. Production traffic: test images as the camera sees them")
         counts = _timed("serve: normal traffic", timings, send_images, endpoint, normal)
-        console.print(f"{len(normal)} images: {counts}")
+        recorded = _all_recorded(recorded + len(normal))
+        console.print(f"{len(normal)} images: {counts}; {recorded} decisions in {RECORDS}")
         verdict = _timed("monitor: normal", timings, monitor, monitor_config, reference,
-                         INFERENCE_LOG, MONITOR_DIR)
+                         str(RECORDS), MONITOR_DIR)
         share = verdict.get("drifted_share", 0)
         console.print(f"drift check: [bold]{verdict['status']}[/] (drifted share {share:.2f})")
 
         _section("5. The lamp changes: lighting-shifted images")
         counts = _timed("serve: shifted traffic", timings, send_images, endpoint, shifted)
+        recorded = _all_recorded(recorded + len(shifted))
         console.print(f"{len(shifted)} images: {counts}")
         verdict = _timed("monitor: shifted", timings, monitor, monitor_config, reference,
-                         INFERENCE_LOG, MONITOR_DIR)
+                         str(RECORDS), MONITOR_DIR)
         console.print(f"drift check: [bold]{verdict['status']}[/] drifted features {verdict.get('drifted_features')}")
         if verdict["drift"]:
             console.print(f"retraining trigger written: {MONITOR_DIR / 'retrain_trigger.json'}")
@@ -206,7 +220,8 @@ def run_demo(approver: str = "qa.lead") -> None:
                        ("evaluation + PR curve", "reports/evaluate/metrics.json, pr_curve.png"),
                        ("MLflow runs and registry", "mlflow.db (mlflow ui --backend-store-uri sqlite:///mlflow.db)"),
                        ("served model", f"{version_dir(DEPLOY_DIR, version)}/model.onnx, model.json"),
-                       ("inference log", str(INFERENCE_LOG)),
+                       ("decision records ('defectops records query|stats|export')", str(RECORDS)),
+                       ("archived reject/review images", "archive/"),
                        ("drift report", str(MONITOR_DIR / "drift_report.html")),
                        ("retraining trigger", str(MONITOR_DIR / "retrain_trigger.json"))]:
         where.add_row(what, path)

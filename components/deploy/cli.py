@@ -25,7 +25,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Bind address; loopback unless you mean to expose it."),
     port: int = typer.Option(8000),
     deploy_root: Path = typer.Option(None, help="Override params: folder written by 'defectops deploy'."),
-    log: Path = typer.Option(None, help="Override params: append-only decision log."),
+    records: str = typer.Option(None, help="Override params: decision store (SQLite file or SQLAlchemy URL)."),
     params: Path = PARAMS_OPTION,
 ) -> None:
     """Serve the registry's champion: POST /v1/predict, /v1/explain; GET /healthz, /readyz, /metrics."""
@@ -35,7 +35,7 @@ def serve(
     from defectops.components.deploy.server import ServeConfig, create_app
     from defectops.config import load_step_config
 
-    overrides = {k: v for k, v in {"deploy_root": deploy_root, "inference_log": log}.items() if v is not None}
+    overrides = {k: v for k, v in {"deploy_root": deploy_root, "records_url": records}.items() if v is not None}
     with step_errors("serve"):
         app = create_app(load_step_config(ServeConfig, "serve", params, overrides))
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

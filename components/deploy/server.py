@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 import random
+import re
 import secrets
 import threading
 import time
@@ -36,6 +36,10 @@ from defectops.components.deploy.step import DeployError, verify_artefacts, vers
 from defectops.components.monitor.features import EmbeddingReducer
 from defectops.config import StepConfig
 from defectops.errors import DefectopsError
+from defectops.records.archive import ImageArchive
+from defectops.records.publish import PublishConfig, Publisher, message_for
+from defectops.records.store import DecisionStore
+from defectops.records.writer import RecordWriter
 
 log = logging.getLogger("defectops.serve")
 
@@ -43,7 +47,15 @@ log = logging.getLogger("defectops.serve")
 class ServeConfig(StepConfig):
     model_name: str = "defectops-detector"
     deploy_root: Path = Path("deploy")
-    inference_log: Path = Path("monitoring/inference_log.jsonl")
+    records_url: str | None = Field("monitoring/decisions.db", description="Decision store: a SQLite file or a "
+                                    "SQLAlchemy URL (postgresql+psycopg://...). None records nothing (benchmarks).")
+    records_queue: int = Field(10_000, ge=1, description="Decisions waiting for the store; beyond this they are "
+                                                         "dropped and counted, never blocking the line.")
+    records_retention_days: float | None = Field(90.0, gt=0, description="Older decisions are deleted; None keeps "
+                                                                         "everything.")
+    archive_root: Path = Field(Path("archive"), description="Content-addressed images of rejects and reviews.")
+    archive_accept_share: float = Field(0.01, ge=0, le=1, description="Share of accepted images archived too.")
+    publish: PublishConfig = PublishConfig()
     api_keys_env: str = Field("DEFECTOPS_API_KEYS", description="Env var holding comma-separated API keys.")
     api_keys_file: Path | None = Field(None, description="File with one API key per line.")
     require_api_key: bool = Field(True, description="Refuse to start without keys unless false (local dev).")
@@ -63,6 +75,9 @@ class ServeConfig(StepConfig):
     reload_interval_s: float = Field(2.0, gt=0, description="How often the registry is checked for a new champion.")
     canary_share: float = Field(0.0, ge=0, le=0.5, description="Share of requests for a challenger cleared for "
                                                                "canary traffic ('defectops registry canary').")
+
+
+PART_FIELD = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?")
 
 
 class BadInput(Exception):
@@ -174,20 +189,6 @@ class ChampionWatcher:
         self._stop.set()
 
 
-class InferenceLog:
-    """Append-only JSON lines: the quality record of every decision and the input of drift checks."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-
-    def append(self, record: dict) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        with self._lock, open(self.path, "a") as fh:
-            fh.write(line)
-
-
 def load_api_keys(config: ServeConfig) -> set[str]:
     keys = {k.strip() for k in os.environ.get(config.api_keys_env, "").split(",") if k.strip()}
     if config.api_keys_file:
@@ -253,6 +254,12 @@ class Metrics:
                                  registry=self.registry)
         self.model = Gauge("defectops_model_info", "Served model version (value 1)", ["model", "version"],
                            registry=self.registry)
+        self.records_dropped = Gauge("defectops_records_dropped_total", "Decisions not recorded (store queue "
+                                     "full or store down)", registry=self.registry)
+        self.records_queue = Gauge("defectops_records_queue", "Decisions waiting for the store",
+                                   registry=self.registry)
+        self.outbox_pending = Gauge("defectops_outbox_pending", "Messages not yet delivered to the MES",
+                                    registry=self.registry)
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -261,7 +268,12 @@ def create_app(config: ServeConfig) -> FastAPI:
     watcher.refresh()
     if watcher.current is None:
         raise DeployError(f"cannot start: {watcher.last_error}")
-    inference_log = InferenceLog(config.inference_log)
+    store = DecisionStore(config.records_url) if config.records_url else None
+    writer = RecordWriter(store, config.records_queue, retention_days=config.records_retention_days) if store else None
+    if store is None:
+        log.warning("serve.records_url is unset: decisions are not recorded (no drift check, no MES hand-off)")
+    publisher = Publisher(store, config.publish) if store and config.publish.enabled else None
+    archive = ImageArchive(config.archive_root)
     metrics = Metrics()
     # Inference has its own bounded pool: a flood (or a stuck call) queues here, not in the threads that
     # answer health probes, and a timed-out call keeps a pool thread, never a new one.
@@ -272,14 +284,20 @@ def create_app(config: ServeConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         watcher.start()
+        for worker in (writer, publisher):
+            if worker:
+                worker.start()
         yield
         watcher.stop()
         pool.shutdown(wait=False, cancel_futures=True)
+        for worker in (writer, publisher):
+            if worker:
+                worker.stop()
 
     app = FastAPI(title="defectops inference", version="1", lifespan=lifespan,
                   description="Defect detection endpoint (ONNX Runtime). Serves the registry's champion only.",
                   docs_url=None, redoc_url=None)  # the Swagger page pulls JS from a CDN; /openapi.json is local
-    app.state.watcher = watcher
+    app.state.watcher, app.state.writer, app.state.publisher = watcher, writer, publisher
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
@@ -333,7 +351,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             return files, True
         return [bytes(body)], False
 
-    def predict_one(model: LoadedModel, role: str, data: bytes) -> dict:
+    def predict_one(model: LoadedModel, role: str, data: bytes, part: dict) -> dict:
         started = time.perf_counter()
         rgb = np.asarray(decode_image(data, config))
         detections, features, _ = observe(model.detector, rgb, model.reducer)
@@ -341,17 +359,38 @@ def create_app(config: ServeConfig) -> FastAPI:
         threshold = model.detector.threshold
         decision = decide(best, threshold, config.review_band)
         shown = [d for d in detections if d.score >= threshold * config.review_band[0]]
+        boxes = [{"class_id": d.class_id, "class_name": d.class_name, "score": d.score,
+                  "box": [round(v, 1) for v in d.box]} for d in shown]
+        sha256 = hashlib.sha256(data).hexdigest()
+        keep = decision != "accept" or random.random() < config.archive_accept_share
+        image_uri = archive.store(sha256, data, sniff_format(data, config.allowed_formats)) if keep else None
         latency_ms = (time.perf_counter() - started) * 1000
-        inference_log.append({
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "image_sha256": hashlib.sha256(data).hexdigest(), **features,
-            "decision": decision, "model_version": model.version, "role": role, "latency_ms": round(latency_ms, 2)})
+        if writer is not None:
+            row = {"time": datetime.now(UTC), **part, "model_name": config.model_name,
+                   "model_version": model.version, "role": role,
+                   "precision": model.detector.meta.get("precision", "fp32"), "decision": decision, "score": best,
+                   "threshold": threshold, "boxes": boxes, "features": features, "image_sha256": sha256,
+                   "image_uri": image_uri, "latency_ms": round(latency_ms, 2)}
+            writer.submit(row, message_for({**row, "time": row["time"].isoformat(timespec="milliseconds")},
+                                           config.publish))
+            if publisher is not None:
+                publisher.nudge()
         metrics.decisions.labels(decision, model.version).inc()
         return {"decision": decision, "threshold": threshold, "max_confidence": best,
-                "model_name": config.model_name, "model_version": model.version, "role": role,
-                "detections": [{"class_id": d.class_id, "class_name": d.class_name, "score": d.score,
-                                "box": [round(v, 1) for v in d.box]} for d in shown],
-                "latency_ms": round(latency_ms, 2)}
+                "model_name": config.model_name, "model_version": model.version, "role": role, **part,
+                "detections": boxes, "latency_ms": round(latency_ms, 2)}
+
+    def part_of(request: Request) -> dict:
+        """Which part this is, from x-part-id / x-line / x-station (all optional): the MES's keys."""
+        part = {}
+        for key in ("part_id", "line", "station"):
+            header = f"x-{key.replace('_', '-')}"
+            value = request.headers.get(header)
+            if value is not None and not PART_FIELD.fullmatch(value):
+                raise BadInput(400, f"header {header}: expected 1-128 printable characters without spaces at the "
+                                    f"ends, got {value[:40]!r}")
+            part[key] = value
+        return part
 
     async def in_threadpool(fn, *args):
         if waiting["n"] >= config.max_queued:
@@ -386,7 +425,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         body = {"ready": model is not None, "model_name": config.model_name,
                 "model_version": model.version if model else None, "last_error": watcher.last_error,
                 "canary_version": canary.version if canary else None, "canary_share": config.canary_share,
-                "canary_error": watcher.canary_error}
+                "canary_error": watcher.canary_error,
+                "records": {"url": store._safe_url() if store else None, "queued": writer.depth() if writer else 0,
+                            "dropped": writer.dropped if writer else 0},
+                "publish": {"enabled": publisher is not None,
+                            "last_error": publisher.last_error if publisher else None}}
         return JSONResponse(body, status_code=200 if model is not None else 503)
 
     @app.get("/metrics")
@@ -394,6 +437,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         metrics.model.clear()
+        if writer is not None:
+            metrics.records_dropped.set(writer.dropped)
+            metrics.records_queue.set(writer.depth())
+        if publisher is not None:
+            metrics.outbox_pending.set(store.pending_count())
         if watcher.current:
             metrics.model.labels(config.model_name, watcher.current.version).set(1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -401,9 +449,10 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.post("/v1/predict")
     async def predict(request: Request) -> dict:
         authorize(request)
+        part = part_of(request)
         images, batch = await read_images(request)
         model, role = watcher.pick()  # pinned for this request, whatever a swap does meanwhile
-        results = [await in_threadpool(predict_one, model, role, data) for data in images]
+        results = [await in_threadpool(predict_one, model, role, data, part) for data in images]
         return {"results": results} if batch else results[0]
 
     @app.post("/v1/explain")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import PARAMS_OPTION, console, run_step
+from defectops.cli_support import PARAMS_OPTION, console, run_step, step_errors
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -21,7 +21,8 @@ def parse_every(text: str) -> float:
 def command(
     reference: Path = typer.Option(None, help="Reference features written by deploy (default: those of the "
                                                "model version in the newest log record)."),
-    log: Path = typer.Option(Path("monitoring/inference_log.jsonl"), help="The endpoint's inference log."),
+    records: str = typer.Option("monitoring/decisions.db", help="The endpoint's decision store: a SQLite file or a "
+                                                               "URL (serve.records_url)."),
     out: Path = typer.Option(Path("monitoring"), help="Folder for drift_report.html, verdict.json, triggers."),
     window: int = typer.Option(None, help="Override params: most recent inferences to compare."),
     every: str = typer.Option(None, help="Keep checking at this interval (e.g. 15m) instead of once."),
@@ -29,13 +30,14 @@ def command(
     params: Path = PARAMS_OPTION,
 ) -> None:
     """Compare recent inferences with the reference (Evidently); on drift, alert and start retraining."""
-    from defectops.components.monitor.step import MonitorConfig, monitor, reference_for_log
+    from defectops.components.monitor.step import MonitorConfig, monitor, reference_for_records
 
     overrides = {"window": window} if window else {}
 
     def check() -> None:
-        ref = reference or reference_for_log(log, Path("deploy"))
-        run_step("monitor", MonitorConfig, monitor, ref, log, out, params=params, overrides=overrides)
+        with step_errors("monitor"):
+            ref = reference or reference_for_records(records, Path("deploy"))
+        run_step("monitor", MonitorConfig, monitor, ref, records, out, params=params, overrides=overrides)
 
     if every is None:
         check()

@@ -34,26 +34,24 @@ class MonitorError(DefectopsError):
     """The inputs of a drift check are missing or malformed."""
 
 
-def read_inference_log(path: Path, window: int) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise MonitorError(f"{path}: no inference log yet; the endpoint writes it as it serves")
-    records = []
-    with open(path) as fh:
-        for n, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise MonitorError(f"{path}:{n}: not a JSON line") from None
-    return pd.DataFrame(records[-window:])
+def recent_decisions(records: str, window: int) -> pd.DataFrame:
+    """The newest `window` decisions from the store, by index: the cost does not grow with history."""
+    from defectops.records.store import DecisionStore
+
+    if "://" not in str(records) and not Path(records).exists():
+        raise MonitorError(f"{records}: no decision store yet; the endpoint creates it as it serves")
+    store = DecisionStore(records)
+    try:
+        return store.window(window)
+    finally:
+        store.close()
 
 
-def reference_for_log(inference_log: Path, deploy_root: Path) -> Path:
-    """The reference of the model version that served the newest logged request."""
-    last = read_inference_log(inference_log, 1)
-    if last.empty or "model_version" not in last:
-        raise MonitorError(f"{inference_log}: no records with a model_version; pass --reference")
+def reference_for_records(records: str, deploy_root: Path) -> Path:
+    """The reference of the model version that made the newest recorded decision."""
+    last = recent_decisions(records, 1)
+    if last.empty:
+        raise MonitorError(f"{records}: no decisions recorded yet; pass --reference")
     from defectops.components.deploy.step import version_dir
 
     return version_dir(deploy_root, str(last["model_version"].iloc[-1])) / "reference.csv"
@@ -89,20 +87,21 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, features: list[
     return {"share": share, "features": per_feature}
 
 
-def monitor(config: MonitorConfig, reference_csv: Path, inference_log: Path, out: Path) -> dict:
+def monitor(config: MonitorConfig, reference_csv: Path, records: str, out: Path) -> dict:
+    """Drift of the newest decisions in the store `records` (a path or URL) against the reference."""
     timer = StepTimer()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reference = pd.read_csv(reference_csv)
-    current = read_inference_log(inference_log, config.window)
+    current = recent_decisions(records, config.window)
     features = [f for f in config.features if f in reference.columns and f in current.columns]
-    if not features:
-        raise MonitorError(f"none of the features {config.features} is in both {reference_csv} and {inference_log}")
+    if not features and len(current):
+        raise MonitorError(f"none of the features {config.features} is in both {reference_csv} and {records}")
     verdict = {"time": datetime.now(UTC).isoformat(timespec="seconds"),
                "reference_rows": len(reference), "current_rows": len(current),
                # e.g. embeddings when the reference set was too small to fit their projection
                "skipped_features": sorted(set(config.features) - set(features))}
-    if len(current) < config.min_window:
+    if len(current) < config.min_window or not features:
         verdict.update(status="insufficient_data", drift=False)
     else:
         result = drift_report(reference, current, features, config.drift_share, out / "drift_report.html")

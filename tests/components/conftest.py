@@ -61,7 +61,8 @@ class Server:
 
 def serve_params(tmp_path: Path, model_name: str, deploy_root: Path, **extra) -> Path:
     params = {"serve": {"model_name": model_name, "deploy_root": str(deploy_root),
-                        "inference_log": str(tmp_path / "inference.jsonl"), "reload_interval_s": 0.3, **extra}}
+                        "records_url": str(tmp_path / "decisions.db"), "archive_root": str(tmp_path / "archive"),
+                        "reload_interval_s": 0.3, **extra}}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -82,5 +83,5 @@ def deployed(trained, evaluated, tiny_dataset, tmp_path_factory) -> Path:
 def endpoint(deployed, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("endpoint")
     server = Server(serve_params(tmp, MODEL, deployed, max_pixels=1_000_000, max_batch=4)).wait_ready()
-    yield server, tmp / "inference.jsonl"
+    yield server, tmp / "decisions.db"
     server.stop()

@@ -3,6 +3,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -81,23 +82,47 @@ def test_api_key_is_required(endpoint, tiny_dataset):
     assert httpx.post(f"{server.url}/v1/predict", content=body, headers=bearer).status_code == 200
 
 
-def test_predict_raw_and_batch_and_every_decision_is_logged(endpoint, tiny_dataset):
-    server, log = endpoint
-    before = len(log.read_text().splitlines()) if log.exists() else 0
+def _recorded(store_path, part_id: str, expected: int, timeout: float = 10.0) -> list[dict]:
+    """The part's decision rows once the writer thread has stored them."""
+    import time
+
+    from defectops.records.store import DecisionStore
+
+    store = DecisionStore(store_path)
+    deadline = time.monotonic() + timeout
+    while (rows := store.query(part=part_id)) and len(rows) < expected or not rows:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return rows
+
+
+def test_predict_raw_and_batch_and_every_decision_is_recorded(endpoint, tiny_dataset):
+    server, store_path = endpoint
     rows = read_manifest(tiny_dataset)[:3]
     bodies = [(tiny_dataset / r["path"]).read_bytes() for r in rows]
-    single = httpx.post(f"{server.url}/v1/predict", content=bodies[0], headers=AUTH).json()
+    part = {**AUTH, "x-part-id": "P-000123", "x-line": "line-3", "x-station": "cam-2"}
+    single = httpx.post(f"{server.url}/v1/predict", content=bodies[0], headers=part).json()
+    assert (single["part_id"], single["line"], single["station"]) == ("P-000123", "line-3", "cam-2")
     assert single["decision"] in {"accept", "review", "reject"}
     assert single["model_name"] == MODEL
     assert single["decision"] == decide(single["max_confidence"], single["threshold"], (0.5, 1.0))
     files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(bodies)]
-    batch = httpx.post(f"{server.url}/v1/predict", files=files, headers=AUTH)
+    batch = httpx.post(f"{server.url}/v1/predict", files=files, headers=part)
     assert batch.status_code == 200 and len(batch.json()["results"]) == 3
     assert batch.json()["results"][0]["max_confidence"] == pytest.approx(single["max_confidence"])
-    records = [json.loads(x) for x in log.read_text().splitlines()[before:]]
+    records = _recorded(store_path, "P-000123", 4)
     assert len(records) == 4
-    assert {"time", "image_sha256", "brightness", "contrast", "sharpness", "max_confidence", "decision",
-            "model_version", "latency_ms"} <= set(records[0])
+    first = records[0]
+    assert (first["line"], first["station"], first["model_version"], first["precision"]) == (
+        "line-3", "cam-2", single["model_version"], "fp32")
+    assert first["decision"] == single["decision"] and first["score"] == pytest.approx(single["max_confidence"])
+    assert {"brightness", "contrast", "sharpness", "max_confidence"} <= set(first["features"])
+    assert len(first["image_sha256"]) == 64 and first["latency_ms"] > 0
+    archived = [r for r in records if r["decision"] != "accept"]
+    assert all(r["image_uri"] and Path(r["image_uri"]).name.startswith(r["image_sha256"]) for r in archived)
+    bad = httpx.post(f"{server.url}/v1/predict", content=bodies[0], headers={**AUTH, "x-part-id": "P" * 200})
+    assert bad.status_code == 400 and "x-part-id" in bad.json()["detail"]
 
 
 def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(endpoint):

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -6,13 +7,20 @@ import pytest
 
 from defectops.components.monitor.features import image_features
 from defectops.components.monitor.step import MonitorConfig, MonitorError, monitor
+from defectops.records.store import DecisionStore
+
+
+def decision_row(features: dict, version: str = "1", **extra) -> dict:
+    """One decision as the endpoint records it."""
+    return {"time": datetime.now(UTC), "model_name": "m", "model_version": version, "role": "champion",
+            "precision": "fp32", "decision": "accept", "score": features.get("max_confidence", 0.0),
+            "threshold": 0.5, "boxes": [], "features": features, "image_sha256": "0" * 64, "latency_ms": 1.0,
+            **extra}
 
 
 def _write(tmp_path, reference, current):
     reference.to_csv(tmp_path / "reference.csv", index=False)
-    with open(tmp_path / "log.jsonl", "w") as fh:
-        for record in current.to_dict("records"):
-            fh.write(json.dumps({**record, "model_version": "1"}) + "\n")
+    DecisionStore(tmp_path / "decisions.db").record_many([decision_row(r) for r in current.to_dict("records")])
 
 
 def _frame(rng, n, brightness):
@@ -23,7 +31,7 @@ def _frame(rng, n, brightness):
 def test_no_drift_on_the_same_distribution(tmp_path):
     rng = np.random.default_rng(0)
     _write(tmp_path, _frame(rng, 200, 120), _frame(rng, 100, 120))
-    verdict = monitor(MonitorConfig(), tmp_path / "reference.csv", tmp_path / "log.jsonl", tmp_path / "out")
+    verdict = monitor(MonitorConfig(), tmp_path / "reference.csv", str(tmp_path / "decisions.db"), tmp_path / "out")
     assert verdict["status"] == "ok" and verdict["drift"] is False
     assert not (tmp_path / "out" / "retrain_trigger.json").exists()
     assert (tmp_path / "out" / "drift_report.html").stat().st_size > 10_000
@@ -34,7 +42,7 @@ def test_lighting_shift_is_drift_and_writes_a_trigger(tmp_path):
     current = _frame(rng, 100, 170)
     current["contrast"] *= 1.6
     _write(tmp_path, _frame(rng, 200, 120), current)
-    verdict = monitor(MonitorConfig(), tmp_path / "reference.csv", tmp_path / "log.jsonl", tmp_path / "out")
+    verdict = monitor(MonitorConfig(), tmp_path / "reference.csv", str(tmp_path / "decisions.db"), tmp_path / "out")
     assert verdict["status"] == "drift"
     assert {"brightness", "contrast"} <= set(verdict["drifted_features"])
     trigger = json.loads((tmp_path / "out" / "retrain_trigger.json").read_text())
@@ -46,14 +54,15 @@ def test_lighting_shift_is_drift_and_writes_a_trigger(tmp_path):
 def test_small_window_gives_no_verdict(tmp_path):
     rng = np.random.default_rng(2)
     _write(tmp_path, _frame(rng, 50, 120), _frame(rng, 5, 200))
-    verdict = monitor(MonitorConfig(min_window=30), tmp_path / "reference.csv", tmp_path / "log.jsonl", tmp_path)
+    verdict = monitor(MonitorConfig(min_window=30), tmp_path / "reference.csv", str(tmp_path / "decisions.db"),
+                      tmp_path)
     assert verdict["status"] == "insufficient_data" and verdict["drift"] is False
 
 
-def test_missing_log_is_a_clear_error(tmp_path):
+def test_missing_store_is_a_clear_error(tmp_path):
     _frame(np.random.default_rng(3), 10, 100).to_csv(tmp_path / "reference.csv", index=False)
-    with pytest.raises(MonitorError, match="no inference log"):
-        monitor(MonitorConfig(), tmp_path / "reference.csv", tmp_path / "nope.jsonl", tmp_path)
+    with pytest.raises(MonitorError, match="no decision store yet"):
+        monitor(MonitorConfig(), tmp_path / "reference.csv", str(tmp_path / "none.db"), tmp_path)
 
 
 def test_features_react_to_lighting_and_blur():
@@ -89,7 +98,7 @@ def test_drift_report_opens_and_shows_the_drifted_features(tmp_path):
     rng = np.random.default_rng(5)
     current = _frame(rng, 120, 175)
     _write(tmp_path, _frame(rng, 200, 120), current)
-    monitor(MonitorConfig(), tmp_path / "reference.csv", tmp_path / "log.jsonl", tmp_path / "out")
+    monitor(MonitorConfig(), tmp_path / "reference.csv", str(tmp_path / "decisions.db"), tmp_path / "out")
     rows = _rendered_rows(tmp_path / "out" / "drift_report.html")
     by_feature = {r.split()[0]: r for r in rows if r and r.split()[0] in {"brightness", "contrast", "sharpness"}}
     assert "Detected" in by_feature["brightness"] and "Not Detected" not in by_feature["brightness"]

@@ -52,9 +52,10 @@ def test_main_job_leaves_every_artefact(project, demo):
     assert verdict["status"] == "drift" and "brightness" in verdict["drifted_features"]
     assert (project / "monitoring/drift_report.html").exists()
     assert json.loads((project / "monitoring/retrain_trigger.json").read_text())["action"] == "retrain"
-    log = (project / "monitoring/inference_log.jsonl").read_text().splitlines()
+    from defectops.records.store import DecisionStore
+
     n_test = json.loads((project / "data/raw/ingest_metrics.json").read_text())["per_split"]["test"]
-    assert len(log) == 2 * n_test
+    assert DecisionStore(project / "monitoring/decisions.db").count() == 2 * n_test
     # The story is told: approval by a named person, drift found only after the lighting shift.
     out = demo.stdout + demo.stderr
     assert "defectops login qa.lead" in out and "defectops registry approve 1 --reason" in out

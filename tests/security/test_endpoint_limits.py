@@ -79,7 +79,8 @@ def test_a_flood_waits_in_a_bounded_queue_and_probes_never_wait_behind_it(secure
 
     monkeypatch.setattr(server_module, "observe", slow_observe)
     name, root, _ = secured
-    config = ServeConfig(model_name=name, deploy_root=root, inference_log=tmp_path / "log.jsonl",
+    config = ServeConfig(model_name=name, deploy_root=root,
+                         records_url=str(tmp_path / "decisions.db"), archive_root=tmp_path / "archive",
                          require_api_key=False, inference_workers=1, max_queued=2)
     image = next((tiny_dataset / "images" / "test").iterdir()).read_bytes()
     statuses = []

@@ -18,7 +18,8 @@ def export_copy(secured, tmp_path):
     """A private copy of the approved export to tamper with; returns (config, version folder, version info)."""
     name, root, version = secured
     shutil.copytree(version_dir(root, version), version_dir(tmp_path, version))
-    config = ServeConfig(model_name=name, deploy_root=tmp_path, inference_log=tmp_path / "log.jsonl",
+    config = ServeConfig(model_name=name, deploy_root=tmp_path,
+                         records_url=str(tmp_path / "decisions.db"), archive_root=tmp_path / "archive",
                          require_api_key=False)
     return config, version_dir(tmp_path, version), registry.get_version(name, version)
 

@@ -1,0 +1,44 @@
+"""The decision store's tables (SQLAlchemy Core): one row per image decided, and the MES outbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+decisions = Table(
+    "decisions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("line", String(64)),
+    Column("station", String(64)),
+    Column("part_id", String(128)),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("role", String(16), nullable=False),  # champion or canary
+    Column("precision", String(16), nullable=False),  # fp32, int8, ...
+    Column("decision", String(16), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("boxes", Text, nullable=False),  # JSON list of {class_id, class_name, score, box}
+    Column("features", Text, nullable=False),  # JSON object: the drift features of this image
+    Column("image_sha256", String(64), nullable=False),
+    Column("image_uri", Text),  # where the archived image lies (reject/review, a sample of accept)
+    Column("latency_ms", Float, nullable=False),
+    Index("ix_decisions_time", "time"),
+    Index("ix_decisions_part", "part_id"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decision_id", Integer, nullable=False),
+    Column("dedupe_key", String(200), nullable=False, unique=True),
+    Column("topic", String(256), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Index("ix_outbox_pending", "sent_at", "id"),
+)
