@@ -19,9 +19,9 @@ log = logging.getLogger("defectops.records")
 
 class RecordWriter:
     def __init__(self, store: DecisionStore, max_queue: int = 10_000, batch: int = 256,
-                 retention_days: float | None = None, purge_every_s: float = 3600.0):
+                 retention_days: float | None = None, purge_every_s: float = 3600.0, linger_s: float = 0.25):
         self.store = store
-        self.batch = batch
+        self.batch, self.linger_s = batch, linger_s
         self.retention_days, self.purge_every_s = retention_days, purge_every_s
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
@@ -46,14 +46,17 @@ class RecordWriter:
         return self._queue.qsize()
 
     def _take(self) -> list:
+        """The next batch: whatever arrives within `linger_s` of the first item (fewer, larger transactions
+        take less time from the threads that answer requests)."""
         items = []
         try:
             items.append(self._queue.get(timeout=0.2))
         except queue.Empty:
             return items
+        deadline = time.monotonic() + (0 if self._stop.is_set() else self.linger_s)
         while len(items) < self.batch:
             try:
-                items.append(self._queue.get_nowait())
+                items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 break
         return items
