@@ -450,6 +450,8 @@ def ui_command(
     backend: str = BACKEND_OPTION,
     reports_root: Path = typer.Option(Path("monitoring"), help="Drift reports are served only from inside this "
                                                                "folder ('defectops monitor --out')."),
+    records: str = typer.Option("monitoring/decisions.db", help="The endpoint's decision store (serve.records_url): "
+                                                               "what each version does on the line."),
 ) -> None:
     """The approver's review page: pending versions, evidence side by side, approve / reject / rollback."""
     import os
@@ -464,7 +466,8 @@ def ui_command(
     with step_errors("ui"):
         try:
             site = create_app(model_name, users, trusted_header, store, os.environ.get("DEFECTOPS_PROXY_SECRET"),
-                              local=host in ("127.0.0.1", "localhost", "::1"), reports_root=reports_root)
+                              local=host in ("127.0.0.1", "localhost", "::1"), reports_root=reports_root,
+                              records=records)
         except ValueError as exc:
             raise DefectopsError(str(exc)) from None
     uvicorn.run(site, host=host, port=port, log_level="warning")

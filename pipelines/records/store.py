@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import case, create_engine, delete, event, func, insert, select, update
 
 from defectops.errors import DefectopsError
 from defectops.records.schema import decisions, metadata, outbox
@@ -120,17 +120,35 @@ class DecisionStore:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(decisions)).scalar_one()
 
+    def _counts(self, keys: list, since: datetime | None) -> pd.DataFrame:
+        """Decisions, rejects and reviews grouped in the database (a day is 1.7 M rows: never fetched)."""
+        counted = [func.count().label("decisions"),
+                   func.sum(case((decisions.c.decision == "reject", 1), else_=0)).label("rejects"),
+                   func.sum(case((decisions.c.decision == "review", 1), else_=0)).label("reviews")]
+        query = select(*keys, *counted).group_by(*keys).order_by(*keys)
+        if since is not None:
+            query = query.where(decisions.c.time >= _utc(since))
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame([dict(r._mapping) for r in conn.execute(query)],
+                                 columns=[k.name for k in keys] + ["decisions", "rejects", "reviews"])
+        frame["reject_rate"] = frame["rejects"] / frame["decisions"].clip(lower=1)
+        frame["review_rate"] = frame["reviews"] / frame["decisions"].clip(lower=1)
+        return frame
+
+    def _hour(self):
+        if self.engine.dialect.name == "sqlite":
+            return func.strftime("%Y-%m-%dT%H:00:00+00:00", decisions.c.time).label("hour")
+        return func.date_trunc("hour", decisions.c.time).label("hour")
+
     def stats(self, since: datetime | None = None) -> pd.DataFrame:
         """Decisions per hour and line, with reject and review rates."""
-        frame = pd.DataFrame(self.query(since=since, limit=None), columns=COLUMNS)
-        if frame.empty:
-            return pd.DataFrame(columns=["hour", "line", "decisions", "reject_rate", "review_rate"])
-        frame["hour"] = pd.to_datetime(frame["time"], utc=True).dt.floor("h")
-        frame["line"] = frame["line"].fillna("-")
-        grouped = frame.groupby(["hour", "line"])["decision"]
-        return pd.DataFrame({"decisions": grouped.size(),
-                             "reject_rate": grouped.apply(lambda d: (d == "reject").mean()),
-                             "review_rate": grouped.apply(lambda d: (d == "review").mean())}).reset_index()
+        frame = self._counts([self._hour(), func.coalesce(decisions.c.line, "-").label("line")], since)
+        frame["hour"] = pd.to_datetime(frame["hour"], utc=True)
+        return frame
+
+    def by_version(self, since: datetime | None = None) -> pd.DataFrame:
+        """Decisions and reject/review rates per model version: what each version does on the line."""
+        return self._counts([decisions.c.model_version], since)
 
     def export(self, out: Path, since: datetime | None = None, until: datetime | None = None) -> int:
         """Decisions to Parquet or CSV (by the file's suffix), for the quality team's BI tool."""

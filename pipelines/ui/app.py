@@ -70,13 +70,15 @@ REPORT_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inl
 
 def create_app(model_name: str, users_file: Path, trusted_header: str | None = None,
                backend: MlflowBackend | SageMakerBackend | None = None, proxy_secret: str | None = None,
-               local: bool = True, reports_root: Path = Path("monitoring")) -> FastAPI:
+               local: bool = True, reports_root: Path = Path("monitoring"),
+               records: str | None = "monitoring/decisions.db") -> FastAPI:
     """`trusted_header` takes the user's name from a header set by an authenticating proxy; the proxy
     proves itself with `proxy_secret` in PROXY_SECRET_HEADER, or any client could name itself.
 
     `local` (bound to loopback) allows a per-process session secret and cookies over plain HTTP;
     otherwise the page needs $DEFECTOPS_UI_SECRET (sessions survive restarts and span workers) and
     sends cookies only over HTTPS. Drift reports are served only from inside `reports_root`.
+    `records` is the endpoint's decision store: the page shows what each version does on the line.
     """
     if trusted_header and not proxy_secret:
         raise ValueError(f"trusted-header mode ({trusted_header}) needs a proxy secret (DEFECTOPS_PROXY_SECRET) that "
@@ -182,12 +184,26 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
+    def on_the_line() -> list[dict]:
+        """Decisions per model version in the last 24 h, counted in the store; none when it does not exist."""
+        if not records or ("://" not in records and not Path(records).exists()):
+            return []
+        from datetime import timedelta
+
+        from defectops.records.store import DecisionStore
+
+        store = DecisionStore(records)
+        try:
+            return store.by_version(datetime.now(UTC) - timedelta(hours=24)).to_dict("records")
+        finally:
+            store.close()
+
     @app.get("/", response_class=HTMLResponse)
     def pending(request: Request):
         require_user(request)
         versions = backend.versions()
         waiting = [v for v in versions if v.tags.get("approval") == "pending"]
-        return page(request, "pending.html", pending=waiting, versions=list(reversed(versions)),
+        return page(request, "pending.html", pending=waiting, versions=list(reversed(versions)), live=on_the_line(),
                     champion=next((v for v in versions if registry.CHAMPION in v.aliases), None),
                     ages={v.version: _age(v) for v in waiting})
 

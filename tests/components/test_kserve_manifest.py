@@ -42,3 +42,8 @@ def test_manifest_gives_the_read_only_pod_a_writable_tmp_and_the_audit_key():
     assert "secretKeyRef" in env["DEFECTOPS_AUDIT_KEY"]["valueFrom"]  # approvals are verified at serve time
     audit_dir = str(Path(env["DEFECTOPS_AUDIT_LOG"]["value"]).parent)
     assert mounts[audit_dir]["readOnly"] is True
+    # Two or more replicas write decisions: to a shared database whose URL (with its password) is a secret.
+    assert service["spec"]["predictor"]["minReplicas"] >= 2
+    command = container["command"]
+    assert command[command.index("--records") + 1] == "$(DEFECTOPS_RECORDS_URL)"
+    assert "secretKeyRef" in env["DEFECTOPS_RECORDS_URL"]["valueFrom"]

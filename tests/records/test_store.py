@@ -59,9 +59,12 @@ def test_queries_by_time_line_and_decision(store):
     assert [r["part_id"] for r in recent][:2] == ["P-00045", "P-00046"]
     rejects = store.query(decision="reject", line="line-1", limit=None)
     assert [r["part_id"] for r in rejects] == [f"P-{i:05d}" for i in (10, 20, 30, 40, 50)]
-    stats = store.stats()
-    assert stats["decisions"].sum() == 50
+    stats = store.stats()  # per hour and line, counted in the database
+    assert stats["decisions"].sum() == 50 and stats["hour"].dt.minute.eq(0).all()
     assert stats.groupby("line")["decisions"].sum().to_dict() == {"line-1": 25, "line-3": 25}
+    assert stats.groupby("line")["rejects"].sum().to_dict() == {"line-1": 5, "line-3": 0}
+    versions = store.by_version()
+    assert versions[["model_version", "decisions", "rejects", "reject_rate"]].values.tolist() == [["4", 50, 5, 0.1]]
 
 
 def test_retention_deletes_only_what_is_older(store):
@@ -85,7 +88,7 @@ def test_export_for_bi_tools_and_the_cli(store, tmp_path):
     assert exported.exit_code == 0 and len(pd.read_csv(tmp_path / "d.csv")) == 50
     stats = runner.invoke(app, ["records", "stats", "--since", "1d", "--records", store.url],
                           env={"COLUMNS": "200"})
-    assert stats.exit_code == 0 and "line-3" in stats.output and "20.0%" in stats.output
+    assert stats.exit_code == 0 and "line-3" in stats.output and "line-1" in stats.output
     bad = runner.invoke(app, ["records", "query", "--since", "yesterday", "--records", store.url])
     assert bad.exit_code == 2 and "expected a duration" in bad.output
 
