@@ -269,7 +269,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     if watcher.current is None:
         raise DeployError(f"cannot start: {watcher.last_error}")
     store = DecisionStore(config.records_url) if config.records_url else None
-    writer = RecordWriter(store, config.records_queue, retention_days=config.records_retention_days) if store else None
+    writer = (RecordWriter(store.url, config.records_queue, retention_days=config.records_retention_days)
+              if store else None)
     if store is None:
         log.warning("serve.records_url is unset: decisions are not recorded (no drift check, no MES hand-off)")
     publisher = Publisher(store, config.publish) if store and config.publish.enabled else None
@@ -427,7 +428,8 @@ def create_app(config: ServeConfig) -> FastAPI:
                 "canary_version": canary.version if canary else None, "canary_share": config.canary_share,
                 "canary_error": watcher.canary_error,
                 "records": {"url": store._safe_url() if store else None, "queued": writer.depth() if writer else 0,
-                            "dropped": writer.dropped if writer else 0},
+                            "dropped": writer.dropped if writer else 0,
+                            "writer_alive": writer.alive() if writer else None},
                 "publish": {"enabled": publisher is not None,
                             "last_error": publisher.last_error if publisher else None}}
         return JSONResponse(body, status_code=200 if model is not None else 503)

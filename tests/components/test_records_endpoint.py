@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 import time
 
@@ -19,11 +20,24 @@ from ..services import Mosquitto
 from .conftest import API_KEY, MODEL, Server, serve_params
 
 
+def _writer_pids() -> set[str]:
+    found = subprocess.run(["pgrep", "-f", "multiprocessing.spawn"], capture_output=True, text=True)
+    return set(found.stdout.split())
+
+
+def _parent(pid: str) -> int:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def _bodies(dataset, n=8):
     return [(dataset / r["path"]).read_bytes() for r in read_manifest(dataset)[:n]]
 
 
 def test_kill_9_under_load_leaves_a_store_that_opens_and_a_drift_check_that_runs(deployed, tiny_dataset, tmp_path):
+    writers_before = _writer_pids()
     server = Server(serve_params(tmp_path, MODEL, deployed)).wait_ready()
     bodies, sent, stop = _bodies(tiny_dataset), [0], threading.Event()
 
@@ -45,6 +59,9 @@ def test_kill_9_under_load_leaves_a_store_that_opens_and_a_drift_check_that_runs
     stop.set()
     for c in clients:
         c.join()
+    time.sleep(1.5)  # the writer process stores what it had received, sees its endpoint gone and ends
+    orphans = [pid for pid in _writer_pids() if _parent(pid) == 1 and pid not in writers_before]
+    assert orphans == [], f"writer processes outlived their endpoint: {orphans}"
     store = DecisionStore(tmp_path / "decisions.db")
     kept = store.count()
     assert 0 < kept <= sent[0]  # what was in the writer's queue may be lost, nothing is torn
