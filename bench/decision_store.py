@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from _endpoint import build_endpoint, served
 
 FEATURES = ["brightness", "contrast", "sharpness", "noise", "max_confidence", "mean_confidence", "n_detections",
             "emb_0", "emb_1", "emb_2", "emb_3"]
@@ -88,37 +88,19 @@ print(json.dumps({{"import_s": t1 - t0, "window_s": t2 - t1, "window_rows": len(
 
 
 def serve_rounds(args, work: Path) -> list[tuple[str, int, float, list[float], int]]:
-    import httpx
     import yaml
-    from malformed_inputs import build_endpoint
     from serve_load import drive
 
-    real, params = build_endpoint(work)
+    real, params = build_endpoint(work, reason="decision-store bench")
     settings = yaml.safe_load(params.read_text())
     off = work / "params-off.yaml"
     off.write_text(yaml.safe_dump({"serve": {**settings["serve"], "records_url": None}}))
     results = []
     for round_no in range(args.rounds):
         for label, file in (("store on", params), ("store off", off)):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            server = subprocess.Popen([sys.executable, "-m", "defectops.cli", "serve", "--port", str(port),
-                                       "--params", str(file)], env={**os.environ, "DEFECTOPS_API_KEYS": "k"},
-                                      stderr=subprocess.DEVNULL)
-            url = f"http://127.0.0.1:{port}"
-            try:
-                for _ in range(300):
-                    try:
-                        if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.2)
+            with served(file, "k") as url:
                 n, seconds, latencies, errors = drive(url, "k", real, 20.0, 4, args.seconds)
-                results.append((f"{label} (round {round_no + 1})", n, seconds, latencies, errors))
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+            results.append((f"{label} (round {round_no + 1})", n, seconds, latencies, errors))
     return results
 
 
@@ -155,5 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
     main()

@@ -16,9 +16,7 @@ import argparse
 import io
 import os
 import random
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +26,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+from _endpoint import build_endpoint, served
 from PIL import Image
 
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
@@ -132,31 +131,6 @@ def hypothesis_bodies(n: int, seed_bodies: list[bytes]) -> list[tuple[bytes, str
     return drawn[:n]
 
 
-def build_endpoint(work: Path):
-    """Train, register, approve, deploy; returns (served image bodies, params file)."""
-    import yaml
-
-    from defectops import registry
-    from defectops.components.deploy.step import DeployConfig, deploy
-    from defectops.components.evaluate.step import EvaluateConfig, evaluate
-    from defectops.components.ingest.step import IngestConfig, ingest
-    from defectops.components.register.step import RegisterConfig, register
-    from defectops.components.train.step import TrainConfig, train
-    from defectops.dataset import read_manifest
-
-    ingest(IngestConfig(n_images=32, image_size=128), work / "raw")
-    train(TrainConfig(epochs=1, imgsz=128, workers=0), work / "raw", work / "model")
-    evaluate(EvaluateConfig(), work / "model", work / "raw", work / "eval")
-    os.environ["DEFECTOPS_USER"] = "bench.trainer"
-    version = register(RegisterConfig(), work / "model", work / "eval", work / "reg")["version"]
-    registry.approve("defectops-detector", version, "bench.approver", "malformed-input bench")
-    deploy(DeployConfig(), work / "raw", work / "deploy")
-    (work / "params.yaml").write_text(yaml.safe_dump({"serve": {
-        "deploy_root": str(work / "deploy"), "records_url": str(work / "decisions.db"),
-        "archive_root": str(work / "archive")}}))
-    return [(work / "raw" / r["path"]).read_bytes() for r in read_manifest(work / "raw")], work / "params.yaml"
-
-
 def send_all(url: str, key: str, cases: list[tuple[str, bytes, str]], clients: int):
     import httpx
 
@@ -205,7 +179,7 @@ def main() -> None:
     import httpx
 
     print("building a served model (one epoch, 128 px) ...", flush=True)
-    real, params = build_endpoint(work)
+    real, params = build_endpoint(work, reason="malformed-input bench")
     seeds = encodings(real[:12])
     rng = random.Random(args.seed)
     mutations = {"bit flips": lambda b: flip_bits(rng, b), "truncations": lambda b: truncate(rng, b),
@@ -216,31 +190,13 @@ def main() -> None:
     cases += [("hypothesis", body, ctype) for body, ctype in hypothesis_bodies(args.hypothesis, seeds)]
     rng.shuffle(cases)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     key = "bench-key"
-    server_log = open(work / "server.log", "w")  # noqa: SIM115 - closed with the server
-    server = subprocess.Popen([sys.executable, "-m", "defectops.cli", "serve", "--port", str(port), "--params",
-                               str(params)], env={**os.environ, "DEFECTOPS_API_KEYS": key}, stdout=server_log,
-                              stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with served(params, key, log=work / "server.log") as url:
         started = time.perf_counter()
         statuses, failures = send_all(url, key, cases, args.clients)
         seconds = time.perf_counter() - started
         alive = httpx.get(f"{url}/readyz", timeout=5).status_code == 200 and httpx.post(
             f"{url}/v1/predict", content=real[0], headers={"x-api-key": key}).status_code == 200
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        server_log.close()
 
     codes = sorted({code for counter in statuses.values() for code in counter})
     print(f"\n{len(cases)} malformed inputs in {seconds:.0f} s ({len(cases) / seconds:.0f}/s, {args.clients} clients)")

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from _endpoint import build_endpoint, served
 
 
 def percentiles(latencies_ms: list[float]) -> str:
@@ -81,50 +79,15 @@ def main() -> None:
                       DEFECTOPS_ARTIFACT_ROOT=(work / "artifacts").as_uri(),
                       DEFECTOPS_AUDIT_LOG=str(work / "audit.jsonl"))
 
-    import httpx
-    import yaml
-
-    from defectops import registry
-    from defectops.components.deploy.step import DeployConfig, deploy
-    from defectops.components.evaluate.step import EvaluateConfig, evaluate
-    from defectops.components.ingest.step import IngestConfig, ingest
-    from defectops.components.register.step import RegisterConfig, register
-    from defectops.components.train.step import TrainConfig, train
     from defectops.dataset import read_manifest
 
     print("building a served model (yolov8n, 256 px) ...", flush=True)
-    ingest(IngestConfig(n_images=48, image_size=256), work / "raw")
-    train(TrainConfig(epochs=1, imgsz=256, workers=0), work / "raw", work / "model")
-    evaluate(EvaluateConfig(), work / "model", work / "raw", work / "eval")
-    os.environ["DEFECTOPS_USER"] = "bench.trainer"
-    version = register(RegisterConfig(), work / "model", work / "eval", work / "reg")["version"]
-    registry.approve("defectops-detector", version, "bench.approver", "load test")
-    deploy(DeployConfig(), work / "raw", work / "deploy")
-    bodies = [(work / "raw" / r["path"]).read_bytes() for r in read_manifest(work / "raw")]
+    bodies, params = build_endpoint(work, image_size=256, n_images=48, reason="load test")
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (work / "params.yaml").write_text(yaml.safe_dump({"serve": {
-        "deploy_root": str(work / "deploy"), "records_url": str(work / "decisions.db"),
-        "archive_root": str(work / "archive")}}))
     key = "bench-key"
-    server = subprocess.Popen([sys.executable, "-m", "defectops.cli", "serve", "--port", str(port), "--params",
-                               str(work / "params.yaml")], env={**os.environ, "DEFECTOPS_API_KEYS": key})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        rows = []
-        for rate in [float(r) for r in args.rates.split(",")]:
-            rows.append((rate, *drive(url, key, bodies, rate, args.clients, args.seconds)))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with served(params, key) as url:
+        rows = [(rate, *drive(url, key, bodies, rate, args.clients, args.seconds))
+                for rate in [float(r) for r in args.rates.split(",")]]
 
     from ultralytics import YOLO
 

@@ -427,7 +427,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 "model_version": model.version if model else None, "last_error": watcher.last_error,
                 "canary_version": canary.version if canary else None, "canary_share": config.canary_share,
                 "canary_error": watcher.canary_error,
-                "records": {"url": store._safe_url() if store else None, "queued": writer.depth() if writer else 0,
+                "records": {"url": store.display_url() if store else None, "queued": writer.depth() if writer else 0,
                             "dropped": writer.dropped if writer else 0,
                             "writer_alive": writer.alive() if writer else None},
                 "publish": {"enabled": publisher is not None,

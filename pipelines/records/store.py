@@ -56,10 +56,10 @@ class DecisionStore:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
         except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a server down: say which
-            raise RecordsError(f"decision store {self._safe_url()}: cannot open ({type(exc).__name__}: {exc}); "
+            raise RecordsError(f"decision store {self.display_url()}: cannot open ({type(exc).__name__}: {exc}); "
                                "expected a file path or a URL such as postgresql+psycopg://user@host/db") from None
 
-    def _safe_url(self) -> str:
+    def display_url(self) -> str:
         from sqlalchemy.engine import make_url
 
         try:

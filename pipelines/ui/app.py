@@ -184,6 +184,8 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
+    opened: dict = {}
+
     def on_the_line() -> list[dict]:
         """Decisions per model version in the last 24 h, counted in the store; none when it does not exist."""
         if not records or ("://" not in records and not Path(records).exists()):
@@ -192,11 +194,9 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
 
         from defectops.records.store import DecisionStore
 
-        store = DecisionStore(records)
-        try:
-            return store.by_version(datetime.now(UTC) - timedelta(hours=24)).to_dict("records")
-        finally:
-            store.close()
+        if "store" not in opened:  # one engine for the page's life, not one per request
+            opened["store"] = DecisionStore(records)
+        return opened["store"].by_version(datetime.now(UTC) - timedelta(hours=24)).to_dict("records")
 
     @app.get("/", response_class=HTMLResponse)
     def pending(request: Request):
