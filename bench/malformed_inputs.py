@@ -171,6 +171,9 @@ def main() -> None:
     parser.add_argument("--hypothesis", type=int, default=2000, help="hypothesis-drawn bodies")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images", type=Path, default=None, help="Derive the bodies from these real images "
+                                                                  "(e.g. ../shared/datasets/neu-det/IMAGES) "
+                                                                  "instead of the synthetic ones served.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="defectops-malformed-"))
     os.environ.update(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}",
@@ -180,6 +183,8 @@ def main() -> None:
 
     print("building a served model (one epoch, 128 px) ...", flush=True)
     real, params = build_endpoint(work, reason="malformed-input bench")
+    if args.images:
+        real = [p.read_bytes() for p in sorted(args.images.iterdir())[:12]]
     seeds = encodings(real[:12])
     rng = random.Random(args.seed)
     mutations = {"bit flips": lambda b: flip_bits(rng, b), "truncations": lambda b: truncate(rng, b),
