@@ -43,8 +43,9 @@ def enforce_offline_env() -> None:
     os.environ.setdefault("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(SAGEMAKER_DEFAULTS))
 
 
-def configure_ultralytics() -> None:
-    """Pin Ultralytics settings that would reach the network, and provide its font locally.
+def configure_ultralytics(threads: int | None = None) -> int:
+    """Pin Ultralytics settings that would reach the network, provide its font locally, and let it
+    use every core (`threads`: a count instead; see compute.py). Returns the torch thread count.
 
     Ultralytics downloads Arial.ttf the first time it draws labels; we hand it matplotlib's
     bundled DejaVu Sans under that name so plotting never fetches anything.
@@ -63,3 +64,6 @@ def configure_ultralytics() -> None:
         if not target.exists() and font.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(font, target)
+    from defectops.compute import use_cores
+
+    return use_cores(threads)

@@ -32,6 +32,10 @@ class RetrainConfig(StepConfig):
     webhook_url: str | None = Field(None, description="POSTed the alert as JSON (e.g. a chat or pager hook).")
     project_dir: Path = Field(Path("."), description="local engine: the project whose DVC pipeline is re-run.")
     sagemaker_pipeline: str | None = Field(None, description="sagemaker engine: pipeline name to start.")
+    warm_start: bool = Field(True, description="local engine: the retraining starts from the champion's weights "
+                                               "(train.weights unset) instead of random ones.")
+    warm_start_epoch_share: float = Field(0.34, gt=0, le=1, description="... with this share of train.epochs "
+                                                                        "(bench/warm_start.py measures enough).")
 
 
 def _now() -> datetime:
@@ -82,6 +86,11 @@ def start_local(config: RetrainConfig, trigger_file: Path, log_dir: Path) -> dic
     """`defectops pipeline run --force --trigger drift` in the background, in its own session."""
     log_path = (log_dir / f"retrain_{_now().strftime('%Y%m%dT%H%M%S')}.log").resolve()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if config.warm_start:
+        from defectops.components.train.step import WARM_START_ENV, WARM_START_SHARE_ENV
+        from defectops.components.train.weights import CHAMPION
+
+        env.update({WARM_START_ENV: CHAMPION, WARM_START_SHARE_ENV: str(config.warm_start_epoch_share)})
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "defectops.cli", "pipeline", "run", "--force",
                                  "--trigger", "drift", "--trigger-ref", str(trigger_file.resolve())],

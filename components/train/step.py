@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from defectops.config import StepConfig
-from defectops.dataset import build_classification_view, build_ultralytics_view
+from defectops.dataset import build_classification_view, build_ultralytics_view, read_names
 from defectops.lineage import dvc_dir_md5, git_commit
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow, metric_key, tracking_uri
@@ -27,13 +27,21 @@ class TrainConfig(StepConfig):
                               "defect-free ones (YOLO classify).")
     model: str = Field(None, description="Ultralytics model yaml, built from scratch and never downloaded; "
                                                 "null = yolov8n.yaml (detect) or yolov8n-cls.yaml (classify).")
+    weights: str | None = Field(None, description="Start from these weights instead of random ones: a local .pt "
+                                                  "(a pretrained checkpoint, any earlier defectops model; its "
+                                                  "architecture wins over `model`) or 'champion' (the registry's "
+                                                  "serving model). Class outputs restart when the classes differ.")
+    model_name: str = Field("defectops-detector", description="Registered model whose champion 'champion' means.")
     epochs: int = Field(20, ge=1)
     time_hours: float | None = Field(None, gt=0, description="Wall-clock budget; when set, Ultralytics fits the "
                                                              "epoch count (and LR schedule) to it after epoch 1.")
     imgsz: int = Field(256, ge=32, multiple_of=32)
     batch: int = Field(16, ge=1)
     device: str = Field("cpu", description="'cpu', a CUDA index like '0', or 'auto'.")
-    workers: int = Field(2, ge=0)
+    workers: int = Field(2, ge=0, description="Dataloader worker processes; on CPU at most the cores torch "
+                                              "leaves free (see threads).")
+    threads: int | None = Field(None, ge=1, description="torch threads on CPU; null = every core this process "
+                                                        "may use (Ultralytics alone leaves one idle).")
     seed: int = 0
     lr0: float = Field(0.01, gt=0)
     weight_decay: float = Field(0.0005, ge=0)
@@ -61,6 +69,20 @@ class TrainConfig(StepConfig):
                              f"end in '-cls' (e.g. {DEFAULT_MODELS['classify']}), detection ones do not "
                              f"(e.g. {DEFAULT_MODELS['detect']})")
         return self
+
+
+WARM_START_ENV = "DEFECTOPS_WARM_START"  # set by a drift retraining launcher (monitor.retrain.warm_start)
+WARM_START_SHARE_ENV = "DEFECTOPS_WARM_START_EPOCH_SHARE"
+
+
+def for_this_run(config: TrainConfig) -> TrainConfig:
+    """A drift retraining starts from the champion with a share of the epochs, unless train.weights already
+    says where to start; the launcher says so through the environment, so params.yaml stays as it is."""
+    warm = os.environ.get(WARM_START_ENV)
+    if not warm or config.weights:
+        return config
+    share = float(os.environ.get(WARM_START_SHARE_ENV) or 1.0)
+    return config.model_copy(update={"weights": warm, "epochs": max(1, round(config.epochs * share))})
 
 
 def _resolve_device(device: str) -> str:
@@ -102,7 +124,7 @@ def _epochs_and_seconds(results_csv: Path) -> tuple[int, float]:
 
 def run_key(config: TrainConfig, lineage: dict[str, str]) -> str:
     """Identity of a training run: same settings on the same data = same run, so it may resume."""
-    settings = config.model_dump(mode="json", exclude={"checkpoint_dir", "resume", "experiment"})
+    settings = config.model_dump(mode="json", exclude={"checkpoint_dir", "resume", "experiment", "threads", "workers"})
     blob = json.dumps({"settings": settings, "data": lineage["train_data_md5"]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -119,10 +141,14 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
 
     from defectops.offline import configure_ultralytics
 
-    configure_ultralytics()
+    threads = configure_ultralytics(config.threads)
     from ultralytics import YOLO
 
+    from defectops.components.train import weights as starting
+    from defectops.compute import cpu_workers, keep_workers
+
     timer = StepTimer()
+    config = for_this_run(config)
     dataset, out = Path(dataset), Path(out)
     if out.exists():
         shutil.rmtree(out)
@@ -145,6 +171,14 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             _atomic_copy(best_copy, weights_dir / "best.pt")
     if not resuming and checkpoint.exists():
         shutil.rmtree(checkpoint)
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    start_record = checkpoint / "start.json"  # a resumed run keeps the lineage of where it started
+    if resuming and start_record.exists():
+        start = starting.StartingPoint(None, json.loads(start_record.read_text()), "resumed")
+    else:
+        start = starting.resolve(config.weights, config.model_name, checkpoint)
+        start_record.write_text(json.dumps(start.lineage))
+    lineage = {**lineage, **start.lineage}
     if config.task == "classify":
         data = build_classification_view(dataset, checkpoint / "view")
     else:
@@ -161,7 +195,13 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
                     mlflow.log_artifact(str(dataset / record), artifact_path="data")
         else:
             mlflow.set_tag("resumed_from", str(last))
-        model = YOLO(str(last) if resuming else config.model, task=config.task)
+        if resuming:
+            model = YOLO(str(last), task=config.task)
+        elif start.path is not None:
+            model = starting.load(start, config.task, read_names(dataset))
+        else:
+            model = YOLO(config.model, task=config.task)
+        mlflow.set_tag("initialised_from", start.note[:500] if not resuming else "resumed")
 
         def log_epoch(trainer) -> None:
             values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **(trainer.metrics or {})}
@@ -175,6 +215,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
 
         model.add_callback("on_fit_epoch_end", log_epoch)
         model.add_callback("on_model_save", keep_whole_checkpoint)
+        model.add_callback("on_pretrain_routine_start", keep_workers(cpu_workers(config.workers, threads)))
         if resuming:
             model.train(resume=True, device=device, workers=config.workers)
         else:
