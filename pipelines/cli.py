@@ -87,12 +87,13 @@ def data_profile_command(
 ) -> None:
     """Images per split/class/group, image and defect sizes (also at the training size), near-duplicate groups."""
     from defectops import dataset_profile
-    from defectops.components.train.step import TrainConfig
+    from defectops.components.train.step import TrainConfig, resolve_size
     from defectops.config import load_step_config
 
     with step_errors("data profile"):
-        size = imgsz or load_step_config(TrainConfig, "train", params).imgsz
-        report = dataset_profile.profile(dataset, size, png or Path(dataset) / "profile.png")
+        choice = resolve_size(load_step_config(TrainConfig, "train", params), Path(dataset))
+        report = dataset_profile.profile(dataset, imgsz or choice["imgsz"], png or Path(dataset) / "profile.png")
+        report["training_size"] = choice
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return

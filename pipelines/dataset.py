@@ -220,18 +220,67 @@ def segment_lines(root: Path, rel: str) -> list[str] | None:
     return [f"{c} " + " ".join(f"{x / w:.6f} {y / h:.6f}" for x, y in poly) for c, poly in mask_polygons(mask)]
 
 
-def build_ultralytics_view(root: Path, view: Path, segments: bool = False) -> Path:
+MIN_PIECE_PX = 2.0  # a defect's piece in a tile narrower than this is not labelled there
+
+
+def tile_boxes(boxes: list[Box], width: int, height: int, window: tuple[int, int, int, int]) -> list[Box]:
+    """The pieces of `boxes` (normalised to the image) inside `window`, normalised to the tile."""
+    x0, y0, x1, y1 = window
+    pieces = []
+    for b in boxes:
+        bx1, by1, bx2, by2 = b.to_pixels(width, height)
+        cx1, cy1, cx2, cy2 = max(bx1, x0), max(by1, y0), min(bx2, x1), min(by2, y1)
+        if cx2 - cx1 >= MIN_PIECE_PX and cy2 - cy1 >= MIN_PIECE_PX:
+            pieces.append(Box.from_pixels(b.cls, cx1 - x0, cy1 - y0, cx2 - x0, cy2 - y0, x1 - x0, y1 - y0))
+    return pieces
+
+
+def _write_tiles(root: Path, rel: str, view: Path, tile: int, overlap: float, rng: np.random.Generator) -> None:
+    """Train/val images larger than a tile become tiles: every tile with a defect, and as many
+    defect-free ones (at least one per image) so the model still learns the background."""
+    import cv2
+
+    from defectops.tiling import windows
+
+    image = cv2.imread(str(root / rel), cv2.IMREAD_UNCHANGED)
+    height, width = image.shape[:2]
+    boxes = read_labels(label_path(root, rel))
+    with_defect, empty = [], []
+    for window in windows(height, width, tile, overlap):
+        pieces = tile_boxes(boxes, width, height, window)
+        (with_defect if pieces else empty).append((window, pieces))
+    keep = max(1, len(with_defect))
+    chosen = [empty[i] for i in sorted(rng.choice(len(empty), min(keep, len(empty)), replace=False))] if empty else []
+    stem, suffix = Path(rel).stem, ".png"
+    for window, pieces in with_defect + chosen:
+        x0, y0, x1, y1 = window
+        tile_rel = (Path(rel).parent / f"{stem}__{x0}_{y0}{suffix}").as_posix()
+        target = view / tile_rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), image[y0:y1, x0:x1])
+        write_labels(label_path(view, tile_rel), pieces)
+
+
+def build_ultralytics_view(root: Path, view: Path, segments: bool = False,
+                           tiles: tuple[int, float, int] | None = None) -> Path:
     """A YOLO view of the dataset for Ultralytics at `view`; returns its data yaml.
 
     Ultralytics writes `labels/<split>.cache` beside the labels it reads. Pointed at the dataset
     itself, that would modify a DVC-tracked output and invalidate every later stage, so it reads
     a tree of per-image symlinks and copied label files instead. With `segments`, labels are
     YOLO-seg polygons traced from each image's mask (images without a mask keep their boxes,
-    written as 4-point polygons).
+    written as 4-point polygons). With `tiles` (tile side, overlap, seed), train and val images larger
+    than a tile are cut into tiles (see tiling.py); the test split stays whole for the evaluate step.
     """
     root, view = Path(root).resolve(), Path(view)
     names = read_names(root)
-    for _split, rel in iter_images(root):
+    rows = {r["path"]: r for r in read_manifest(root)} if tiles else {}
+    rng = np.random.default_rng(tiles[2] if tiles else 0)
+    for split, rel in iter_images(root):
+        row = rows.get(rel)
+        if tiles and split != "test" and row and row["width"] and max(int(row["width"]), int(row["height"])) > tiles[0]:
+            _write_tiles(root, rel, view, tiles[0], tiles[1], rng)
+            continue
         link = view / rel
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink():

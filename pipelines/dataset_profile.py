@@ -60,6 +60,47 @@ def profile(root: Path, imgsz: int, png: Path | None = None) -> dict:
     return report
 
 
+TARGET_BOX_PX = 16  # the median defect's shorter side at the training size: the smallest head (stride 8) sees it
+SIZE_FLOOR = 256  # shrinking below this (or the images' own size) saves little and loses texture
+
+
+def _round_up(value: float, stride: int = 32) -> int:
+    return int(np.ceil(value / stride) * stride)
+
+
+def choose_size(root: Path, max_imgsz: int, tile: bool = True) -> dict:
+    """`train.imgsz: auto` (and `train.tile: auto`), from the training split's boxes.
+
+    imgsz: the smallest multiple of 32 at which the median box's shorter side is >= TARGET_BOX_PX
+    (never below min(SIZE_FLOOR, the images' size)), capped at `max_imgsz`. When even the cap shrinks the
+    median defect below that and `tile`, the images are tiled instead: tiles of `tile` source pixels shown
+    at `max_imgsz` keep it at TARGET_BOX_PX.
+    """
+    root = Path(root)
+    sides, longs = [], []
+    for r in read_manifest(root):
+        if r["split"] != "train" or not r["width"] or r["n_boxes"] in ("0", "-1"):
+            continue
+        w, h = int(r["width"]), int(r["height"])
+        for b in read_labels(label_path(root, r["path"])):
+            sides.append(max(min(b.w * w, b.h * h), 1.0))
+            longs.append(max(w, h))
+    if not sides:
+        return {"imgsz": min(SIZE_FLOOR, max_imgsz), "tile": None, "reason": "no boxes in the training split"}
+    side, long = round(float(np.median(sides)), 1), float(np.median(longs))  # labels carry 6 decimals
+    needed = _round_up(TARGET_BOX_PX * long / side)
+    floor = min(SIZE_FLOOR, _round_up(long), max_imgsz)
+    imgsz = int(min(max(needed, floor), max_imgsz))
+    reason = (f"median defect {side:.1f} px on {long:.0f} px images: {TARGET_BOX_PX} px at imgsz {needed}"
+              f"{'' if needed <= max_imgsz else f', over the cap of {max_imgsz}'}")
+    if needed > max_imgsz and tile:
+        size = max(32, int(max_imgsz * side / TARGET_BOX_PX) // 32 * 32)
+        if size < long:
+            return {"imgsz": imgsz, "tile": size, "reason": f"{reason}: tiles of {size} px shown at {imgsz}",
+                    "median_box_px": side}
+    return {"imgsz": imgsz, "tile": None, "reason": reason, "median_box_px": side}
+
+
 def _stats(values: np.ndarray) -> dict:
     if not len(values):
         return {}
@@ -103,6 +144,11 @@ def _plot(report: dict, sides: list[float], path: Path) -> Path:
     return path
 
 
+def _size_line(choice: dict) -> str:
+    tiles = f", tiles of {choice['tile']} px" if choice.get("tile") else ""
+    return f"training size (train.imgsz, train.tile): imgsz {choice['imgsz']}{tiles} ({choice['reason']})"
+
+
 def render(report: dict) -> list:
     """What the command prints for a person: rich tables and lines."""
     from rich.table import Table
@@ -126,5 +172,6 @@ def render(report: dict) -> list:
             f"boxes under {report['small_box_px']} px at imgsz {report['imgsz']}: {report['small_box_share']:.1%}; "
             f"near-duplicate groups: {report['near_duplicate_groups']} ({report['images_in_groups']} images, "
             f"largest {report['largest_group']})",
+            *([_size_line(report["training_size"])] if "training_size" in report else []),
             *(f"[yellow]warning:[/] {w}" for w in report["warnings"]),
             *([f"figure: {report['png']}"] if "png" in report else [])]

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from defectops.dataset import GOOD
+from defectops.tiling import detect_tiled, needs_tiling, tiling_of
 
 SCORE_FLOOR = 0.001
 
@@ -47,6 +48,7 @@ class OnnxDetector:
         self.threshold = float(self.meta["threshold"])
         self.task = self.meta.get("task", "detect")
         self.output_classes = list(self.meta.get("output_classes") or self.names)
+        self.tiles = tiling_of(self.meta) if self.task == "detect" else None
 
     @staticmethod
     def decode(data: bytes) -> np.ndarray:
@@ -74,6 +76,28 @@ class OnnxDetector:
             outputs = self.session.run(None, {self.input_name: blob})
             embedding = outputs[1][0].mean(axis=(1, 2)) if len(outputs) > 1 else None
             return self._classification(outputs[0][0], rgb.shape[:2]), embedding
+        if self.tiles and needs_tiling(*rgb.shape[:2], self.tiles[0]):
+            return self._infer_tiled(rgb, iou, max_det)
+        return self._infer_whole(rgb, iou, max_det)
+
+    def _infer_tiled(self, rgb: np.ndarray, iou: float, max_det: int) -> tuple[list[Detection], np.ndarray | None]:
+        """A model trained on tiles sees tiles: boxes merged across them, the embedding averaged over them."""
+        embeddings = []
+
+        def detect(crops: list[np.ndarray]) -> list:
+            found = []
+            for crop in crops:
+                detections, embedding = self._infer_whole(np.ascontiguousarray(crop), iou, max_det)
+                if embedding is not None:
+                    embeddings.append(embedding)
+                found.append([(d.class_id, d.score, d.box) for d in detections])
+            return found
+
+        merged = detect_tiled(rgb, self.tiles[0], self.tiles[1], detect)[:max_det]
+        return ([Detection(b.class_id, self.names[b.class_id], b.score, b.box) for b in merged],
+                np.mean(embeddings, axis=0) if embeddings else None)
+
+    def _infer_whole(self, rgb: np.ndarray, iou: float, max_det: int) -> tuple[list[Detection], np.ndarray | None]:
         canvas, scale, (left, top) = self._letterbox(rgb)
         blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         outputs = self.session.run(None, {self.input_name: blob})

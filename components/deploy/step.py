@@ -24,6 +24,7 @@ from defectops.config import StepConfig
 from defectops.dataset import read_manifest, read_names, sha256_file
 from defectops.errors import RefusedError
 from defectops.metrics import StepTimer, write_metrics
+from defectops.tiling import tiling_of
 
 
 class DeployConfig(StepConfig):
@@ -158,6 +159,7 @@ def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
         meta = {"model_name": info.name, "version": info.version, "run_id": info.run_id, "task": task,
                 "output_classes": output_classes,
                 "threshold": float(info.tags["threshold"]), "imgsz": imgsz, "names": read_names(dataset),
+                **dict(zip(("tile", "tile_overlap"), tiling_of(info.tags) or ())),
                 "onnx_sha256": sha256_file(onnx_path), "weights_sha256": info.tags.get("weights_sha256"),
                 "approved_by": info.tags.get("approved_by")}
         (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -30,7 +30,9 @@ def champion_on_split(model_name: str, score_images, truth, image_level_metrics)
         return None
     with tempfile.TemporaryDirectory() as tmp:
         weights = registry.fetch_weights(champion, Path(tmp))
-        scores = score_images(weights, int(champion.tags.get("imgsz", 256)))
+        from defectops.tiling import tiling_of
+
+        scores = score_images(weights, int(champion.tags.get("imgsz", 256)), tiling_of(champion.tags))
     threshold = float(champion.tags["threshold"])
     return {"version": champion.version, "threshold": threshold,
             "test": image_level_metrics(scores, truth, threshold)}

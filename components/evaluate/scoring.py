@@ -26,9 +26,24 @@ def load_model(weights: Path):
     return YOLO(str(weights))
 
 
+def tiled_boxes(model, image_bgr: np.ndarray, tiles: tuple[int, float], imgsz: int, device: str) -> list:
+    """Merged boxes (tiling.TileBox, in the model's class ids) of one image the model saw tile by tile."""
+    from defectops.tiling import detect_tiled
+
+    def detect(crops: list[np.ndarray]) -> list:
+        results = model.predict(crops, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False)
+        return [list(zip(map(int, r.boxes.cls.tolist()), r.boxes.conf.tolist(), map(tuple, r.boxes.xyxy.tolist())))
+                for r in results]
+
+    return detect_tiled(image_bgr, tiles[0], tiles[1], detect)
+
+
 def score_images(model, root: Path, paths: list[str], imgsz: int, batch: int, device: str,
-                 names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(per-class scores of shape (images, len(names)), defect score per image)."""
+                 names: list[str], tiles: tuple[int, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(per-class scores of shape (images, len(names)), defect score per image). With `tiles` (side,
+    overlap), images larger than a tile are scored tile by tile: an image's score is its best tile's."""
+    if tiles and model.task == "detect":
+        return _score_tiled(model, root, paths, imgsz, device, names, tiles)
     per_class = np.zeros((len(paths), len(names)))
     good = np.zeros(len(paths))
     column = {name: i for i, name in enumerate(names)}
@@ -52,6 +67,21 @@ def score_images(model, root: Path, paths: list[str], imgsz: int, batch: int, de
                         per_class[row, column[name]] = max(per_class[row, column[name]], conf)
     if model.task == "classify":
         return per_class, 1.0 - good
+    return per_class, per_class.max(axis=1) if len(names) else np.zeros(len(paths))
+
+
+def _score_tiled(model, root: Path, paths: list[str], imgsz: int, device: str, names: list[str],
+                 tiles: tuple[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    per_class = np.zeros((len(paths), len(names)))
+    column = {name: i for i, name in enumerate(names)}
+    model_names = dict(model.names)
+    for row, rel in enumerate(paths):
+        for box in tiled_boxes(model, cv2.imread(str(Path(root) / rel)), tiles, imgsz, device):
+            name = model_names.get(box.class_id)
+            if name in column:
+                per_class[row, column[name]] = max(per_class[row, column[name]], box.score)
     return per_class, per_class.max(axis=1) if len(names) else np.zeros(len(paths))
 
 

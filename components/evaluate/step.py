@@ -12,11 +12,18 @@ from pydantic import Field
 from defectops.components.evaluate.evidence import false_negative_grid, model_card, per_class_recall, recall_lower_bound
 from defectops.components.evaluate.gate import champion_on_split, compare
 from defectops.components.evaluate.plots import plot_confusion_matrix, plot_pr_curves
-from defectops.components.evaluate.scoring import classification_report, load_model, predicted_classes, score_images
+from defectops.components.evaluate.scoring import (
+    classification_report,
+    load_model,
+    predicted_classes,
+    score_images,
+)
 from defectops.components.evaluate.threshold import image_level_metrics, pr_curve, tune_threshold
+from defectops.components.evaluate.tiled import tiled_box_metrics
 from defectops.config import StepConfig
 from defectops.dataset import image_class, label_path, read_labels, read_manifest, read_names, ultralytics_view
 from defectops.metrics import StepTimer, write_metrics
+from defectops.tiling import tiling_of
 from defectops.tracking import configure_mlflow
 
 
@@ -39,8 +46,9 @@ def run_gate(config: EvaluateConfig, dataset: Path, test_paths: list[str], test_
     """Score the registry champion on the same test images and compare at the operating points."""
     names = read_names(dataset)
 
-    def score(weights: Path, size: int) -> np.ndarray:
-        return score_images(load_model(weights), dataset, test_paths, size, config.batch, config.device, names)[1]
+    def score(weights: Path, size: int, tiles: tuple[int, float] | None) -> np.ndarray:
+        return score_images(load_model(weights), dataset, test_paths, size, config.batch, config.device, names,
+                            tiles)[1]
 
     champion = champion_on_split(config.model_name, score, test_truth, image_level_metrics)
     if champion is None:
@@ -89,7 +97,7 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
     model_dir, dataset, out = Path(model_dir), Path(dataset), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run_info = json.loads((model_dir / "run.json").read_text())
-    imgsz = int(run_info["imgsz"])
+    imgsz, tiles = int(run_info["imgsz"]), tiling_of(run_info)
     model = load_model(model_dir / "weights" / "best.pt")
     rows = read_manifest(dataset)
     names = read_names(dataset)
@@ -100,7 +108,7 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
         split_labels[split] = {p: read_labels(label_path(dataset, p)) for p in paths}
         split_truth[split] = np.array([len(split_labels[split][p]) > 0 for p in paths])
         split_class_scores[split], split_scores[split] = score_images(model, dataset, paths, imgsz, config.batch,
-                                                                      config.device, names)
+                                                                      config.device, names, tiles)
 
     tuning_recall = min(1.0, config.target_recall + config.val_recall_margin)
     threshold = tune_threshold(split_scores["val"], split_truth["val"], tuning_recall)
@@ -110,7 +118,11 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
     classified = classification_report(
         predicted_classes(split_class_scores["test"], split_scores["test"], threshold, names),
         [image_class(test_labels[p], names) for p in split_paths["test"]], names)
-    if model.task == "detect":
+    if model.task == "detect" and tiles:  # boxes merged across tiles on whole images; image-level confusion
+        box_metrics = {**tiled_box_metrics(model, dataset, split_paths["test"], test_labels, names, imgsz, tiles,
+                                           config.device),
+                       "confusion_labels": classified["labels"], "confusion": classified["matrix"]}
+    elif model.task == "detect":
         box_metrics = detection_metrics(model, dataset, imgsz, config)
     else:  # a classifier has no boxes: its confusion matrix is the image-level one
         box_metrics = {"test_map50": None, "test_map50_95": None, "confusion_labels": classified["labels"],

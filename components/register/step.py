@@ -54,6 +54,8 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
         **{f"test_{k}": f"{evaluation[f'test_{k}']:.4f}" for k in ("map50", "accuracy")
            if evaluation.get(f"test_{k}") is not None},
         "imgsz": run_info["imgsz"],
+        **({"tile": str(run_info["tile"]), "tile_overlap": str(run_info["tile_overlap"])} if run_info.get("tile")
+           else {}),
         # Where training started (warm start): the parent version and the hash of the weights it began from.
         **{k: str(run_info[k]) for k in ("parent_version", "parent_model", "parent_weights_sha256")
            if run_info.get(k)},

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from defectops.config import StepConfig
 from defectops.dataset import build_classification_view, build_ultralytics_view, read_names
@@ -35,7 +36,16 @@ class TrainConfig(StepConfig):
     epochs: int = Field(20, ge=1)
     time_hours: float | None = Field(None, gt=0, description="Wall-clock budget; when set, Ultralytics fits the "
                                                              "epoch count (and LR schedule) to it after epoch 1.")
-    imgsz: int = Field(256, ge=32, multiple_of=32)
+    imgsz: int | Literal["auto"] = Field(
+        "auto", description="Training (and serving) image size, a multiple of 32; auto: from the training boxes' "
+                            "sizes (the median defect >= 16 px, capped by max_imgsz; see `defectops data profile`).")
+    max_imgsz: int = Field(640, ge=32, multiple_of=32, description="imgsz: auto never goes above this (compute "
+                                                                   "budget); beyond it, tile: auto tiles.")
+    tile: int | Literal["auto"] | None = Field(
+        "auto", description="Tile side in source pixels for large images with small defects (training, evaluation "
+                            "and the endpoint all tile); auto: only when imgsz auto would need more than max_imgsz; "
+                            "null: never.")
+    tile_overlap: float = Field(0.25, ge=0, lt=0.9, description="Share of a tile its neighbour also covers.")
     batch: int = Field(16, ge=1)
     device: str = Field("cpu", description="'cpu', a CUDA index like '0', or 'auto'.")
     workers: int = Field(2, ge=0, description="Dataloader worker processes; on CPU at most the cores torch "
@@ -61,6 +71,20 @@ class TrainConfig(StepConfig):
             data = {**data, "model": DEFAULT_MODELS.get(data.get("task", "detect"), DEFAULT_MODELS["detect"])}
         return data
 
+    @field_validator("imgsz")
+    @classmethod
+    def _imgsz(cls, value):
+        if isinstance(value, int) and (value < 32 or value % 32):
+            raise ValueError(f"{value}: expected 'auto' or a multiple of 32 (the model's largest stride)")
+        return value
+
+    @field_validator("tile")
+    @classmethod
+    def _tile(cls, value):
+        if isinstance(value, int) and value < 32:
+            raise ValueError(f"{value}: expected 'auto', null or at least 32 source pixels")
+        return value
+
     @model_validator(mode="after")
     def _model_fits_task(self):
         if self.model.endswith((".yaml", ".yml")) and (Path(self.model).stem.endswith("-cls")) != (
@@ -83,6 +107,21 @@ def for_this_run(config: TrainConfig) -> TrainConfig:
         return config
     share = float(os.environ.get(WARM_START_SHARE_ENV) or 1.0)
     return config.model_copy(update={"weights": warm, "epochs": max(1, round(config.epochs * share))})
+
+
+def resolve_size(config: TrainConfig, dataset: Path) -> dict:
+    """The image size (and tile size) this run trains at: fixed in the config, or chosen from the data."""
+    from defectops.dataset_profile import choose_size
+
+    if config.task == "classify":  # a classifier sees the whole image; tiling would change what a label means
+        size = choose_size(dataset, config.max_imgsz, tile=False) if config.imgsz == "auto" else {}
+        return {"imgsz": size.get("imgsz", config.imgsz), "tile": None, "reason": size.get("reason", "fixed")}
+    if isinstance(config.tile, int):
+        imgsz = config.imgsz if config.imgsz != "auto" else min(int(np.ceil(config.tile / 32) * 32), config.max_imgsz)
+        return {"imgsz": imgsz, "tile": config.tile, "reason": f"tiles of {config.tile} px (fixed)"}
+    if config.imgsz != "auto":
+        return {"imgsz": config.imgsz, "tile": None, "reason": "fixed"}
+    return choose_size(dataset, config.max_imgsz, tile=config.tile == "auto")
 
 
 def _resolve_device(device: str) -> str:
@@ -179,16 +218,21 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         start = starting.resolve(config.weights, config.model_name, checkpoint)
         start_record.write_text(json.dumps(start.lineage))
     lineage = {**lineage, **start.lineage}
+    size = resolve_size(config, dataset)
+    imgsz, tile = int(size["imgsz"]), size["tile"]
     if config.task == "classify":
         data = build_classification_view(dataset, checkpoint / "view")
     else:
-        data = build_ultralytics_view(dataset, checkpoint / "view")
+        data = build_ultralytics_view(dataset, checkpoint / "view",
+                                      tiles=(tile, config.tile_overlap, config.seed) if tile else None)
 
     with mlflow.start_run(run_id=run_id_file.read_text().strip() if resuming else None, run_name="train",
                           nested=parent_run_id is not None, parent_run_id=parent_run_id) as run:
         run_id_file.write_text(run.info.run_id)
         if not resuming:
-            mlflow.log_params({**config.model_dump(exclude={"checkpoint_dir"}), "device": device})
+            mlflow.log_params({**config.model_dump(exclude={"checkpoint_dir"}), "device": device,
+                               "imgsz_used": imgsz, "tile_used": tile})
+            mlflow.set_tag("size_reason", size["reason"][:500])
             mlflow.set_tags({**lineage, "git_commit": git_commit(), "step": "train"})
             for record in ("augment_metrics.json", "augment_log.csv"):  # how the training set was made
                 if (dataset / record).exists():
@@ -219,7 +263,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         if resuming:
             model.train(resume=True, device=device, workers=config.workers)
         else:
-            model.train(data=str(data), epochs=config.epochs, imgsz=config.imgsz, batch=config.batch,
+            model.train(data=str(data), epochs=config.epochs, imgsz=imgsz, batch=config.batch,
                         device=device, workers=config.workers, seed=config.seed, lr0=config.lr0,
                         weight_decay=config.weight_decay, mosaic=config.mosaic, hsv_v=config.hsv_v,
                         patience=config.patience, time=config.time_hours, cache="ram" if config.cache else False,
@@ -237,11 +281,13 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         mlflow.log_artifact(str(weights), artifact_path="model")
         run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                     "tracking_uri": tracking_uri(), "model_artifact": "model/best.pt",
-                    **lineage, "imgsz": config.imgsz, "task": config.task, "resumed": resuming}
+                    **lineage, "imgsz": imgsz, "tile": tile, "tile_overlap": config.tile_overlap if tile else None,
+                    "task": config.task, "resumed": resuming}
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     shutil.rmtree(checkpoint, ignore_errors=True)  # finished: the next run with these settings starts fresh
     epochs_run, loop_seconds = _epochs_and_seconds(out / "results.csv")
-    metrics = {"task": config.task, "epochs": epochs_run or config.epochs, "device": device,
+    metrics = {"task": config.task, "epochs": epochs_run or config.epochs, "device": device, "imgsz": imgsz,
+               "tile": tile, "size_reason": size["reason"],
                "seconds_per_epoch": round(loop_seconds / epochs_run, 3) if epochs_run else None,
                "seconds": timer.seconds(), **final, "run_id": run_info["run_id"], "resumed": resuming, **lineage}
     write_metrics(out / "metrics.json", metrics)

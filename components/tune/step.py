@@ -130,12 +130,13 @@ def objective_value(model_dir: Path, dataset: Path, target_recall: float, device
 
     from defectops.components.evaluate.scoring import load_model, score_images
     from defectops.dataset import label_path, read_labels, read_manifest, read_names
+    from defectops.tiling import tiling_of
 
     paths = [r["path"] for r in read_manifest(dataset) if r["split"] == "val"]
     truth = np.array([bool(read_labels(label_path(dataset, p))) for p in paths])
-    imgsz = json.loads((model_dir / "run.json").read_text())["imgsz"]
-    _, scores = score_images(load_model(model_dir / "weights" / "best.pt"), dataset, paths, imgsz, 16, device,
-                             read_names(dataset))
+    run = json.loads((model_dir / "run.json").read_text())
+    _, scores = score_images(load_model(model_dir / "weights" / "best.pt"), dataset, paths, run["imgsz"], 16, device,
+                             read_names(dataset), tiling_of(run))
     return recall_first_objective(scores, truth, target_recall)
 
 

@@ -7,7 +7,10 @@ import sys
 import numpy as np
 from PIL import Image
 
+import pytest
+
 from defectops.dataset import Box, write_dataset_yaml, write_labels, write_manifest
+from defectops.dataset_profile import choose_size
 
 
 def _dataset(root):
@@ -41,7 +44,35 @@ def test_profile_counts_groups_and_warns_about_defects_too_small_at_the_training
     assert "33% of boxes are under 8 px at imgsz 256" in report["warnings"][0]
     assert report["near_duplicate_groups"] == 1 and report["largest_group"] == 3
     assert (tmp_path / "p.png").stat().st_size > 10_000
+    # train boxes of 4 and 40 px (median 22) on 512 px: 16 px needs 372 -> 384 (train.imgsz: auto)
+    assert report["training_size"]["imgsz"] == 384 and report["training_size"]["tile"] is None
     at_2048 = subprocess.run([sys.executable, "-m", "defectops.cli", "data", "profile", str(tmp_path / "d"),
                               "--imgsz", "2048", "--png", str(tmp_path / "q.png")],
                              capture_output=True, text=True, timeout=300)
     assert at_2048.returncode == 0 and "warning" not in at_2048.stderr + at_2048.stdout  # 16 px at 2048: fine
+
+
+def _sized(root, image_px: int, sides: list[int]):
+    """Train images of `image_px` square, one box per image with these shorter sides (long side 2x)."""
+    write_dataset_yaml(root, ["scratch"])
+    for i, side in enumerate(sides):
+        rel = f"images/train/t{i}.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((image_px, image_px), np.uint8)).save(root / rel)
+        write_labels(root / "labels" / "train" / f"t{i}.txt", [Box.from_pixels(0, 10, 10, 10 + side, 10 + 2 * side,
+                                                                               image_px, image_px)])
+    write_manifest(root)
+    return root
+
+
+@pytest.mark.parametrize("image_px,sides,cap,tile,expected", [
+    (1024, [60, 64, 70], 640, True, (256, None)),     # 64 px defects: 16 px at 256
+    (1024, [30, 32, 40], 640, True, (512, None)),     # 32 px: 16 px needs 512
+    (1024, [6, 8, 12], 640, True, (640, 320)),        # 8 px would need 2048: tiles of 320 px shown at 640
+    (1024, [6, 8, 12], 640, False, (640, None)),      # tiling off: the cap, and the defects stay small
+    (200, [40, 45, 60], 640, True, (224, None)),      # NEU-DET-like: never below the images' own size ...
+    (2000, [400, 500], 640, True, (256, None)),       # ... or 256 for large images with large defects
+])
+def test_imgsz_auto_keeps_the_median_defect_at_16_px(tmp_path, image_px, sides, cap, tile, expected):
+    choice = choose_size(_sized(tmp_path / "d", image_px, sides), cap, tile=tile)
+    assert (choice["imgsz"], choice["tile"]) == expected, choice["reason"]
