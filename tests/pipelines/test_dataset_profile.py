@@ -5,9 +5,8 @@ import subprocess
 import sys
 
 import numpy as np
-from PIL import Image
-
 import pytest
+from PIL import Image
 
 from defectops.dataset import Box, write_dataset_yaml, write_labels, write_manifest
 from defectops.dataset_profile import choose_size
