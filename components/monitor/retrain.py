@@ -82,15 +82,22 @@ def in_flight(state: dict, config: RetrainConfig, sagemaker_client=None) -> bool
     return False
 
 
-def start_local(config: RetrainConfig, trigger_file: Path, log_dir: Path) -> dict:
-    """`defectops pipeline run --force --trigger drift` in the background, in its own session."""
-    log_path = (log_dir / f"retrain_{_now().strftime('%Y%m%dT%H%M%S')}.log").resolve()
+def retrain_env(config: RetrainConfig) -> dict[str, str]:
+    """The retraining's environment: this interpreter's tools, and where training starts (the train
+    step reads it, so params.yaml stays as committed)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if config.warm_start:
         from defectops.components.train.step import WARM_START_ENV, WARM_START_SHARE_ENV
         from defectops.components.train.weights import CHAMPION
 
         env.update({WARM_START_ENV: CHAMPION, WARM_START_SHARE_ENV: str(config.warm_start_epoch_share)})
+    return env
+
+
+def start_local(config: RetrainConfig, trigger_file: Path, log_dir: Path) -> dict:
+    """`defectops pipeline run --force --trigger drift` in the background, in its own session."""
+    log_path = (log_dir / f"retrain_{_now().strftime('%Y%m%dT%H%M%S')}.log").resolve()
+    env = retrain_env(config)
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "defectops.cli", "pipeline", "run", "--force",
                                  "--trigger", "drift", "--trigger-ref", str(trigger_file.resolve())],

@@ -34,8 +34,12 @@ def test_dataloader_workers_only_on_cores_torch_leaves():
 
 
 def test_drift_retraining_warm_starts_from_the_champion_with_fewer_epochs(monkeypatch):
-    monkeypatch.setenv(WARM_START_ENV, "champion")
-    monkeypatch.setenv(WARM_START_SHARE_ENV, "0.34")
+    from defectops.components.monitor.retrain import RetrainConfig, retrain_env
+
+    env = retrain_env(RetrainConfig(warm_start=True, warm_start_epoch_share=0.34))
+    assert WARM_START_ENV not in retrain_env(RetrainConfig(warm_start=False))
+    monkeypatch.setenv(WARM_START_ENV, env[WARM_START_ENV])
+    monkeypatch.setenv(WARM_START_SHARE_ENV, env[WARM_START_SHARE_ENV])
     assert for_this_run(TrainConfig(epochs=20)).model_dump(include={"weights", "epochs"}) == {
         "weights": "champion", "epochs": 7}
     mine = TrainConfig(epochs=20, weights="/models/coco.pt")  # the user's own choice wins
