@@ -4,9 +4,10 @@
     .venv/bin/python bench/train_threads.py --epochs 5 --rounds 2
 
 Ultralytics on CPU uses cpu_count - 1 torch threads and 0 dataloader workers; the train step
-(defectops.compute) uses every core and keeps `train.workers`. Each variant trains in a fresh
-process on the same synthetic default dataset with the same settings and epochs; with
---rounds 2 the order is reversed in the second round so a busy machine penalises all alike.
+(defectops.compute) uses every core and gives dataloader workers only the cores torch leaves.
+Each variant trains in a fresh process on the same synthetic default dataset with the same
+settings and epochs; with --rounds 2 the order is reversed in the second round so a busy
+machine penalises all alike.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from pathlib import Path
 
 from _project import print_table
 
-VARIANTS = {  # name: (threads, workers); None = the train step's default (workers: only on cores torch leaves)
+VARIANTS = {  # name: (threads, workers); None = the train step's default
     "Ultralytics' CPU default (cores - 1 threads, 0 workers)": ("ultralytics", 0),
-    "all cores (train step default)": (None, 2),
-    "cores - 1 threads, 1 worker": ("ultralytics", 1),
+    "train step default (every core; workers only on cores torch leaves: 0 here)": (None, 2),
 }
 
 
