@@ -31,7 +31,9 @@ def tiled_boxes(model, image_bgr: np.ndarray, tiles: tuple[int, float], imgsz: i
     from defectops.tiling import detect_tiled
 
     def detect(crops: list[np.ndarray]) -> list:
-        results = model.predict(crops, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False)
+        # At most the endpoint's 100 boxes per tile: both then merge the same boxes, and an untrained
+        # model's hundreds of near-floor boxes per tile do not make the merge quadratic in thousands.
+        results = model.predict(crops, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False, max_det=100)
         return [list(zip(map(int, r.boxes.cls.tolist()), r.boxes.conf.tolist(), map(tuple, r.boxes.xyxy.tolist())))
                 for r in results]
 
