@@ -103,3 +103,14 @@ def test_champion_start_is_the_served_weights_with_its_version(trained, evaluate
     assert start.lineage == {"parent_version": version, "parent_model": "warm-start-detector",
                              "parent_weights_sha256": sha256_file(trained / "weights" / "best.pt")}
     assert sha256_file(start.path) == start.lineage["parent_weights_sha256"]
+
+
+def test_ultralytics_gets_torchvision_nms_in_a_fresh_process():
+    """Without torchvision imported, Ultralytics falls back to a Python-loop NMS (45x slower here, see offline.py)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom defectops.offline import configure_ultralytics\nconfigure_ultralytics()\n"
+             "print('torchvision' in sys.modules)")
+    reply = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert reply.stdout.strip().splitlines()[-1] == "True", reply.stderr
