@@ -65,8 +65,8 @@ def configure_ultralytics(threads: int | None = None) -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(font, target)
     # Ultralytics' NMS uses torchvision's kernel only when torchvision is already imported, else a
-    # Python-loop NMS: 10.2 s vs 0.22 s for 6,000 boxes here. An early model's validation at conf
-    # 0.001 has thousands per image, which made NEU-DET's first epoch 564 s instead of 46 s.
+    # Python-loop NMS, 4-46x slower here (bench/nms_path.py; the ratio depends on how the boxes
+    # overlap). An early model validated at conf 0.001 has thousands of candidates per image.
     import torchvision  # noqa: F401
 
     from defectops.compute import use_cores

@@ -106,7 +106,7 @@ def test_champion_start_is_the_served_weights_with_its_version(trained, evaluate
 
 
 def test_ultralytics_gets_torchvision_nms_in_a_fresh_process():
-    """Without torchvision imported, Ultralytics falls back to a Python-loop NMS (45x slower here, see offline.py)."""
+    """Without torchvision imported, Ultralytics falls back to a Python-loop NMS (4-46x slower here, see offline.py)."""
     import subprocess
     import sys
 
