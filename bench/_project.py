@@ -56,3 +56,14 @@ def keep_or_remove(folder: Path, keep: bool) -> None:
         print(f"kept at {folder}")
     else:
         shutil.rmtree(folder)
+
+
+def image_ap(eval_dir: Path) -> float:
+    """Image-level average precision on the test split, from the evaluate step's per_image.csv."""
+    import csv
+
+    from sklearn.metrics import average_precision_score
+
+    with open(eval_dir / "per_image.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    return float(average_precision_score([int(r["is_defect"]) for r in rows], [float(r["score"]) for r in rows]))

@@ -13,14 +13,13 @@ the test split, image-level AP, and box mAP50 on whole test images. One run; eve
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
-from _project import print_table
+from _project import image_ap, print_table
 
 SIZE = 1024
 CLASSES = ["pit", "scratch"]
@@ -64,14 +63,6 @@ def generate(root: Path, n: int, seed: int = 0) -> None:
         cv2.imwrite(str(path), np.clip(img, 0, 255).astype(np.uint8))
         write_labels(root / "labels" / split / f"frame{i:04d}.txt", boxes)
     write_manifest(root)
-
-
-def image_ap(eval_dir: Path) -> float:
-    from sklearn.metrics import average_precision_score
-
-    with open(eval_dir / "per_image.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
-    return float(average_precision_score([int(r["is_defect"]) for r in rows], [float(r["score"]) for r in rows]))
 
 
 def main() -> None:

@@ -14,14 +14,13 @@ seed is printed.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _project import print_table
+from _project import image_ap, print_table
 from PIL import Image
 
 
@@ -38,14 +37,6 @@ def shift_lighting(source: Path, target: Path) -> None:
         shifted = np.clip(pixels * ramp * 0.8 + 12, 0, 255).astype(np.uint8)
         Image.fromarray(shifted).convert(mode).save(path)
     write_manifest(target)  # new bytes, new sha256; splits and groups kept
-
-
-def image_ap(eval_dir: Path) -> float:
-    from sklearn.metrics import average_precision_score
-
-    with open(eval_dir / "per_image.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
-    return float(average_precision_score([int(r["is_defect"]) for r in rows], [float(r["score"]) for r in rows]))
 
 
 def main() -> None:
