@@ -20,6 +20,7 @@ from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow, metric_key, tracking_uri
 
 DEFAULT_MODELS = {"detect": "yolov8n.yaml", "classify": "yolov8n-cls.yaml"}
+DEFAULT_LR0 = {"AdamW": 0.001, "Adam": 0.001, "SGD": 0.01, "MuSGD": 0.01}  # auto picks its own
 
 
 class TrainConfig(StepConfig):
@@ -53,7 +54,11 @@ class TrainConfig(StepConfig):
     threads: int | None = Field(None, ge=1, description="torch threads on CPU; null = every core this process "
                                                         "may use (Ultralytics alone leaves one idle).")
     seed: int = 0
-    lr0: float = Field(0.01, gt=0)
+    optimizer: Literal["AdamW", "Adam", "SGD", "MuSGD", "auto"] = Field(
+        "AdamW", description="Named, not Ultralytics' 'auto': auto ignores lr0 and switches to MuSGD past 10,000 "
+                             "planned iterations (a wall-clock budget with many epochs), ~6x slower per batch on CPU.")
+    lr0: float | None = Field(None, gt=0, description="Initial learning rate; null: 0.001 for the Adam family, "
+                                                      "0.01 for SGD/MuSGD (what each is usually started at).")
     weight_decay: float = Field(0.0005, ge=0)
     mosaic: float = Field(1.0, ge=0, le=1, description="Probability of mosaic augmentation.")
     hsv_v: float = Field(0.4, ge=0, le=1, description="Brightness augmentation strength.")
@@ -69,6 +74,13 @@ class TrainConfig(StepConfig):
     def _default_model_for_task(cls, data):
         if isinstance(data, dict) and data.get("model") is None:
             data = {**data, "model": DEFAULT_MODELS.get(data.get("task", "detect"), DEFAULT_MODELS["detect"])}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _learning_rate_for_optimizer(cls, data):
+        if isinstance(data, dict) and data.get("lr0") is None:
+            data = {**data, "lr0": DEFAULT_LR0.get(data.get("optimizer", "AdamW"), 0.01)}
         return data
 
     @field_validator("imgsz")
@@ -107,6 +119,15 @@ def for_this_run(config: TrainConfig) -> TrainConfig:
         return config
     share = float(os.environ.get(WARM_START_SHARE_ENV) or 1.0)
     return config.model_copy(update={"weights": warm, "epochs": max(1, round(config.epochs * share))})
+
+
+def optimizer_args(config: TrainConfig) -> dict:
+    """Ultralytics' optimizer settings for this config. Adam-family steps are already normalised, so the
+    bias warm-up starts at zero instead of SGD's 0.1 (which would be 100x their learning rate)."""
+    args = {"optimizer": config.optimizer, "lr0": config.lr0}
+    if config.optimizer in ("AdamW", "Adam"):
+        args["warmup_bias_lr"] = 0.0
+    return args
 
 
 def resolve_size(config: TrainConfig, dataset: Path) -> dict:
@@ -264,7 +285,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             model.train(resume=True, device=device, workers=config.workers)
         else:
             model.train(data=str(data), epochs=config.epochs, imgsz=imgsz, batch=config.batch,
-                        device=device, workers=config.workers, seed=config.seed, lr0=config.lr0,
+                        device=device, workers=config.workers, seed=config.seed, **optimizer_args(config),
                         weight_decay=config.weight_decay, mosaic=config.mosaic, hsv_v=config.hsv_v,
                         patience=config.patience, time=config.time_hours, cache="ram" if config.cache else False,
                         project=str(checkpoint), name="ultralytics", exist_ok=True, plots=False, verbose=False,
@@ -277,6 +298,10 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             shutil.copyfile(run_dir / "results.csv", out / "results.csv")
             mlflow.log_artifact(str(out / "results.csv"), artifact_path="training")
         final = {metric_key(k): float(v) for k, v in (model.trainer.metrics or {}).items()}
+        used = model.trainer.optimizer  # what Ultralytics built, recorded because 'auto' would pick for itself
+        optimizer_used = {"optimizer": type(used).__name__,  # MuSGD boosts some groups' rate: the base is the least
+                          "lr0": min(float(g.get("initial_lr", g["lr"])) for g in used.param_groups)}
+        mlflow.set_tags({"optimizer_used": optimizer_used["optimizer"], "lr0_used": optimizer_used["lr0"]})
         mlflow.log_metrics({f"final/{k}": v for k, v in final.items()})
         mlflow.log_artifact(str(weights), artifact_path="model")
         run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
@@ -289,6 +314,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     metrics = {"task": config.task, "epochs": epochs_run or config.epochs, "device": device, "imgsz": imgsz,
                "tile": tile, "size_reason": size["reason"],
                "seconds_per_epoch": round(loop_seconds / epochs_run, 3) if epochs_run else None,
+               "optimizer": optimizer_used["optimizer"], "lr0": optimizer_used["lr0"],
                "seconds": timer.seconds(), **final, "run_id": run_info["run_id"], "resumed": resuming, **lineage}
     write_metrics(out / "metrics.json", metrics)
     return metrics

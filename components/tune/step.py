@@ -46,7 +46,7 @@ class TuneConfig(StepConfig):
     target_recall: float = Field(0.98, gt=0, le=1, description="Recall the objective's threshold keeps on val.")
     seed: int = 0
     space: dict[str, SearchRange] = {
-        "lr0": SearchRange(type="float", low=0.002, high=0.05, log=True),
+        "lr0": SearchRange(type="float", low=0.0003, high=0.005, log=True),  # AdamW (train.optimizer)
         "mosaic": SearchRange(type="float", low=0.0, high=1.0),
         "hsv_v": SearchRange(type="float", low=0.1, high=0.6),
     }

@@ -114,3 +114,13 @@ def test_ultralytics_gets_torchvision_nms_in_a_fresh_process():
              "print('torchvision' in sys.modules)")
     reply = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert reply.stdout.strip().splitlines()[-1] == "True", reply.stderr
+
+
+@pytest.mark.parametrize("optimizer, expected", [("AdamW", ("AdamW", 0.001)), ("auto", ("MuSGD", 0.01))])
+def test_a_long_budget_trains_with_the_named_optimizer(optimizer, expected, tiny_dataset, tmp_path):
+    """20,000 planned epochs under a seconds-long budget: Ultralytics' 'auto' would switch to MuSGD (and
+    ignore lr0); the named default keeps AdamW at its rate."""
+    metrics = train(TrainConfig(epochs=20000, time_hours=0.0001, imgsz=64, batch=8, optimizer=optimizer,
+                                checkpoint_dir=tmp_path / "ck"), tiny_dataset, tmp_path / "model")
+    assert (metrics["optimizer"], metrics["lr0"]) == expected
+    assert metrics["epochs"] < 5  # the budget, not the epoch count, ended it

@@ -11,11 +11,11 @@ from defectops.tracking import tracking_uri
 
 def test_study_records_trials_and_best_params(tiny_dataset, tmp_path):
     train_config = TrainConfig(epochs=2, imgsz=64, batch=8, workers=0, checkpoint_dir=tmp_path / "ck")
-    config = TuneConfig(trials=3, target_recall=0.9, space={"lr0": SearchRange(low=0.002, high=0.05, log=True)})
+    config = TuneConfig(trials=3, target_recall=0.9, space={"lr0": SearchRange(low=0.0003, high=0.005, log=True)})
     metrics = tune(config, train_config, tiny_dataset, tmp_path / "tune")
     assert metrics["trials"] == 3 and metrics["completed"] + metrics["pruned"] == 3
     best = yaml.safe_load((tmp_path / "tune" / "best_params.yaml").read_text())["train"]
-    assert 0.002 <= best["lr0"] <= 0.05
+    assert 0.0003 <= best["lr0"] <= 0.005
     trials = (tmp_path / "tune" / "trials.csv").read_text().splitlines()
     assert len(trials) == 4 and "params_lr0" in trials[0]
     assert f"{train_config.lr0}" in trials[1]  # trial 0 ran the defaults
