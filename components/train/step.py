@@ -121,12 +121,18 @@ def for_this_run(config: TrainConfig) -> TrainConfig:
     return config.model_copy(update={"weights": warm, "epochs": max(1, round(config.epochs * share))})
 
 
-def optimizer_args(config: TrainConfig) -> dict:
+WARM_START_WARMUP_SHARE = 0.1  # of the epochs; Ultralytics' 3 warm-up epochs are a random start's need
+
+
+def optimizer_args(config: TrainConfig, warm_start: bool = False) -> dict:
     """Ultralytics' optimizer settings for this config. Adam-family steps are already normalised, so the
-    bias warm-up starts at zero instead of SGD's 0.1 (which would be 100x their learning rate)."""
+    bias warm-up starts at zero instead of SGD's 0.1 (which would be 100x their learning rate). Trained
+    weights need no 3-epoch ramp: a drift retraining of 7 epochs would spend 3 of them below full rate."""
     args = {"optimizer": config.optimizer, "lr0": config.lr0}
     if config.optimizer in ("AdamW", "Adam"):
         args["warmup_bias_lr"] = 0.0
+    if warm_start:
+        args["warmup_epochs"] = min(3.0, WARM_START_WARMUP_SHARE * config.epochs)
     return args
 
 
@@ -285,7 +291,8 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             model.train(resume=True, device=device, workers=config.workers)
         else:
             model.train(data=str(data), epochs=config.epochs, imgsz=imgsz, batch=config.batch,
-                        device=device, workers=config.workers, seed=config.seed, **optimizer_args(config),
+                        device=device, workers=config.workers, seed=config.seed,
+                        **optimizer_args(config, warm_start=start.path is not None),
                         weight_decay=config.weight_decay, mosaic=config.mosaic, hsv_v=config.hsv_v,
                         patience=config.patience, time=config.time_hours, cache="ram" if config.cache else False,
                         project=str(checkpoint), name="ultralytics", exist_ok=True, plots=False, verbose=False,

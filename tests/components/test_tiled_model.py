@@ -59,3 +59,23 @@ def test_endpoint_and_evaluate_agree_on_a_tiled_image(tiled, tiny_dataset, tmp_p
         for served, box in zip(detections, offline_boxes):
             assert served.class_id == box.class_id and served.box == pytest.approx(box.box, abs=1.0)
         assert embedding is not None and np.isfinite(embedding).all()
+
+
+def test_a_tiled_model_is_explained_tile_by_tile_over_the_whole_frame(tiled, tiny_dataset, tmp_path):
+    import io
+    import shutil
+
+    from PIL import Image
+
+    from defectops.components.deploy.explain import Explainer
+
+    root, _ = tiled
+    shutil.copyfile(root / "model" / "weights" / "best.pt", tmp_path / "best.pt")
+    (tmp_path / "model.json").write_text(json.dumps({"imgsz": 32, "tile": 32, "tile_overlap": 0.25}))
+    explainer = Explainer(tmp_path)
+    frame = cv2.cvtColor(cv2.imread(str(tiny_dataset / read_manifest(tiny_dataset)[0]["path"])), cv2.COLOR_BGR2RGB)
+    frame = np.ascontiguousarray(np.concatenate([frame, frame[:, :40]], axis=1)[:50])  # 50 x 104: edge tiles are cut
+    heat = np.asarray(Image.open(io.BytesIO(explainer.heatmap_png(frame))))
+    assert heat.shape == (50, 104, 3)
+    cam = explainer._tiled_cam(frame, 32, 0.25)
+    assert cam.shape == (50, 104) and cam.max() > 0  # every pixel lies in a tile; some tile scored something
