@@ -12,6 +12,24 @@ from defectops.errors import DefectopsError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
+# Every params.yaml section and the config that reads it: the one list. A misspelt section is an
+# error (else `trian:` would be silently ignored and the defaults would train).
+SECTIONS = {
+    "ingest": "defectops.components.ingest.step:IngestConfig",
+    "data": "defectops.data_versions:DataSettings",
+    "validate": "defectops.components.validate.step:ValidateConfig",
+    "augment": "defectops.components.augment.step:AugmentConfig",
+    "train": "defectops.components.train.step:TrainConfig",
+    "tune": "defectops.components.tune.step:TuneConfig",
+    "evaluate": "defectops.components.evaluate.step:EvaluateConfig",
+    "register": "defectops.components.register.step:RegisterConfig",
+    "deploy": "defectops.components.deploy.step:DeployConfig",
+    "monitor": "defectops.components.monitor.step:MonitorConfig",
+    "serve": "defectops.components.deploy.server:ServeConfig",
+    "kfp": "defectops.engines.kfp:KfpSettings",
+    "sagemaker": "defectops.engines.sagemaker:SageMakerSettings",
+}
+
 
 class ConfigError(DefectopsError, ValueError):
     """A config value is missing or wrong; the message names the file and the field."""
@@ -37,7 +55,32 @@ def read_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of step sections, got {type(data).__name__}")
+    unknown = sorted(str(k) for k in data if k not in SECTIONS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; expected some of "
+                          f"{', '.join(SECTIONS)}")
     return data
+
+
+def config_class(section: str) -> type[StepConfig]:
+    """The config model of a params.yaml section (imported on demand: the engines' need optional extras)."""
+    import importlib
+
+    module, name = SECTIONS[section].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def validate_params(path: Path = DEFAULT_PARAMS, sections: tuple[str, ...] | None = None) -> dict[str, StepConfig]:
+    """Every section (or those named) validated at once, so a typo fails in a second, not an hour into a run.
+    An engine section whose extra is not installed here is checked where that engine runs."""
+    configs = {}
+    for section in sections or tuple(SECTIONS):
+        try:
+            model = config_class(section)
+        except ModuleNotFoundError:
+            continue
+        configs[section] = load_step_config(model, section, path)
+    return configs
 
 
 def load_step_config(model: type[C], section: str, path: Path = DEFAULT_PARAMS,

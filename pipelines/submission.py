@@ -70,20 +70,9 @@ def _in(project: Path):
 
 def _validate(params_file: Path) -> None:
     """Every step's section must validate before anything runs (a typo fails in a second, not an hour in)."""
-    from defectops.components.augment.step import AugmentConfig
-    from defectops.components.evaluate.step import EvaluateConfig
-    from defectops.components.ingest.step import IngestConfig
-    from defectops.components.register.step import RegisterConfig
-    from defectops.components.train.step import TrainConfig
-    from defectops.components.tune.step import TuneConfig
-    from defectops.components.validate.step import ValidateConfig
-    from defectops.config import load_step_config
-    from defectops.data_versions import DataSettings
+    from defectops.config import validate_params
 
-    for model, section in ((IngestConfig, "ingest"), (ValidateConfig, "validate"), (AugmentConfig, "augment"),
-                           (TrainConfig, "train"), (TuneConfig, "tune"), (EvaluateConfig, "evaluate"),
-                           (RegisterConfig, "register"), (DataSettings, "data")):
-        load_step_config(model, section, params_file)
+    validate_params(params_file)
 
 
 def submit(engine: str = "local", params: dict | None = None, project_dir: str | Path = ".",

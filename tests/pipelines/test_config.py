@@ -40,18 +40,17 @@ def test_cross_field_rules(tmp_path):
         load_step_config(IngestConfig, "ingest", params)
 
 
-def test_repository_params_file_is_valid():
-    """Every section of the shipped params.yaml validates against its step's config."""
-    from defectops.components.augment.step import AugmentConfig
-    from defectops.components.deploy.step import DeployConfig
-    from defectops.components.evaluate.step import EvaluateConfig
-    from defectops.components.monitor.step import MonitorConfig
-    from defectops.components.register.step import RegisterConfig
-    from defectops.components.tune.step import TuneConfig
-    from defectops.components.validate.step import ValidateConfig
+def test_repository_params_file_has_only_known_sections_and_each_validates():
+    from defectops.config import SECTIONS, read_params, validate_params
 
     params = Path(__file__).resolve().parents[2] / "params.yaml"
-    for model, section in [(IngestConfig, "ingest"), (ValidateConfig, "validate"), (AugmentConfig, "augment"),
-                           (TrainConfig, "train"), (EvaluateConfig, "evaluate"), (RegisterConfig, "register"),
-                           (DeployConfig, "deploy"), (MonitorConfig, "monitor"), (TuneConfig, "tune")]:
-        assert isinstance(load_step_config(model, section, params), model)
+    configs = validate_params(params)
+    raw = read_params(params)
+    assert set(raw) == set(SECTIONS) == set(configs)  # every section read by a config, none spare
+
+
+def test_a_misspelt_section_is_refused_with_the_known_ones(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("trian:\n  epochs: 5\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: unknown section\(s\) trian; expected some of ingest, data"):
+        load_step_config(TrainConfig, "train", params)

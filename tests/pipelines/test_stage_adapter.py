@@ -5,9 +5,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
-from defectops.engines.stage import sagemaker_training
+from defectops.engines.stage import StageError, sagemaker_training
 
 REPO_PARAMS = __import__("pathlib").Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -75,8 +76,6 @@ def test_sagemaker_training_entry_runs_a_trial_and_a_spot_resumable_final_traini
     assert (root / "checkpoints").is_dir() and not list((root / "checkpoints").iterdir())
 
     (config / "hyperparameters.json").write_text(json.dumps({"mode": "sideways"}))
-    try:
+    with pytest.raises(StageError, match="expected 'final' or 'trial'"):  # the job fails ...
         sagemaker_training(root)
-    except Exception:  # noqa: BLE001 - the job must fail and say why in SageMaker's failure file
-        pass
     assert "expected 'final' or 'trial'" in (root / "output" / "failure").read_text()
