@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from defectops.components.deploy.detector import Detection, OnnxDetector
-from defectops.components.monitor.features import EmbeddingReducer, image_features
+from defectops.drift_features import EmbeddingReducer, image_features
 
 
 def observe(detector: OnnxDetector, rgb: np.ndarray,

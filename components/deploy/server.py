@@ -33,8 +33,8 @@ from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.observe import observe
 from defectops.components.deploy.step import DeployError, verify_artefacts, version_dir
-from defectops.components.monitor.features import EmbeddingReducer
 from defectops.config import StepConfig
+from defectops.drift_features import EmbeddingReducer
 from defectops.errors import DefectopsError
 from defectops.records.archive import ImageArchive
 from defectops.records.publish import PublishConfig, Publisher, message_for

@@ -19,9 +19,9 @@ from defectops import registry
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.observe import observe
-from defectops.components.monitor.features import EMBEDDING_DIMS, EmbeddingReducer
 from defectops.config import StepConfig
 from defectops.dataset import read_manifest, read_names, sha256_file
+from defectops.drift_features import EMBEDDING_DIMS, EmbeddingReducer
 from defectops.errors import RefusedError
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tiling import tiling_of

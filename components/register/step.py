@@ -11,6 +11,7 @@ from pydantic import Field
 from defectops import identity, registry
 from defectops.config import StepConfig
 from defectops.dataset import sha256_file
+from defectops.errors import RefusedError
 from defectops.lineage import git_commit
 from defectops.metrics import StepTimer, write_metrics
 
@@ -30,7 +31,11 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
     model_dir, eval_dir, out = Path(model_dir), Path(eval_dir), Path(out)
     run_info = json.loads((model_dir / "run.json").read_text())
     evaluation = json.loads((eval_dir / "metrics.json").read_text())
-    gate = evaluation.get("gate") or {"passed": True}
+    gate = evaluation.get("gate")
+    if not isinstance(gate, dict) or "passed" not in gate:
+        # No verdict is not a pass: an evaluation from elsewhere (or edited by hand) must not open the registry.
+        raise RefusedError(f"{eval_dir / 'metrics.json'}: no champion/challenger gate verdict ('gate.passed'); "
+                           "expected the evaluate step's report - run 'defectops evaluate' on this model first")
     if not gate["passed"]:
         # The run ends here, clearly: a model worse than production is never put in front of an approver.
         result = {"registered": False, "model_name": config.model_name,

@@ -64,14 +64,17 @@ def emitted_values(stage: Stage, paths: Mapping[str, str]) -> dict[str, object]:
     return values
 
 
-def invoke_cli(args: list[str]) -> int:
-    """Call `defectops ARGS` in this process and return its exit code."""
+def invoke_step(name: str, args: list[str]) -> int:
+    """Call `defectops NAME ARGS` in this process through the step's own command (not the whole CLI, which
+    would pull every engine and sub-app into a container that runs one step); returns its exit code."""
+    import importlib
+
     import typer
 
-    from defectops.cli import app
-
+    app = typer.Typer(add_completion=False)
+    app.command(name)(importlib.import_module(f"defectops.components.{name}.cli").command)
     try:
-        result = typer.main.get_command(app).main(args, prog_name="defectops", standalone_mode=False)
+        result = typer.main.get_command(app).main(args, prog_name=f"defectops {name}", standalone_mode=False)
     except SystemExit as exc:  # pragma: no cover - click normally returns codes here
         return int(exc.code or 0)
     return result if isinstance(result, int) else 0
@@ -93,7 +96,7 @@ def run_stage(name: str, params: Path, paths: Mapping[str, str] | None = None,
                          f"not {unknown}")
     for dep in stage.deps:
         _unpack_model_archive(Path(paths.get(dep, dep)))
-    args = [name, *(str(paths.get(a, a)) for a in stage.args), "--params", str(params)]
+    args = [*(str(paths.get(a, a)) for a in stage.args), "--params", str(params)]
     with tempfile.TemporaryDirectory() as scratch:
         if overrides:
             if not stage.tunable:
@@ -101,7 +104,7 @@ def run_stage(name: str, params: Path, paths: Mapping[str, str] | None = None,
             best = Path(scratch) / "best_params.yaml"
             best.write_text(yaml.safe_dump({name: dict(overrides)}))
             args += ["--best-params", str(best)]
-        code = invoke_cli(args)
+        code = invoke_step(name, args)
     if code:
         raise SystemExit(code)
     return emitted_values(stage, paths)

@@ -41,3 +41,15 @@ def test_worse_challenger_ends_the_run_without_registration(trained, evaluated, 
 def test_margin_is_validated(margin):
     with pytest.raises(ValueError):
         EvaluateConfig(gate_margin=margin)
+
+
+def test_an_evaluation_without_a_gate_verdict_registers_nothing(trained, evaluated, tmp_path):
+    from defectops.errors import RefusedError
+
+    report = json.loads((evaluated / "metrics.json").read_text())
+    del report["gate"]  # e.g. a report written by hand or by another tool
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps(report))
+    with pytest.raises(RefusedError, match=r"eval/metrics.json: no champion/challenger gate verdict"):
+        register(RegisterConfig(model_name="no-gate-detector"), trained, tmp_path / "eval", tmp_path / "r")
+    assert registry.list_versions("no-gate-detector") == []

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from defectops.components.monitor.features import image_features
 from defectops.components.monitor.step import MonitorConfig, MonitorError, monitor
+from defectops.drift_features import image_features
 from defectops.records.store import DecisionStore
 
 
