@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from defectops.components.ingest.importers import Item, find_image, split_name
+from defectops.components.ingest.items import Item, find_image, split_name
 from defectops.dataset import DatasetError
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from defectops.components.ingest.importers import Item, PixelBox, split_name
+from defectops.components.ingest.items import Item, PixelBox, split_name
 from defectops.dataset import IMAGE_SUFFIXES, DatasetError
 
 log = logging.getLogger(__name__)

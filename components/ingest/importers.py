@@ -4,7 +4,7 @@ Each importer returns (class names, items) and never writes; `step.ingest` does 
 and writing, the same way for every format. An item keeps what the source says of an image: its
 boxes, the source's own split when it has one (a user's test set is the one their acceptance
 numbers are reported on, so it is never silently reshuffled) and its pixel mask. This module
-holds YOLO and Pascal VOC, the lookup helpers, split names and format auto-detection; COCO and
+holds YOLO and Pascal VOC, CSV split lists and format auto-detection (`items` the shared types); COCO and
 the image-level layouts (classification folders, MVTec-AD) have modules of their own.
 """
 
@@ -13,51 +13,16 @@ from __future__ import annotations
 import csv
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import NamedTuple
 
 import yaml
 from PIL import Image
 
+from defectops.components.ingest.coco import import_coco, looks_like_coco
+from defectops.components.ingest.folders import DEFAULT_GOOD_NAMES, import_folders, import_mvtec
+from defectops.components.ingest.items import SPLIT_ALIASES, Item, split_name
 from defectops.dataset import IMAGE_SUFFIXES, DatasetError, read_labels
 
-PixelBox = tuple[int, float, float, float, float]  # class id, x1, y1, x2, y2
 FORMATS = ("yolo", "voc", "coco", "folders", "mvtec")
-# What datasets call their splits, folded to the canonical three.
-SPLIT_ALIASES = {"train": "train", "training": "train", "trainval": "train", "val": "val", "valid": "val",
-                 "validation": "val", "dev": "val", "test": "test", "testing": "test"}
-
-
-class Item(NamedTuple):
-    """One source image as the source describes it."""
-
-    path: Path
-    boxes: list[PixelBox]
-    split: str | None = None  # the source's own split (train/val/test), None when it has none
-    mask: Path | None = None  # a pixel mask, nonzero = defect
-    mask_class: int | None = None  # the class of every nonzero pixel of `mask` (one defect type per image)
-
-
-def split_name(name: str) -> str | None:
-    """'valid' -> 'val', 'Training' -> 'train'; None when the name is no split."""
-    return SPLIT_ALIASES.get(name.lower())
-
-
-def find_image(base: Path, file_name: str, annotation: Path, index: dict) -> Path:
-    """An annotation's image: relative to the annotation's folder, in images/, or by name below it.
-
-    `index` is the caller's per-import cache of the tree below `base` (built on first need)."""
-    for candidate in (base / file_name, base / "images" / file_name):
-        if candidate.is_file():
-            return candidate
-    if not index:
-        for path in base.rglob("*"):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                index.setdefault(path.name, []).append(path)
-    matches = index.get(Path(file_name).name, [])
-    if len(matches) != 1:
-        where = "found several times" if matches else "not found"
-        raise DatasetError(f"{annotation}: image '{file_name}' {where} (looked beside it, in images/ and below {base})")
-    return matches[0]
 
 
 def detect_format(src: Path) -> str:
@@ -75,8 +40,6 @@ def detect_format(src: Path) -> str:
         return "mvtec"
     if any(src.rglob("*.xml")):
         return "voc"
-    from defectops.components.ingest.coco import looks_like_coco
-
     if any(looks_like_coco(p) for p in src.rglob("*.json")):
         return "coco"
     if any(p.is_dir() and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.rglob("*")) for p in src.iterdir()):
@@ -90,9 +53,6 @@ def detect_format(src: Path) -> str:
 def import_any(fmt: str, src: Path, good_names: list[str] | None = None) -> tuple[str, list[str], list[Item]]:
     """(format used, class names, items); `fmt` 'auto' detects it. A CSV manifest with a `split`
     column at the source's top level (see `splits_from_csv`) overrides the splits the layout implies."""
-    from defectops.components.ingest.coco import import_coco
-    from defectops.components.ingest.folders import DEFAULT_GOOD_NAMES, import_folders, import_mvtec
-
     good = good_names if good_names is not None else DEFAULT_GOOD_NAMES
     fmt = detect_format(src) if fmt == "auto" else fmt
     importers = {"yolo": import_yolo, "voc": import_voc, "coco": import_coco,

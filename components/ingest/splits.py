@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from defectops.components.ingest import importers
+from defectops.components.ingest.items import Item
 from defectops.config import StepConfig
 from defectops.dataset import SPLITS, DatasetError
 from defectops.near_duplicates import MAX_DISTANCE, clusters, hash_files
@@ -69,7 +69,7 @@ def assign_splits(keys: list[str], strata: list[str], fractions: SplitFractions,
     return result
 
 
-def image_groups(config: IngestConfig, items: list[importers.Item], keys: list[str]) -> list[str]:
+def image_groups(config: IngestConfig, items: list[Item], keys: list[str]) -> list[str]:
     """The group of every item: a regex's first group on its source path, or its near-duplicate
     cluster (named after its first member's key)."""
     if config.group_by == NO_GROUPS:
@@ -96,7 +96,7 @@ def _source_rel(config: IngestConfig, path: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
-def plan_splits(config: IngestConfig, items: list[importers.Item], keys: list[str], strata: list[str],
+def plan_splits(config: IngestConfig, items: list[Item], keys: list[str], strata: list[str],
                 groups: list[str]) -> tuple[list[str], str]:
     """(split per item, how it was decided). `keep` keeps the source's splits; a missing val or test
     is carved out of the source's train, group-aware; images the source left unassigned are split

@@ -17,6 +17,7 @@ from rich.progress import track
 
 from defectops.components.ingest import importers, synthetic
 from defectops.components.ingest.folders import DEFAULT_GOOD_NAMES
+from defectops.components.ingest.items import Item
 from defectops.components.ingest.splits import (
     NEAR_DUPLICATES,
     NO_GROUPS,
@@ -104,7 +105,7 @@ def _target_names(sources: list[Path]) -> list[str]:
     return ["__".join(p.relative_to(root).parts) for p in sources]
 
 
-def _write_mask(item: importers.Item, target: Path, size: tuple[int, int]) -> None:
+def _write_mask(item: Item, target: Path, size: tuple[int, int]) -> None:
     """The canonical mask: 0 = background, class + 1 on the defect's pixels."""
     with Image.open(item.mask) as im:
         if im.size != size:
@@ -115,7 +116,7 @@ def _write_mask(item: importers.Item, target: Path, size: tuple[int, int]) -> No
     Image.fromarray((defect * (item.mask_class + 1)).astype(np.uint8)).save(target)
 
 
-def _write_imported(names: list[str], items: list[importers.Item], config: IngestConfig,
+def _write_imported(names: list[str], items: list[Item], config: IngestConfig,
                     out: Path) -> tuple[dict[str, str], str]:
     """Copy images, labels and masks into their splits; (group per canonical path, how splits were made)."""
     if not items:
