@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SHARED_CODE = ("pipelines/config.py", "pipelines/dataset.py")
-
-
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -21,8 +18,8 @@ class Stage:
     deps: tuple[str, ...] = ()  # data paths read
     outs: tuple[str, ...] = ()  # data paths written
     params: tuple[str, ...] = ()  # params.yaml sections
-    code: tuple[str, ...] = field(default=())  # project files (source, the gate's learned profile) whose change
-    # invalidates the stage
+    code: tuple[str, ...] = field(default=())  # files besides its source whose change invalidates the stage (the
+    # gate's learned profile); the source files are read off its command's imports (`import_graph`)
     emits: tuple[tuple[str, str, str], ...] = ()  # (name, report path, dotted key): values engines branch on
     when: str | None = None  # run only if this emitted value is true (the evaluation gate)
     tunable: bool = False  # cloud engines may fan this stage out over hyperparameter trials first
@@ -47,26 +44,23 @@ def artifact_name(path: str) -> str:
 
 
 TRAINING_DAG: tuple[Stage, ...] = (
-    Stage("ingest", ("--out", "data/raw"), outs=("data/raw",), params=("ingest",),
-          code=("components/ingest", *SHARED_CODE)),
+    Stage("ingest", ("--out", "data/raw"), outs=("data/raw",), params=("ingest",)),
     # The gate: bad files are set aside in data/quarantine; later stages only see data/validated.
     Stage("validate", ("--dataset", "data/raw", "--report", "reports/validate", "--out", "data/validated",
                        "--quarantine", "data/quarantine"), deps=("data/raw",),
           outs=("reports/validate", "data/validated", "data/quarantine"), params=("validate",),
-          code=("components/validate", "data/gate", *SHARED_CODE)),
+          code=("data/gate",)),
     Stage("augment", ("--dataset", "data/validated", "--out", "data/augmented"),
-          deps=("data/validated",), outs=("data/augmented",), params=("augment",),
-          code=("components/augment", *SHARED_CODE)),
+          deps=("data/validated",), outs=("data/augmented",), params=("augment",)),
     Stage("train", ("--dataset", "data/augmented", "--out", "models/train"), deps=("data/augmented",),
-          outs=("models/train",), params=("train",), code=("components/train", *SHARED_CODE), tunable=True),
+          outs=("models/train",), params=("train",), tunable=True),
     Stage("evaluate", ("--model", "models/train", "--dataset", "data/validated", "--out", "reports/evaluate"),
           deps=("models/train", "data/validated"), outs=("reports/evaluate",), params=("evaluate",),
-          code=("components/evaluate", *SHARED_CODE),
           emits=(("gate_passed", "reports/evaluate/metrics.json", "gate.passed"),)),
     Stage("register", ("--model", "models/train", "--evaluation", "reports/evaluate", "--out",
                        "reports/register"),
           deps=("models/train", "reports/evaluate"), outs=("reports/register",), params=("register",),
-          code=("components/register", "pipelines/registry.py"), when="gate_passed"),
+          when="gate_passed"),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in TRAINING_DAG}
 

@@ -18,14 +18,25 @@ import yaml
 
 from defectops.dag import TRAINING_DAG, Stage
 
+REPO = Path(__file__).resolve().parents[2]  # the checkout whose files DVC watches
 HEADER = "# Generated from defectops/dag.py by 'defectops pipeline compile --engine dvc'. Do not edit.\n"
+
+
+def source_deps(stage: Stage, root: Path = REPO) -> list[str]:
+    """The source a stage's command can run: its component's folder and every other project file its
+    imports reach, so editing, say, the tiling module re-runs training and evaluation."""
+    from defectops.import_graph import source_files
+
+    own = f"components/{stage.name}"
+    files = source_files(f"defectops.components.{stage.name}.cli", root)
+    return [own, *(f for f in files if not f.startswith(own + "/"))]
 
 
 def render(stages: tuple[Stage, ...] = TRAINING_DAG) -> dict:
     rendered = {}
     for s in stages:
         spec: dict = {"cmd": s.command}
-        deps = [*s.code, *s.deps]
+        deps = [*source_deps(s), *s.code, *s.deps]
         if deps:
             spec["deps"] = deps
         if s.params:

@@ -5,48 +5,10 @@ tested or moved without the other; the graph is read from the source (every impo
 except type-checking-only ones), so a lazy import cannot hide one.
 """
 
-import ast
-import importlib.util
-import pkgutil
 import subprocess
 import sys
-from pathlib import Path
 
-import defectops
-import defectops.components
-
-
-def _modules() -> dict[str, Path]:
-    found = {"defectops": Path(defectops.__file__)}
-    for package in (defectops, defectops.components):  # two source folders (pyproject's package-dir)
-        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
-            spec = importlib.util.find_spec(info.name)
-            if spec and spec.origin and spec.origin.endswith(".py"):
-                found[info.name] = Path(spec.origin)
-    return found
-
-
-def _type_checking_only(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-
-
-def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found, todo = set(), list(ast.parse(path.read_text()).body)
-    while todo:
-        node = todo.pop()
-        if _type_checking_only(node):
-            continue
-        todo.extend(ast.iter_child_nodes(node))
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{anchor}.{base}" if base else anchor
-            found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
-    return {m for m in found if m in modules and m != name}
+from defectops.import_graph import graph, modules
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -78,10 +40,9 @@ def test_find_cycle_reports_the_loop():
 
 
 def test_the_package_has_no_import_cycle():
-    modules = _modules()
-    assert "defectops.components.train.step" in modules and "defectops.engines.kfp" in modules  # walked it all
-    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
-    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+    assert {"defectops.components.train.step", "defectops.engines.kfp"} <= set(modules())  # walked it all
+    imports = graph()
+    assert find_cycle(imports) is None, " -> ".join(find_cycle(imports))
 
 
 def test_an_engine_does_not_import_the_cli():
