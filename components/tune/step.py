@@ -86,6 +86,24 @@ def plan_trials(config: TuneConfig, train_config: TrainConfig) -> list[dict]:
     return [suggest(study.ask(), config.space) for _ in range(config.trials)]
 
 
+def read_configs(params: Path) -> tuple[TuneConfig, TrainConfig]:
+    """The tune and train sections of a params file, validated (errors name the file and field)."""
+    from defectops.config import load_step_config
+
+    return load_step_config(TuneConfig, "tune", params), load_step_config(TrainConfig, "train", params)
+
+
+def plan_from_params(params: Path) -> list[dict]:
+    """Every trial's settings for tuners that fan out (a KFP ParallelFor): what `plan_trials` plans from
+    a params file. Engines call this (and the two below); none builds a config itself."""
+    return plan_trials(*read_configs(params))
+
+
+def trial_from_params(params: Path, dataset: Path, out: Path, settings: dict) -> dict:
+    """One trial of a fanned-out study, configured from a params file (see `run_trial`)."""
+    return run_trial(*read_configs(params), dataset, out, settings)
+
+
 def run_trial(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path, settings: dict) -> dict:
     """Train one trial for `epochs_per_trial` and score it with the recall-first objective."""
     trial_config = TrainConfig.model_validate({

@@ -95,30 +95,22 @@ def register(params_yaml: str, models_train: Input[Model], reports_evaluate: Inp
 
 def train_plan(params_yaml: str) -> list[dict]:
     """Trial settings from the declarative search space (trial 0 = current settings)."""
-    import yaml
+    from defectops.components.tune.step import plan_from_params
+    from defectops.engines.stage import params_file
 
-    from defectops.components.train.step import TrainConfig
-    from defectops.components.tune.step import TuneConfig, plan_trials
-
-    params = yaml.safe_load(params_yaml) or {}
-    return plan_trials(TuneConfig.model_validate(params.get("tune") or {}),
-                       TrainConfig.model_validate(params.get("train") or {}))
+    with params_file(params_yaml) as params:
+        return plan_from_params(params)
 
 
 def train_trial(params_yaml: str, data_augmented: Input[Dataset], settings: dict) -> dict:
     """One trial: short training, scored by val precision at the target recall."""
     import tempfile
 
-    import yaml
+    from defectops.components.tune.step import trial_from_params
+    from defectops.engines.stage import params_file
 
-    from defectops.components.train.step import TrainConfig
-    from defectops.components.tune.step import TuneConfig, run_trial
-
-    params = yaml.safe_load(params_yaml) or {}
-    with tempfile.TemporaryDirectory() as scratch:
-        return run_trial(TuneConfig.model_validate(params.get("tune") or {}),
-                         TrainConfig.model_validate(params.get("train") or {}), data_augmented.path, scratch,
-                         settings)
+    with params_file(params_yaml) as params, tempfile.TemporaryDirectory() as scratch:
+        return trial_from_params(params, data_augmented.path, scratch, settings)
 
 
 def train_select(results: list[dict]) -> dict:

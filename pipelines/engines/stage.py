@@ -11,7 +11,8 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -110,12 +111,19 @@ def run_stage(name: str, params: Path, paths: Mapping[str, str] | None = None,
     return emitted_values(stage, paths)
 
 
-def run_stage_text(name: str, params_yaml: str, paths: Mapping[str, str] | None = None,
-                   overrides: Mapping[str, object] | None = None) -> dict[str, object]:
-    """As run_stage, with the settings passed as YAML text (how KFP pipeline parameters arrive)."""
+@contextmanager
+def params_file(params_yaml: str) -> Iterator[Path]:
+    """Settings passed as YAML text (how KFP pipeline parameters arrive) as the file steps read."""
     with tempfile.TemporaryDirectory() as scratch:
         params = Path(scratch) / "params.yaml"
         params.write_text(params_yaml)
+        yield params
+
+
+def run_stage_text(name: str, params_yaml: str, paths: Mapping[str, str] | None = None,
+                   overrides: Mapping[str, object] | None = None) -> dict[str, object]:
+    """As run_stage, with the settings passed as YAML text."""
+    with params_file(params_yaml) as params:
         return run_stage(name, params, paths, overrides)
 
 
@@ -128,9 +136,7 @@ def sagemaker_training(root: Path = Path("/opt/ml")) -> dict:
     Hyperparameter `mode` is `final` (train the model) or `trial` (one tuning job: train, score,
     print the objective for the tuner's metric regex).
     """
-    from defectops.components.train.step import TrainConfig
-    from defectops.components.tune.step import TuneConfig, run_trial
-    from defectops.config import load_step_config
+    from defectops.components.tune.step import trial_from_params
 
     root = Path(root)
     try:
@@ -140,9 +146,7 @@ def sagemaker_training(root: Path = Path("/opt/ml")) -> dict:
         params = root / "input/data/params/params.yaml"
         dataset = root / "input/data/data_augmented"
         if mode == "trial":
-            tune_config = load_step_config(TuneConfig, "tune", params)
-            train_config = load_step_config(TrainConfig, "train", params)
-            result = run_trial(tune_config, train_config, dataset, root / "model", settings)
+            result = trial_from_params(params, dataset, root / "model", settings)
             (root / "model" / "trial.json").write_text(json.dumps(result, indent=2))
             print(f"defectops_objective={result['objective']:.6f}", flush=True)
             return result
