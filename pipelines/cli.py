@@ -415,27 +415,36 @@ def pipeline_run(
     trigger: str = typer.Option("manual", help="Why this run happens: manual, schedule or drift; tagged on the "
                                               "registered version."),
     trigger_ref: str = typer.Option("", help="Where the trigger came from (e.g. the drift verdict file)."),
+    overrides_json: str = typer.Option("", help="Settings for this run only, as JSON sections "
+                                                "(e.g. '{\"train\": {\"epochs\": 5}}'); remote engines only: a local "
+                                                "run writes what it ran into params.yaml."),
 ) -> None:
-    """Run the training DAG on an engine and print what happened."""
-    import os
+    """Run the training DAG on an engine (through `defectops.submit`) and print what happened."""
+    from defectops.submission import submit
 
-    from defectops.engines import dvc
+    with step_errors(f"pipeline run --engine {engine}"):
+        overrides = _json_mapping(overrides_json, "--overrides-json") if overrides_json else None
+        submission = submit(engine, params=overrides, trigger=trigger, trigger_ref=trigger_ref, force=force,
+                            echo=print)
+    stages = submission.details.get("stages")
+    if stages:
+        table = Table("stage", "status", "wall time (s)")
+        for run in stages:
+            table.add_row(run["name"], run["status"], f"{run['seconds']:.1f}")
+        console.print(table)
+    typer.echo(json.dumps(submission.summary(), indent=2))
 
-    os.environ["DEFECTOPS_TRIGGER"], os.environ["DEFECTOPS_TRIGGER_REF"] = trigger, trigger_ref
-    if engine != "local":
-        from defectops.submission import submit
 
-        with step_errors(f"pipeline run --engine {engine}"):
-            typer.echo(json.dumps(submit(engine, trigger=trigger).summary(), indent=2))
-        return
-    if not Path("dvc.yaml").exists():
-        dvc.write_dvc_yaml()
-    dvc.ensure_repo()
-    runs = dvc.repro(extra_args=("--force",) if force else ())
-    table = Table("stage", "status", "wall time (s)")
-    for run in runs:
-        table.add_row(run.name, run.status, f"{run.seconds:.1f}")
-    console.print(table)
+def _json_mapping(text: str, option: str) -> dict:
+    from defectops.errors import DefectopsError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DefectopsError(f"{option}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise DefectopsError(f"{option}: expected a JSON object of params sections, got {type(value).__name__}")
+    return value
 
 
 @app.command("ui")

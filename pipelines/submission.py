@@ -15,6 +15,7 @@ import copy
 import json
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,8 +77,13 @@ def _validate(params_file: Path) -> None:
 
 
 def submit(engine: str = "local", params: dict | None = None, project_dir: str | Path = ".",
-           trigger: str = "manual", force: bool = False, sagemaker_client=None, s3_client=None) -> Submission:
-    """Run (local, kfp.local) or start (KFP cluster, SageMaker) the training DAG with `params` overrides."""
+           trigger: str = "manual", force: bool = False, sagemaker_client=None, s3_client=None,
+           trigger_ref: str = "", echo: Callable[[str], None] | None = None) -> Submission:
+    """Run (local, kfp.local) or start (KFP cluster, SageMaker) the training DAG with `params` overrides.
+
+    The one way a run starts: the CLI (`defectops pipeline run`), drift retraining, schedules and
+    notebooks all come here, so validation, the submitter's identity and the trigger are recorded alike.
+    `echo` receives a local run's output lines as DVC prints them (default: silent)."""
     if engine not in ENGINES:
         raise DefectopsError(f"engine '{engine}': expected one of {', '.join(ENGINES)}")
     project = Path(project_dir).resolve()
@@ -85,7 +91,8 @@ def submit(engine: str = "local", params: dict | None = None, project_dir: str |
     merged = merge(read_params(params_file), params or {})
     with _in(project):
         if engine == "local":
-            return _local(params_file, merged, trigger, force)
+            os.environ["DEFECTOPS_TRIGGER_REF"] = trigger_ref
+            return _local(params_file, merged, trigger, force, echo or (lambda line: None))
         from defectops.components.validate import profile as gate_profile
 
         merged = gate_profile.inline(merged, project)  # the container has the settings, not data/gate/
@@ -104,7 +111,7 @@ def _with_submitter(merged: dict, engine: str) -> dict:
     return {**merged, "register": register}
 
 
-def _local(params_file: Path, merged: dict, trigger: str, force: bool) -> Submission:
+def _local(params_file: Path, merged: dict, trigger: str, force: bool, echo: Callable[[str], None]) -> Submission:
     from defectops.engines import dvc
 
     if merged != read_params(params_file):
@@ -114,7 +121,7 @@ def _local(params_file: Path, merged: dict, trigger: str, force: bool) -> Submis
     if not Path("dvc.yaml").exists():
         dvc.write_dvc_yaml()
     dvc.ensure_repo()
-    runs = dvc.repro(echo=lambda line: None, extra_args=("--force",) if force else ())
+    runs = dvc.repro(echo=echo, extra_args=("--force",) if force else ())
     from defectops.data_versions import after_local_run
 
     pushed = after_local_run(Path("."), params_file)

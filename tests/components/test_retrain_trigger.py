@@ -4,10 +4,14 @@ import json
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
+import yaml
 
-from defectops.components.monitor.retrain import RetrainConfig, on_drift
+from defectops.components.monitor.retrain import RetrainConfig, in_flight, on_drift, warm_start_overrides
+
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 TRIGGER = {"reason": "data drift", "drifted_features": ["brightness"], "action": "retrain"}
 
@@ -54,24 +58,52 @@ def test_in_flight_run_blocks_a_second_start(tmp_path, webhook):
     assert state["alerts"] == 1 and "runs_started" not in state
 
 
-def test_sagemaker_engine_starts_once_then_cools_down(tmp_path, monkeypatch):
+def test_sagemaker_engine_starts_once_through_submit_then_cools_down(tmp_path, monkeypatch):
+    """The retraining is submitted like any run: settings uploaded, pipeline upserted, execution started."""
     boto3 = pytest.importorskip("boto3")
     moto = pytest.importorskip("moto")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(REPO_PARAMS.read_text())
     with moto.mock_aws():
-        client = boto3.client("sagemaker")
-        client.create_pipeline(PipelineName="defectops-training", RoleArn="arn:aws:iam::123456789012:role/sm",
-                               PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}))
-        config = RetrainConfig(enabled=True, engine="sagemaker", sagemaker_pipeline="defectops-training",
-                               cooldown_minutes=60)
-        outcomes = [on_drift(TRIGGER, _trigger_file(tmp_path), config, tmp_path, client) for _ in range(5)]
+        sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
+        s3.create_bucket(Bucket="defectops-artifacts", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        config = RetrainConfig(enabled=True, engine="sagemaker", project_dir=project, cooldown_minutes=60)
+        outcomes = [on_drift(TRIGGER, _trigger_file(tmp_path), config, tmp_path, sm, s3) for _ in range(5)]
         assert [o["action"].split(":")[0] for o in outcomes] == ["retraining started"] + ["skipped"] * 4
         assert all("cool-down" in o["action"] for o in outcomes[1:])
-        executions = client.list_pipeline_executions(PipelineName="defectops-training")["PipelineExecutionSummaries"]
+        executions = sm.list_pipeline_executions(PipelineName="defectops-training")["PipelineExecutionSummaries"]
         assert len(executions) == 1
         assert outcomes[0]["run"]["execution_arn"] == executions[0]["PipelineExecutionArn"]
+        started = sm.describe_pipeline_execution(PipelineExecutionArn=executions[0]["PipelineExecutionArn"])
+        parameters = {p["Name"]: p["Value"] for p in sm.list_pipeline_parameters_for_execution(
+            PipelineExecutionArn=started["PipelineExecutionArn"])["PipelineParameters"]}
+        assert parameters["Trigger"] == "drift"
+
+
+def test_kfp_engine_runs_the_pipeline_command_with_a_warm_start(tmp_path):
+    """Started as `defectops pipeline run --engine kfp` in the background, told to start from the champion
+    with a third of the epochs; here the project's settings are invalid, so the run stops at validation."""
+    import time
+
+    project = tmp_path / "project"
+    project.mkdir()
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    params["train"]["epochs"] = 21
+    params["evaluate"]["target_recall"] = 2  # refused before anything runs
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    config = RetrainConfig(enabled=True, engine="kfp", project_dir=project, cooldown_minutes=60)
+    assert warm_start_overrides(config) == {"train": {"weights": "champion", "epochs": 7}}
+    outcome = on_drift(TRIGGER, _trigger_file(tmp_path), config, tmp_path)
+    assert outcome["action"] == "retraining started" and outcome["run"]["engine"] == "kfp"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and in_flight({"last_run": outcome["run"]}, config):
+        time.sleep(0.5)
+    log = open(outcome["run"]["log"]).read()
+    assert "pipeline run --engine kfp" in log and "evaluate.target_recall" in log
 
 
 def test_disabled_retraining_only_alerts(tmp_path, webhook):
