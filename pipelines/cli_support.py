@@ -14,6 +14,9 @@ from defectops.errors import DefectopsError
 console = Console(stderr=True)
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="Settings file; its step section is used.")
+MODEL_NAME_OPTION = typer.Option("defectops-detector", "--model-name", help="Registered model name.")
+BACKEND_OPTION = typer.Option("mlflow", "--backend",
+                              help="mlflow (local registry) or sagemaker (model package group = --model-name).")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,198 @@
+"""`defectops registry ...`, `defectops audit ...` and `defectops login`: decisions by signed-in people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from defectops.cli_support import BACKEND_OPTION, MODEL_NAME_OPTION, console, step_errors
+
+app = typer.Typer(help="Model registry: list, show, approve, reject, roll back.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident registry audit log.", no_args_is_help=True)
+
+
+def _version_row(v) -> list[str]:
+    t = v.tags
+    return [v.version, t.get("approval", "?"), ",".join(v.aliases), t.get("test_recall", ""),
+            t.get("test_precision", ""), t.get("threshold", ""), t.get("submitted_by", ""),
+            t.get("approved_by", t.get("rejected_by", "")), t.get("trigger", ""), t.get("dataset_md5", "")[:12]]
+
+
+@app.command("list")
+def registry_list(model_name: str = MODEL_NAME_OPTION,
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Every version with its approval state, aliases and headline metrics."""
+    from defectops import registry
+
+    if as_json:
+        typer.echo(json.dumps([{"version": v.version, "aliases": v.aliases, "tags": v.tags}
+                               for v in registry.list_versions(model_name)], indent=2))
+        return
+
+    table = Table("version", "approval", "aliases", "recall", "precision", "threshold", "submitted by",
+                  "decided by", "trigger", "dataset md5")
+    for v in registry.list_versions(model_name):
+        table.add_row(*_version_row(v))
+    console.print(table)
+
+
+@app.command("show")
+def registry_show(version: str = typer.Argument(..., help="Version number."),
+                  model_name: str = MODEL_NAME_OPTION) -> None:
+    """All tags of one version (evidence, lineage, decision) as JSON."""
+    from defectops import registry
+
+    with step_errors("registry show"):
+        v = registry.get_version(model_name, version)
+    typer.echo(json.dumps({"name": v.name, "version": v.version, "aliases": v.aliases, "run_id": v.run_id,
+                           "source": v.source, "tags": dict(sorted(v.tags.items()))}, indent=2))
+
+
+REASON_OPTION = typer.Option(..., "--reason", help="Why; kept on the version and in the audit log.")
+USERS_OPTION = typer.Option(Path("ui_users.json"), "--users", help="Users file (see 'defectops ui-add-user').")
+USER_OPTION = typer.Option(None, "--user", help="Sign in as this user for this one command (password asked) "
+                                               "instead of the 'defectops login' token.")
+PASSWORD_STDIN_OPTION = typer.Option(False, "--password-stdin", help="Read the password from stdin (scripts).")
+
+
+def _read_password(password_stdin: bool) -> str:
+    import sys
+
+    return sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
+
+
+def _acting_user(user: str | None, users: Path, password_stdin: bool) -> str:
+    """Who decides: an authenticated user (password now, or a login token), never a typed name."""
+    from defectops.errors import RefusedError
+    from defectops.ui import auth
+
+    if user is None:
+        return auth.logged_in_user()
+    if not auth.check_password(auth.load_users(users), user, _read_password(password_stdin)):
+        raise RefusedError(f"unknown user or wrong password for '{user}' (users file {users})")
+    from defectops import identity
+
+    return identity.normalise(user)
+
+
+def login_command(user: str = typer.Argument(..., help="Your name in the users file."), users: Path = USERS_OPTION,
+                  password_stdin: bool = PASSWORD_STDIN_OPTION) -> None:
+    """Sign in for registry decisions on this machine; the token lasts 8 hours ($DEFECTOPS_TOKEN works too)."""
+    from defectops.ui import auth
+
+    with step_errors("login"):
+        person = _acting_user(user, users, password_stdin)
+        path = auth.save_token(auth.issue_token(person))
+    console.print(f"signed in as {person} (token in {path}, valid {auth.TOKEN_HOURS} h)")
+
+
+def _decide(action: str, version: str, reason: str, model_name: str, backend: str, user: str | None, users: Path,
+            password_stdin: bool) -> None:
+    """approve / reject / canary through one path, whichever registry holds the model."""
+    from defectops import registry
+
+    with step_errors(f"registry {action}"):
+        by = _acting_user(user, users, password_stdin)
+        if backend == "sagemaker":
+            if action == "approve_canary":
+                raise registry.RegistryError("canary clearance is an MLflow-registry action; on SageMaker use "
+                                             "the endpoint's production variants")
+            from defectops.sagemaker_registry import SageMakerRegistry
+
+            package = getattr(SageMakerRegistry(model_name), action)(version, by, reason)
+            console.print(f"{package['arn']}: {package['approval']} by {by}")
+            return
+        info = getattr(registry, action)(model_name, version, by, reason)
+    state = "cleared for canary traffic" if action == "approve_canary" else info.tags["approval"]
+    console.print(f"{model_name} v{info.version}: {state} by {by}; aliases: {info.aliases}")
+
+
+@app.command("approve")
+def registry_approve(
+    version: str = typer.Argument(..., help="Pending version to promote to champion."),
+    reason: str = REASON_OPTION,
+    model_name: str = MODEL_NAME_OPTION,
+    backend: str = BACKEND_OPTION,
+    user: str = USER_OPTION,
+    users: Path = USERS_OPTION,
+    password_stdin: bool = PASSWORD_STDIN_OPTION,
+) -> None:
+    """Approve a pending version as the signed-in user: it becomes the champion (never the submitter's own run)."""
+    _decide("approve", version, reason, model_name, backend, user, users, password_stdin)
+
+
+@app.command("reject")
+def registry_reject(
+    version: str = typer.Argument(..., help="Pending version to reject."),
+    reason: str = REASON_OPTION,
+    model_name: str = MODEL_NAME_OPTION,
+    backend: str = BACKEND_OPTION,
+    user: str = USER_OPTION,
+    users: Path = USERS_OPTION,
+    password_stdin: bool = PASSWORD_STDIN_OPTION,
+) -> None:
+    """Reject a pending version as the signed-in user; it can never become champion."""
+    _decide("reject", version, reason, model_name, backend, user, users, password_stdin)
+
+
+@app.command("canary")
+def registry_canary(
+    version: str = typer.Argument(..., help="The pending challenger to clear for canary traffic."),
+    reason: str = REASON_OPTION,
+    model_name: str = MODEL_NAME_OPTION,
+    user: str = USER_OPTION,
+    users: Path = USERS_OPTION,
+    password_stdin: bool = PASSWORD_STDIN_OPTION,
+) -> None:
+    """Clear the challenger for a share of live traffic (serve.canary_share); four-eyes applies."""
+    _decide("approve_canary", version, reason, model_name, "mlflow", user, users, password_stdin)
+
+
+@app.command("rollback")
+def registry_rollback(reason: str = REASON_OPTION, model_name: str = MODEL_NAME_OPTION, user: str = USER_OPTION,
+                      users: Path = USERS_OPTION, password_stdin: bool = PASSWORD_STDIN_OPTION) -> None:
+    """Make the previous champion the champion again, in one step, as the signed-in user."""
+    from defectops import registry
+
+    with step_errors("registry rollback"):
+        by = _acting_user(user, users, password_stdin)
+        info = registry.rollback(model_name, by, reason)
+    console.print(f"[green]{model_name} v{info.version} is champion again (rolled back by {by})[/]")
+
+
+@audit_app.command("verify")
+def audit_verify(path: Path = typer.Option(None, help="Audit log (default: $DEFECTOPS_AUDIT_LOG or "
+                                                      "audit/registry_audit.jsonl)."),
+                 model_name: list[str] = typer.Option(["defectops-detector"], "--model-name",
+                                                      help="Registered models whose anchors the log must match "
+                                                           "(repeatable)."),
+                 backend: str = BACKEND_OPTION) -> None:
+    """Check the log's hash chain and signatures, and its head against the registry; exit 5 at the first break."""
+    from defectops import audit, registry
+
+    with step_errors("audit verify"):
+        anchors = {}
+        for name in model_name:
+            if backend == "sagemaker":
+                from defectops.sagemaker_registry import SageMakerRegistry
+
+                anchors.update(SageMakerRegistry(name).audit_anchors())
+            else:
+                anchors.update(registry.audit_anchors(name))
+        count = audit.verify(path, anchors)
+    console.print(f"[green]audit log intact: {count} entries, signed, and matching the registry's anchors[/]")
+
+
+@audit_app.command("show")
+def audit_show(path: Path = typer.Option(None, help="Audit log to print.")) -> None:
+    """Print the registry audit log as a table."""
+    from defectops import audit
+
+    table = Table("#", "time", "action", "actor", "model", "version", "details")
+    for e in audit.read(path):
+        table.add_row(str(e["seq"]), e["time"], e["action"], e["actor"], e["model"], e["version"],
+                      json.dumps(e["details"]))
+    console.print(table)
