@@ -25,7 +25,7 @@ SECTIONS = {
     "register": "defectops.components.register.step:RegisterConfig",
     "deploy": "defectops.components.deploy.step:DeployConfig",
     "monitor": "defectops.components.monitor.step:MonitorConfig",
-    "serve": "defectops.components.deploy.server:ServeConfig",
+    "serve": "defectops.components.deploy.serve_config:ServeConfig",
     "kfp": "defectops.engines.kfp:KfpSettings",
     "sagemaker": "defectops.engines.sagemaker:SageMakerSettings",
 }

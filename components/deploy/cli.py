@@ -32,7 +32,8 @@ def serve(
     import uvicorn
 
     from defectops.cli_support import step_errors
-    from defectops.components.deploy.server import ServeConfig, create_app
+    from defectops.components.deploy.serve_config import ServeConfig
+    from defectops.components.deploy.server import create_app
     from defectops.config import load_step_config
 
     overrides = {k: v for k, v in {"deploy_root": deploy_root, "records_url": records}.items() if v is not None}

@@ -257,3 +257,31 @@ def test_canary_share_goes_to_a_cleared_challenger_only(trained, evaluated, tiny
     finally:
         server.stop()
     assert registry.get_version(name, v2).tags["approval"] == "pending"  # canary is not promotion
+
+
+def test_a_decision_is_made_without_a_server(deployed, tiny_dataset, tmp_path):
+    """What the endpoint does per image, in-process: rejects and reviews are archived under their sha256,
+    accepts are not (share 0), the part's keys come back, every decision is counted under its version."""
+    import hashlib
+
+    from defectops.components.deploy.http_input import sniff_format
+    from defectops.components.deploy.inference import Inference, Metrics
+    from defectops.components.deploy.serve_config import ServeConfig
+    from defectops.components.deploy.serving import load_verified
+    from defectops.records.archive import ImageArchive
+
+    config = ServeConfig(model_name=MODEL, deploy_root=deployed, records_url=None, archive_root=tmp_path / "archive",
+                         archive_accept_share=0.0, require_api_key=False)
+    model = load_verified(config, registry.by_alias(MODEL, registry.CHAMPION))
+    metrics, archive = Metrics(), ImageArchive(config.archive_root)
+    inference = Inference(config, archive, metrics)
+    images = [(tiny_dataset / r["path"]).read_bytes() for r in read_manifest(tiny_dataset) if r["split"] == "test"]
+    for i, data in enumerate(images):
+        result = inference.predict_one(model, "champion", data, {"part_id": f"P{i}", "line": "L1", "station": None})
+        assert (result["part_id"], result["line"], result["model_version"]) == (f"P{i}", "L1", model.version)
+        stored = archive.path_for(hashlib.sha256(data).hexdigest(), sniff_format(data, config.allowed_formats))
+        assert stored.exists() == (result["decision"] != "accept"), result["decision"]
+        assert all(d["score"] >= result["threshold"] * config.review_band[0] for d in result["detections"])
+    counted = [s for s in metrics.decisions.collect()[0].samples if s.name.endswith("_total")]
+    assert sum(s.value for s in counted) == len(images) > 0
+    assert {s.labels["model_version"] for s in counted} == {model.version}

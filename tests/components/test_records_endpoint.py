@@ -152,7 +152,7 @@ def test_a_broker_outage_loses_nothing_and_delivery_resumes_in_order(deployed, t
 
 
 def test_the_publish_settings_are_validated(tmp_path):
-    from defectops.components.deploy.server import ServeConfig
+    from defectops.components.deploy.serve_config import ServeConfig
 
     with pytest.raises(ValueError, match="decisions"):
         ServeConfig(publish={"mqtt_host": "h", "decisions": ["scrap"]})

@@ -68,16 +68,17 @@ def test_a_flood_waits_in_a_bounded_queue_and_probes_never_wait_behind_it(secure
 
     from fastapi.testclient import TestClient
 
-    import defectops.components.deploy.server as server_module
-    from defectops.components.deploy.server import ServeConfig, create_app
+    import defectops.components.deploy.inference as inference_module
+    from defectops.components.deploy.serve_config import ServeConfig
+    from defectops.components.deploy.server import create_app
 
-    real_observe = server_module.observe
+    real_observe = inference_module.observe
 
     def slow_observe(*args):
         time.sleep(1.0)  # a stuck model
         return real_observe(*args)
 
-    monkeypatch.setattr(server_module, "observe", slow_observe)
+    monkeypatch.setattr(inference_module, "observe", slow_observe)
     name, root, _ = secured
     config = ServeConfig(model_name=name, deploy_root=root,
                          records_url=str(tmp_path / "decisions.db"), archive_root=tmp_path / "archive",

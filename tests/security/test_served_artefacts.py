@@ -9,7 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from defectops import registry
-from defectops.components.deploy.server import ServeConfig, create_app, load_verified
+from defectops.components.deploy.serve_config import ServeConfig
+from defectops.components.deploy.server import create_app
+from defectops.components.deploy.serving import load_verified
 from defectops.components.deploy.step import DeployError, version_dir
 
 

@@ -1,0 +1,124 @@
+"""Which model the endpoint serves: the registry's champion (and a canary-cleared challenger), loaded only
+when a second person approved it and its files hash to what the registry recorded, swapped without
+dropping a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from defectops import registry
+from defectops.components.deploy.detector import OnnxDetector
+from defectops.components.deploy.serve_config import ServeConfig
+from defectops.components.deploy.step import DeployError, verify_artefacts, version_dir
+from defectops.drift_features import EmbeddingReducer
+from defectops.errors import DefectopsError
+
+log = logging.getLogger("defectops.serve")
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    detector: OnnxDetector
+    folder: Path
+    info: registry.VersionInfo
+    reducer: EmbeddingReducer | None = None
+    explainer: object | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+SERVED_FILES = ("model.onnx", "model.json", "embedding_pca.npz")
+
+
+def load_verified(config: ServeConfig, info: registry.VersionInfo, role: str = registry.CHAMPION) -> LoadedModel:
+    """Load a version only if a second person's approval is on the signed audit log (the rule lives in
+    `defectops.approval`) and every file it loads hashes to what the registry recorded at deploy."""
+    refusal = registry.served_refusal(info, role)
+    if refusal:
+        raise DeployError(refusal)
+    folder = version_dir(config.deploy_root, info.version)
+    if not (folder / "model.onnx").exists():
+        raise DeployError(f"{config.model_name} v{info.version} is {role} but not exported to {folder}: "
+                          "run 'defectops deploy'")
+    verify_artefacts(folder, info, SERVED_FILES)
+    return LoadedModel(info.version, OnnxDetector(folder), folder, info, EmbeddingReducer.load(folder))
+
+
+class ChampionWatcher:
+    """Holds the served model and swaps it when the registry's champion changes.
+
+    Requests take a reference to the current model and keep it to the end, so a swap never
+    interrupts one; a failed load keeps serving the previous champion and is reported.
+    """
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.current: LoadedModel | None = None
+        self.canary: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.canary_error: str | None = None
+        self._stop = threading.Event()
+        self._random = random.Random()
+
+    def pick(self) -> tuple[LoadedModel, str]:
+        """The model for one request: the canary for its share of traffic, else the champion."""
+        canary = self.canary
+        if canary is not None and self._random.random() < self.config.canary_share:
+            return canary, "canary"
+        return self.current, "champion"
+
+    def refresh(self) -> None:
+        self._refresh_champion()
+        if self.config.canary_share > 0:
+            self._refresh_canary()
+
+    def _refresh_canary(self) -> None:
+        challenger = registry.by_alias(self.config.model_name, registry.CHALLENGER)
+        if challenger is None or challenger.tags.get("canary") != "approved":
+            self.canary, self.canary_error = None, None
+            return
+        if self.canary is not None and self.canary.version == challenger.version:
+            return
+        try:
+            self.canary, self.canary_error = load_verified(self.config, challenger, "canary"), None
+            log.warning("canary v%s takes %.0f%% of requests", challenger.version, 100 * self.config.canary_share)
+        except DefectopsError as exc:
+            self.canary, self.canary_error = None, str(exc)
+
+    def _refresh_champion(self) -> None:
+        champion = registry.by_alias(self.config.model_name, registry.CHAMPION)
+        if champion is None:
+            self.last_error = f"model '{self.config.model_name}' has no champion"
+            return
+        if self.current is not None and self.current.version == champion.version:
+            self.last_error = None
+            return
+        try:
+            loaded = load_verified(self.config, champion)
+        except DefectopsError as exc:
+            if self.last_error != str(exc):  # said once, not every few seconds
+                log.error("not serving v%s (keeping %s): %s", champion.version,
+                          f"v{self.current.version}" if self.current else "nothing", exc)
+            self.last_error = str(exc)
+            return
+        previous = self.current.version if self.current else None
+        self.current, self.last_error = loaded, None
+        log.warning("serving %s v%s (was %s)", self.config.model_name, loaded.version, previous)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.config.reload_interval_s):
+            try:
+                self.refresh()
+            except Exception as exc:  # noqa: BLE001 - a registry hiccup must not kill the watcher
+                self.last_error = f"registry check failed: {exc}"
+
+    def start(self) -> None:
+        threading.Thread(target=self.run, name="champion-watcher", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
