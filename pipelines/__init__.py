@@ -1,17 +1,2 @@
-"""defectops: the production path for visual defect detection models.
-
-Importing the package first makes the process air-gapped (see `defectops.offline`).
-"""
-
-from defectops.offline import enforce_offline_env
-
-enforce_offline_env()
-
-__version__ = "0.1.0"
-
-
-def submit(*args, **kwargs):
-    """Run the training DAG on an engine: `defectops.submission.submit`, imported lazily (it pulls in engines)."""
-    from defectops.submission import submit as _submit
-
-    return _submit(*args, **kwargs)
+"""`defectops.pipelines`: the training DAG (declared once), the engines that render and run it, and
+`submit`, the one way a run starts. The rendered definitions live in `compiled/`."""

@@ -112,7 +112,7 @@ def _with_submitter(merged: dict, engine: str) -> dict:
 
 
 def _local(params_file: Path, merged: dict, trigger: str, force: bool, echo: Callable[[str], None]) -> Submission:
-    from defectops.engines import dvc
+    from defectops.pipelines.engines import dvc
 
     if merged != read_params(params_file):
         params_file.write_text(yaml.safe_dump(merged, sort_keys=False))
@@ -137,7 +137,7 @@ def _kfp(params_file: Path, merged: dict, project: Path) -> Submission:
     import tempfile
 
     from defectops.config import load_step_config
-    from defectops.engines import kfp
+    from defectops.pipelines.engines import kfp
 
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
         yaml.safe_dump(merged, fh)
@@ -166,7 +166,7 @@ def _kfp(params_file: Path, merged: dict, project: Path) -> Submission:
 def _sagemaker(params_file: Path, merged: dict, trigger: str, sagemaker_client, s3_client) -> Submission:
     import tempfile
 
-    from defectops.engines import sagemaker
+    from defectops.pipelines.engines import sagemaker
 
     with tempfile.TemporaryDirectory() as scratch:
         run_params = Path(scratch) / "params.yaml"

@@ -127,7 +127,7 @@ def start_in_background(config: RetrainConfig, trigger_file: Path, log_dir: Path
 
 def start_sagemaker(config: RetrainConfig, trigger_file: Path, sagemaker_client=None, s3_client=None) -> dict:
     """A pipeline execution started by `submit` (settings uploaded, definition upserted): returns at once."""
-    from defectops.submission import submit
+    from defectops.pipelines.submission import submit
 
     started = submit("sagemaker", project_dir=config.project_dir, trigger="drift", trigger_ref=str(trigger_file),
                      sagemaker_client=sagemaker_client, s3_client=s3_client)

@@ -17,7 +17,7 @@ def compile_for(engine: str, out: Path | None, params: Path, image: str | None =
     out = Path(out or DEFAULT_OUT[engine])
     out.parent.mkdir(parents=True, exist_ok=True)
     if engine == "dvc":
-        from defectops.engines.dvc import write_dvc_yaml
+        from defectops.pipelines.engines.dvc import write_dvc_yaml
 
         return write_dvc_yaml(out)
     import json
@@ -26,11 +26,11 @@ def compile_for(engine: str, out: Path | None, params: Path, image: str | None =
     params_yaml = json.dumps(read_params(params), sort_keys=True)
     if engine == "kfp":
         from defectops.config import load_step_config
-        from defectops.engines import kfp
+        from defectops.pipelines.engines import kfp
 
         return kfp.compile_pipeline(out, params_yaml, load_step_config(kfp.KfpSettings, "kfp", params), image, flavour)
     if engine == "sagemaker":
-        from defectops.engines import sagemaker
+        from defectops.pipelines.engines import sagemaker
 
         return sagemaker.write_definition(out, sagemaker.SageMakerSettings.from_params(params), image=image)
     raise ValueError(f"unknown engine '{engine}'")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from defectops.dag import TRAINING_DAG, Stage
+from defectops.pipelines.dag import TRAINING_DAG, Stage
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout whose files DVC watches
-HEADER = "# Generated from defectops/dag.py by 'defectops pipeline compile --engine dvc'. Do not edit.\n"
+HEADER = "# Generated from pipelines/dag.py by 'defectops pipeline compile --engine dvc'. Do not edit.\n"
 
 
 def source_deps(stage: Stage, root: Path = REPO) -> list[str]:

@@ -21,7 +21,7 @@ from kfp.dsl import Artifact, Dataset, Input, Model, Output
 from pydantic import Field
 
 from defectops.config import StepConfig
-from defectops.dag import TRAINING_DAG, Stage
+from defectops.pipelines.dag import TRAINING_DAG, Stage
 
 DEFAULT_IMAGE = "defectops:0.1.0"
 LOCAL_BASE_IMAGE = "python:3.11"
@@ -43,14 +43,14 @@ def artifact_type(path: str):
 # --- lightweight components (kfp.local): thin calls into the stage adapter --------------------
 
 def ingest(params_yaml: str, data_raw: Output[Dataset]):
-    from defectops.engines.stage import run_stage_text
+    from defectops.pipelines.engines.stage import run_stage_text
 
     run_stage_text("ingest", params_yaml, {"data/raw": data_raw.path})
 
 
 def validate(params_yaml: str, data_raw: Input[Dataset], reports_validate: Output[Artifact],
              data_validated: Output[Dataset], data_quarantine: Output[Dataset]):
-    from defectops.engines.stage import run_stage_text
+    from defectops.pipelines.engines.stage import run_stage_text
 
     run_stage_text("validate", params_yaml, {"data/raw": data_raw.path, "reports/validate": reports_validate.path,
                                              "data/validated": data_validated.path,
@@ -58,14 +58,14 @@ def validate(params_yaml: str, data_raw: Input[Dataset], reports_validate: Outpu
 
 
 def augment(params_yaml: str, data_validated: Input[Dataset], data_augmented: Output[Dataset]):
-    from defectops.engines.stage import run_stage_text
+    from defectops.pipelines.engines.stage import run_stage_text
 
     run_stage_text("augment", params_yaml, {"data/validated": data_validated.path,
                                             "data/augmented": data_augmented.path})
 
 
 def train(params_yaml: str, data_augmented: Input[Dataset], settings: dict, models_train: Output[Model]):
-    from defectops.engines.stage import run_stage_text
+    from defectops.pipelines.engines.stage import run_stage_text
 
     run_stage_text("train", params_yaml, {"data/augmented": data_augmented.path, "models/train": models_train.path},
                    settings)
@@ -74,7 +74,7 @@ def train(params_yaml: str, data_augmented: Input[Dataset], settings: dict, mode
 def evaluate(params_yaml: str, models_train: Input[Model], data_validated: Input[Dataset],
              reports_evaluate: Output[Artifact]) -> bool:
     """Returns the gate (`gate_passed`) as its single output: kfp.local resolves conditions only on those."""
-    from defectops.engines.stage import run_stage_text
+    from defectops.pipelines.engines.stage import run_stage_text
 
     emitted = run_stage_text("evaluate", params_yaml, {"models/train": models_train.path,
                                                        "data/validated": data_validated.path,
@@ -84,7 +84,7 @@ def evaluate(params_yaml: str, models_train: Input[Model], data_validated: Input
 
 def register(params_yaml: str, models_train: Input[Model], reports_evaluate: Input[Artifact],
              reports_register: Output[Artifact]):
-    from defectops.engines.stage import run_stage_text
+    from defectops.pipelines.engines.stage import run_stage_text
 
     run_stage_text("register", params_yaml, {"models/train": models_train.path,
                                              "reports/evaluate": reports_evaluate.path,
@@ -96,7 +96,7 @@ def register(params_yaml: str, models_train: Input[Model], reports_evaluate: Inp
 def train_plan(params_yaml: str) -> list[dict]:
     """Trial settings from the declarative search space (trial 0 = current settings)."""
     from defectops.components.tune.step import plan_from_params
-    from defectops.engines.stage import params_file
+    from defectops.pipelines.engines.stage import params_file
 
     with params_file(params_yaml) as params:
         return plan_from_params(params)
@@ -107,7 +107,7 @@ def train_trial(params_yaml: str, data_augmented: Input[Dataset], settings: dict
     import tempfile
 
     from defectops.components.tune.step import trial_from_params
-    from defectops.engines.stage import params_file
+    from defectops.pipelines.engines.stage import params_file
 
     with params_file(params_yaml) as params, tempfile.TemporaryDirectory() as scratch:
         return trial_from_params(params, data_augmented.path, scratch, settings)

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import Field
 
 from defectops.config import StepConfig, read_params
-from defectops.dag import TRAINING_DAG, Stage, artifact_name
+from defectops.pipelines.dag import TRAINING_DAG, Stage, artifact_name
 
 PROCESSING_ROOT = "/opt/ml/processing"
 OBJECTIVE_METRIC = "defectops_objective"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from defectops.dag import STAGES, Stage
 from defectops.errors import DefectopsError
+from defectops.pipelines.dag import STAGES, Stage
 
 
 class StageError(DefectopsError):

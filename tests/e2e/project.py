@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from defectops.engines.dvc import ensure_repo, write_dvc_yaml
+from defectops.pipelines.engines.dvc import ensure_repo, write_dvc_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 NETGUARD = Path(__file__).resolve().parent / "netguard"

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from defectops.engines import kfp
+from defectops.pipelines.engines import kfp
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "infra" / "terraform"

@@ -13,9 +13,9 @@ from moto import mock_aws
 
 from defectops.components.tune.step import TuneConfig
 from defectops.config import load_step_config
-from defectops.dag import STAGES, TRAINING_DAG, collapse, edges
-from defectops.engines import compile_for, kfp, sagemaker
-from defectops.engines.dvc import render
+from defectops.pipelines.dag import STAGES, TRAINING_DAG, collapse, edges
+from defectops.pipelines.engines import compile_for, kfp, sagemaker
+from defectops.pipelines.engines.dvc import render
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / "params.yaml"
@@ -203,7 +203,7 @@ def test_a_cloud_run_carries_the_gates_learned_profile_inside_its_settings(tmp_p
     """A SageMaker step runs in a container without data/gate/: the submission sends the profile inline."""
     from defectops.components.validate import profile as gate_profile
     from defectops.components.validate.step import ValidateConfig
-    from defectops.submission import submit
+    from defectops.pipelines.submission import submit
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

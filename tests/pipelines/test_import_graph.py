@@ -40,12 +40,13 @@ def test_find_cycle_reports_the_loop():
 
 
 def test_the_package_has_no_import_cycle():
-    assert {"defectops.components.train.step", "defectops.engines.kfp"} <= set(modules())  # walked it all
+    assert {"defectops.components.train.step", "defectops.pipelines.engines.kfp"} <= set(modules())  # walked it all
     imports = graph()
     assert find_cycle(imports) is None, " -> ".join(find_cycle(imports))
 
 
 def test_an_engine_does_not_import_the_cli():
-    probe = "import sys, defectops.engines.kfp, defectops.engines.stage; print('defectops.cli' in sys.modules)"
+    probe = ("import sys, defectops.pipelines.engines.kfp, defectops.pipelines.engines.stage\n"
+             "print('defectops.cli' in sys.modules)")
     reply = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert reply.stdout.strip().splitlines()[-1] == "False", reply.stderr

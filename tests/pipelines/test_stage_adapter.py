@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from defectops.engines.stage import StageError, sagemaker_training
+from defectops.pipelines.engines.stage import StageError, sagemaker_training
 
 REPO_PARAMS = __import__("pathlib").Path(__file__).resolve().parents[2] / "params.yaml"
 

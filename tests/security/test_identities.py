@@ -41,7 +41,7 @@ def test_a_service_identity_can_never_decide(machine, trained, evaluated, tmp_pa
 
 
 def test_a_run_records_its_human_and_its_engine(trained, evaluated, tmp_path, monkeypatch):
-    from defectops.submission import _with_submitter
+    from defectops.pipelines.submission import _with_submitter
 
     monkeypatch.setenv("DEFECTOPS_USER", " Data.Scientist ")
     merged = _with_submitter({"register": {"model_name": "x"}}, "kfp")

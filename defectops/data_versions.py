@@ -17,8 +17,8 @@ import yaml
 from pydantic import Field
 
 from defectops.config import StepConfig
-from defectops.engines import dvc
 from defectops.errors import DefectopsError
+from defectops.pipelines.engines import dvc
 
 TRACKED = ("data/raw", "data/validated")
 

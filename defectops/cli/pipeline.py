@@ -28,7 +28,7 @@ def pipeline_compile(
                                                 "(lightweight components for kfp.local)."),
 ) -> None:
     """Render the declared DAG for an engine (offline: no cluster or cloud account needed)."""
-    from defectops.engines import compile_for
+    from defectops.pipelines.engines import compile_for
 
     if engine not in ENGINES:
         console.print(f"[red]engine '{engine}' is not one of: {', '.join(ENGINES)}[/]")
@@ -49,7 +49,7 @@ def pipeline_stage(
                                                       "(repeatable)."),
 ) -> None:
     """Run one DAG stage at engine-chosen paths: the entry point of every container step."""
-    from defectops.engines.stage import StageError, parse_path_mappings, run_stage, run_stage_text
+    from defectops.pipelines.engines.stage import StageError, parse_path_mappings, run_stage, run_stage_text
 
     with step_errors(f"pipeline stage {name}"):
         if (params is None) == (params_text is None):
@@ -79,7 +79,7 @@ def pipeline_sagemaker_training(
     action: str = typer.Argument("train", help="SageMaker starts training images with 'train'."),
 ) -> None:
     """Entry of the training image on SageMaker (final training or one tuning trial)."""
-    from defectops.engines.stage import main_env_root, sagemaker_training
+    from defectops.pipelines.engines.stage import main_env_root, sagemaker_training
 
     if action != "train":
         console.print(f"[red]unknown action '{action}'; SageMaker training images are started with 'train'[/]")
@@ -101,7 +101,7 @@ def pipeline_run(
                                                 "run writes what it ran into params.yaml."),
 ) -> None:
     """Run the training DAG on an engine (through `defectops.submit`) and print what happened."""
-    from defectops.submission import submit
+    from defectops.pipelines.submission import submit
 
     with step_errors(f"pipeline run --engine {engine}"):
         overrides = _json_mapping(overrides_json, "--overrides-json") if overrides_json else None

@@ -30,7 +30,7 @@ _ENV_DEFAULTS = {
 
 
 # SageMaker SDK v3 reports usage unless its defaults config opts out (there is no env switch).
-SAGEMAKER_DEFAULTS = Path(__file__).parent / "engines" / "sagemaker_defaults.yaml"
+SAGEMAKER_DEFAULTS = Path(__file__).parent / "sagemaker_defaults.yaml"
 
 
 def enforce_offline_env() -> None:

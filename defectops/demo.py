@@ -26,7 +26,7 @@ from defectops.cli_support import console
 from defectops.config import load_step_config
 from defectops.data_versions import after_local_run
 from defectops.dataset import label_path, read_labels, read_manifest
-from defectops.engines import dvc
+from defectops.pipelines.engines import dvc
 
 PARAMS = Path("params.yaml")
 RAW, DEPLOY_DIR, MONITOR_DIR = Path("data/validated"), Path("deploy"), Path("monitoring")

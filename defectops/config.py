@@ -26,8 +26,8 @@ SECTIONS = {
     "deploy": "defectops.components.deploy.step:DeployConfig",
     "monitor": "defectops.components.monitor.step:MonitorConfig",
     "serve": "defectops.components.deploy.serve_config:ServeConfig",
-    "kfp": "defectops.engines.kfp:KfpSettings",
-    "sagemaker": "defectops.engines.sagemaker:SageMakerSettings",
+    "kfp": "defectops.pipelines.engines.kfp:KfpSettings",
+    "sagemaker": "defectops.pipelines.engines.sagemaker:SageMakerSettings",
 }
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 @cache
 def modules() -> dict[str, Path]:
-    """Every module of the package and its source file (two source folders: pyproject's package-dir)."""
+    """Every module of the package and its source file (three source folders: pyproject's package-dir)."""
     found = {}
-    for package in ("defectops", "defectops.components"):  # located, not imported: this module is part of it
+    for package in ("defectops", "defectops.pipelines", "defectops.components"):  # located, not imported
         spec = importlib.util.find_spec(package)
         found[package] = Path(spec.origin)
         for info in pkgutil.walk_packages(spec.submodule_search_locations, f"{package}."):
