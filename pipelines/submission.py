@@ -102,6 +102,29 @@ def submit(engine: str = "local", params: dict | None = None, project_dir: str |
         return _sagemaker(params_file, merged, trigger, sagemaker_client, s3_client)
 
 
+def returns_at_once(engine: str, project_dir: str | Path = ".") -> bool:
+    """Whether `submit` only starts the run elsewhere (a SageMaker execution, a run on a Kubeflow cluster)
+    rather than running it in this process (DVC, kfp.local): a caller decides whether to wait in the background."""
+    if engine == "sagemaker":
+        return True
+    if engine == "kfp":
+        from defectops.config import load_step_config
+        from defectops.pipelines.engines import kfp
+
+        return bool(load_step_config(kfp.KfpSettings, "kfp", Path(project_dir) / "params.yaml").host)
+    return False
+
+
+def still_running(engine: str, run_id: str, sagemaker_client=None) -> bool | None:
+    """Whether a run `submit` started is still going; None where the engine cannot say (a Kubeflow cluster run
+    is only known to its cluster), so the caller falls back on its own rule (a cool-down)."""
+    if engine == "sagemaker":
+        from defectops.pipelines.engines import sagemaker
+
+        return sagemaker.execution_running(run_id, sagemaker_client)
+    return None
+
+
 def _with_submitter(merged: dict, engine: str) -> dict:
     """A remote run's register step runs as the engine's account; the person who submitted it travels along."""
     from defectops import identity

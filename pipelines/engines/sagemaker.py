@@ -327,3 +327,12 @@ def start(settings: SageMakerSettings, parameters: dict[str, str] | None = None,
     if display_name:
         kwargs["PipelineExecutionDisplayName"] = display_name
     return sm.start_pipeline_execution(**kwargs)["PipelineExecutionArn"]
+
+
+def execution_running(execution_arn: str, sagemaker_client=None) -> bool:
+    """Whether a started execution is still going (a drift retraining waits for it before starting another)."""
+    import boto3
+
+    sm = sagemaker_client or boto3.client("sagemaker")
+    status = sm.describe_pipeline_execution(PipelineExecutionArn=execution_arn)["PipelineExecutionStatus"]
+    return status in ("Executing", "Stopping")

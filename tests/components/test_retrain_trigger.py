@@ -72,12 +72,13 @@ def test_sagemaker_engine_starts_once_through_submit_then_cools_down(tmp_path, m
         sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
         s3.create_bucket(Bucket="defectops-artifacts", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         config = RetrainConfig(enabled=True, engine="sagemaker", project_dir=project, cooldown_minutes=60)
-        outcomes = [on_drift(TRIGGER, _trigger_file(tmp_path), config, tmp_path, sm, s3) for _ in range(5)]
+        clients = {"sagemaker_client": sm, "s3_client": s3}
+        outcomes = [on_drift(TRIGGER, _trigger_file(tmp_path), config, tmp_path, clients) for _ in range(5)]
         assert [o["action"].split(":")[0] for o in outcomes] == ["retraining started"] + ["skipped"] * 4
         assert all("cool-down" in o["action"] for o in outcomes[1:])
         executions = sm.list_pipeline_executions(PipelineName="defectops-training")["PipelineExecutionSummaries"]
         assert len(executions) == 1
-        assert outcomes[0]["run"]["execution_arn"] == executions[0]["PipelineExecutionArn"]
+        assert outcomes[0]["run"]["run_id"] == executions[0]["PipelineExecutionArn"]
         started = sm.describe_pipeline_execution(PipelineExecutionArn=executions[0]["PipelineExecutionArn"])
         parameters = {p["Name"]: p["Value"] for p in sm.list_pipeline_parameters_for_execution(
             PipelineExecutionArn=started["PipelineExecutionArn"])["PipelineParameters"]}
@@ -100,7 +101,7 @@ def test_kfp_engine_runs_the_pipeline_command_with_a_warm_start(tmp_path):
     outcome = on_drift(TRIGGER, _trigger_file(tmp_path), config, tmp_path)
     assert outcome["action"] == "retraining started" and outcome["run"]["engine"] == "kfp"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and in_flight({"last_run": outcome["run"]}, config):
+    while time.monotonic() < deadline and in_flight({"last_run": outcome["run"]}):
         time.sleep(0.5)
     log = open(outcome["run"]["log"]).read()
     assert "pipeline run --engine kfp" in log and "evaluate.target_recall" in log
