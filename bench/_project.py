@@ -18,7 +18,7 @@ def copy_project(prefix: str, params_update: dict | None = None) -> Path:
     """Copy the code, DAG and params into a fresh git folder; `params_update` merges into sections."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     # data/gate is a validate dependency; a profile learned in this checkout stays behind.
-    for folder in ("components", "pipelines", "data/gate"):
+    for folder in ("components", "defectops", "pipelines", "data/gate"):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "profile.json"))
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO / name, root)

@@ -19,7 +19,7 @@ NETGUARD = Path(__file__).resolve().parent / "netguard"
 def make_project(root: Path, overrides: dict[str, dict], init_dvc: bool = False) -> Path:
     """Copy the code the DVC stages depend on, write a tiny params.yaml and dvc.yaml, git init."""
     # data/gate is a validate dependency; a profile learned in this checkout stays behind.
-    for folder in ("components", "pipelines", "data/gate"):
+    for folder in ("components", "defectops", "pipelines", "data/gate"):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "profile.json"))
     shutil.copy(REPO / ".dvcignore", root)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
