@@ -115,7 +115,7 @@ def returns_at_once(engine: str, project_dir: str | Path = ".") -> bool:
     return False
 
 
-def still_running(engine: str, run_id: str, sagemaker_client=None) -> bool | None:
+def still_running(engine: str, run_id: str, sagemaker_client=None, **_other_clients) -> bool | None:
     """Whether a run `submit` started is still going; None where the engine cannot say (a Kubeflow cluster run
     is only known to its cluster), so the caller falls back on its own rule (a cool-down)."""
     if engine == "sagemaker":
