@@ -15,8 +15,16 @@ console = Console(stderr=True)
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="Settings file; its step section is used.")
 MODEL_NAME_OPTION = typer.Option("defectops-detector", "--model-name", help="Registered model name.")
-BACKEND_OPTION = typer.Option("mlflow", "--backend",
-                              help="mlflow (local registry) or sagemaker (model package group = --model-name).")
+BACKEND_OPTION = typer.Option(None, "--backend", help="mlflow or sagemaker (model package group = --model-name); "
+                                                     "default: registry.backend in --params.")
+
+
+def open_registry_from(model_name: str, backend: str | None, params: Path):
+    """The registry a command works on: `--backend` if given, else params.yaml's `registry.backend`."""
+    from defectops.config import load_step_config
+    from defectops.registries import RegistryConfig, open_registry
+
+    return open_registry(model_name, backend or load_step_config(RegistryConfig, "registry", params).backend)
 
 
 @contextlib.contextmanager

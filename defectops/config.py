@@ -23,6 +23,7 @@ SECTIONS = {
     "tune": "defectops.components.tune.step:TuneConfig",
     "evaluate": "defectops.components.evaluate.step:EvaluateConfig",
     "register": "defectops.components.register.step:RegisterConfig",
+    "registry": "defectops.registries:RegistryConfig",
     "deploy": "defectops.components.deploy.step:DeployConfig",
     "monitor": "defectops.components.monitor.step:MonitorConfig",
     "serve": "defectops.components.deploy.serve_config:ServeConfig",

@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from defectops.cli_support import BACKEND_OPTION, MODEL_NAME_OPTION, console, step_errors
+from defectops.cli_support import (
+    BACKEND_OPTION,
+    MODEL_NAME_OPTION,
+    PARAMS_OPTION,
+    console,
+    open_registry_from,
+    step_errors,
+)
 
 app = typer.Typer(help="Model registry: list, show, approve, reject, roll back.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident registry audit log.", no_args_is_help=True)
@@ -89,23 +96,12 @@ def login_command(user: str = typer.Argument(..., help="Your name in the users f
     console.print(f"signed in as {person} (token in {path}, valid {auth.TOKEN_HOURS} h)")
 
 
-def _decide(action: str, version: str, reason: str, model_name: str, backend: str, user: str | None, users: Path,
-            password_stdin: bool) -> None:
+def _decide(action: str, version: str, reason: str, model_name: str, backend: str | None, params: Path,
+            user: str | None, users: Path, password_stdin: bool) -> None:
     """approve / reject / canary through one path, whichever registry holds the model."""
-    from defectops import registry
-
     with step_errors(f"registry {action}"):
         by = _acting_user(user, users, password_stdin)
-        if backend == "sagemaker":
-            if action == "approve_canary":
-                raise registry.RegistryError("canary clearance is an MLflow-registry action; on SageMaker use "
-                                             "the endpoint's production variants")
-            from defectops.sagemaker_registry import SageMakerRegistry
-
-            package = getattr(SageMakerRegistry(model_name), action)(version, by, reason)
-            console.print(f"{package['arn']}: {package['approval']} by {by}")
-            return
-        info = getattr(registry, action)(model_name, version, by, reason)
+        info = open_registry_from(model_name, backend, params).decide(action, version, by, reason)
     state = "cleared for canary traffic" if action == "approve_canary" else info.tags["approval"]
     console.print(f"{model_name} v{info.version}: {state} by {by}; aliases: {info.aliases}")
 
@@ -116,12 +112,13 @@ def registry_approve(
     reason: str = REASON_OPTION,
     model_name: str = MODEL_NAME_OPTION,
     backend: str = BACKEND_OPTION,
+    params: Path = PARAMS_OPTION,
     user: str = USER_OPTION,
     users: Path = USERS_OPTION,
     password_stdin: bool = PASSWORD_STDIN_OPTION,
 ) -> None:
     """Approve a pending version as the signed-in user: it becomes the champion (never the submitter's own run)."""
-    _decide("approve", version, reason, model_name, backend, user, users, password_stdin)
+    _decide("approve", version, reason, model_name, backend, params, user, users, password_stdin)
 
 
 @app.command("reject")
@@ -130,12 +127,13 @@ def registry_reject(
     reason: str = REASON_OPTION,
     model_name: str = MODEL_NAME_OPTION,
     backend: str = BACKEND_OPTION,
+    params: Path = PARAMS_OPTION,
     user: str = USER_OPTION,
     users: Path = USERS_OPTION,
     password_stdin: bool = PASSWORD_STDIN_OPTION,
 ) -> None:
     """Reject a pending version as the signed-in user; it can never become champion."""
-    _decide("reject", version, reason, model_name, backend, user, users, password_stdin)
+    _decide("reject", version, reason, model_name, backend, params, user, users, password_stdin)
 
 
 @app.command("canary")
@@ -143,12 +141,13 @@ def registry_canary(
     version: str = typer.Argument(..., help="The pending challenger to clear for canary traffic."),
     reason: str = REASON_OPTION,
     model_name: str = MODEL_NAME_OPTION,
+    params: Path = PARAMS_OPTION,
     user: str = USER_OPTION,
     users: Path = USERS_OPTION,
     password_stdin: bool = PASSWORD_STDIN_OPTION,
 ) -> None:
     """Clear the challenger for a share of live traffic (serve.canary_share); four-eyes applies."""
-    _decide("approve_canary", version, reason, model_name, "mlflow", user, users, password_stdin)
+    _decide("approve_canary", version, reason, model_name, None, params, user, users, password_stdin)
 
 
 @app.command("rollback")
@@ -169,19 +168,14 @@ def audit_verify(path: Path = typer.Option(None, help="Audit log (default: $DEFE
                  model_name: list[str] = typer.Option(["defectops-detector"], "--model-name",
                                                       help="Registered models whose anchors the log must match "
                                                            "(repeatable)."),
-                 backend: str = BACKEND_OPTION) -> None:
+                 backend: str = BACKEND_OPTION, params: Path = PARAMS_OPTION) -> None:
     """Check the log's hash chain and signatures, and its head against the registry; exit 5 at the first break."""
-    from defectops import audit, registry
+    from defectops import audit
 
     with step_errors("audit verify"):
         anchors = {}
         for name in model_name:
-            if backend == "sagemaker":
-                from defectops.sagemaker_registry import SageMakerRegistry
-
-                anchors.update(SageMakerRegistry(name).audit_anchors())
-            else:
-                anchors.update(registry.audit_anchors(name))
+            anchors.update(open_registry_from(name, backend, params).audit_anchors())
         count = audit.verify(path, anchors)
     console.print(f"[green]audit log intact: {count} entries, signed, and matching the registry's anchors[/]")
 

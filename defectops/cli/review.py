@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import BACKEND_OPTION, MODEL_NAME_OPTION, console, step_errors
+from defectops.cli_support import (
+    BACKEND_OPTION,
+    MODEL_NAME_OPTION,
+    PARAMS_OPTION,
+    console,
+    open_registry_from,
+    step_errors,
+)
 
 
 def ui_command(
@@ -19,6 +26,7 @@ def ui_command(
                                                   "X-Defectops-Proxy-Secret."),
     model_name: str = MODEL_NAME_OPTION,
     backend: str = BACKEND_OPTION,
+    params: Path = PARAMS_OPTION,
     reports_root: Path = typer.Option(Path("monitoring"), help="Drift reports are served only from inside this "
                                                                "folder ('defectops monitor --out')."),
     records: str = typer.Option("monitoring/decisions.db", help="The endpoint's decision store (serve.records_url): "
@@ -31,9 +39,8 @@ def ui_command(
 
     from defectops.errors import DefectopsError
     from defectops.ui.app import create_app
-    from defectops.ui.backends import MlflowBackend, SageMakerBackend
 
-    store = SageMakerBackend(model_name) if backend == "sagemaker" else MlflowBackend(model_name)
+    store = open_registry_from(model_name, backend, params)
     with step_errors("ui"):
         try:
             site = create_app(model_name, users, trusted_header, store, os.environ.get("DEFECTOPS_PROXY_SECRET"),

@@ -22,8 +22,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from defectops import identity, registry
+from defectops.registries import Registry, open_registry
 from defectops.ui import auth, evidence
-from defectops.ui.backends import MlflowBackend, SageMakerBackend
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 ROWS = [("recall", "recall"), ("precision", "precision"), ("recall 95 % lower bound (val)", "lower_bound"),
@@ -69,7 +69,7 @@ REPORT_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inl
 
 
 def create_app(model_name: str, users_file: Path, trusted_header: str | None = None,
-               backend: MlflowBackend | SageMakerBackend | None = None, proxy_secret: str | None = None,
+               backend: Registry | None = None, proxy_secret: str | None = None,
                local: bool = True, reports_root: Path = Path("monitoring"),
                records: str | None = "monitoring/decisions.db") -> FastAPI:
     """`trusted_header` takes the user's name from a header set by an authenticating proxy; the proxy
@@ -87,7 +87,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     if not local and not secret:
         raise ValueError(f"serving beyond loopback needs a persistent session secret: set {SECRET_ENV} (from your "
                          "secret store); a random one per process logs approvers out on every restart and worker")
-    backend = backend or MlflowBackend(model_name)
+    backend = backend or open_registry(model_name)
     reports_root = Path(reports_root).resolve()
     limiter = auth.LoginLimiter()
 

@@ -155,8 +155,8 @@ def test_a_drift_report_is_served_only_from_the_reports_folder_and_sandboxed(tra
 
 def test_an_s3_key_that_climbs_out_of_the_evidence_folder_is_refused(sagemaker, tmp_path):  # noqa: F811
     """A key such as run-1/evaluation/../../../x would be written outside the page's cache."""
+    from defectops.registries import open_registry
     from defectops.registry import RegistryError
-    from defectops.ui.backends import SageMakerBackend
 
     from ..ui.test_review_sagemaker import BUCKET, GROUP
 
@@ -164,7 +164,7 @@ def test_an_s3_key_that_climbs_out_of_the_evidence_folder_is_refused(sagemaker, 
     escape = "run-3/evaluation/../../../../../../../../../../" + str(tmp_path / "planted.txt").lstrip("/")
     s3.put_object(Bucket=BUCKET, Key="run-3/evaluation/metrics.json", Body=b"{}")
     s3.put_object(Bucket=BUCKET, Key=escape, Body=b"not yours")
-    backend = SageMakerBackend(GROUP, sm, s3)
+    backend = open_registry(GROUP, "sagemaker", sm, s3)
     with pytest.raises(RegistryError, match=r"leaves the evidence folder"):
         backend._download(f"s3://{BUCKET}/run-3/evaluation/metrics.json")
     assert not (tmp_path / "planted.txt").exists()

@@ -8,10 +8,10 @@ from fastapi.testclient import TestClient
 boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 
+from defectops.registries import open_registry  # noqa: E402
 from defectops.sagemaker_registry import SageMakerRegistry  # noqa: E402
 from defectops.ui import auth  # noqa: E402
 from defectops.ui.app import create_app  # noqa: E402
-from defectops.ui.backends import SageMakerBackend  # noqa: E402
 
 GROUP, BUCKET = "defectops-detector", "defectops-artifacts"
 
@@ -48,7 +48,7 @@ def test_review_and_approve_a_sagemaker_package(sagemaker, tmp_path, monkeypatch
     users = tmp_path / "users.json"
     auth.add_user(users, "qa.lead", "quality-first-2026")
     auth.add_user(users, "data.scientist", "trains-models-2026")
-    app = create_app(GROUP, users, backend=SageMakerBackend(GROUP, sm, s3))
+    app = create_app(GROUP, users, backend=open_registry(GROUP, "sagemaker", sm, s3))
     with TestClient(app) as client:
         csrf = _login(client, "data.scientist", "trains-models-2026")
         listing = client.get("/").text

@@ -1,7 +1,8 @@
-"""Where the review page reads versions and sends decisions: the MLflow registry or SageMaker's.
+"""One registry protocol, two places a model can be registered: MLflow's registry and SageMaker's.
 
-Both expose the same few operations, and both decide through the rules in `defectops.registry`
-(the SageMaker adapter calls the same `check_decision`), so the page has one code path.
+`open_registry` is the one place that picks (from `registry.backend` in params.yaml, or a command's
+`--backend`); the CLI and the review page use only the protocol. Both implementations decide
+through the same four-eyes rule (`defectops.approval`) and write the same signed audit log.
 """
 
 from __future__ import annotations
@@ -9,12 +10,53 @@ from __future__ import annotations
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import Field
 
 from defectops import registry
-from defectops.ui.evidence import Evidence, load_folder
+from defectops.config import StepConfig
+
+BACKENDS = ("mlflow", "sagemaker")
 
 
-class MlflowBackend:
+class RegistryConfig(StepConfig):
+    backend: Literal["mlflow", "sagemaker"] = Field(
+        "mlflow", description="Where versions are registered and decided: MLflow's registry (local, KFP) or "
+                              "SageMaker's Model Registry (a model package group named after the model).")
+
+
+class Registry(Protocol):
+    """What the CLI and the review page need of a registry."""
+
+    model_name: str
+
+    def versions(self) -> list[registry.VersionInfo]: ...
+
+    def get(self, version: str) -> registry.VersionInfo: ...
+
+    def champion(self) -> registry.VersionInfo | None: ...
+
+    def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
+        """`action`: approve, reject or approve_canary; the four-eyes rule applies to each."""
+
+    def rollback(self, by: str, reason: str) -> registry.VersionInfo: ...
+
+    def evidence(self, version: str): ...
+
+    def audit_anchors(self) -> dict[str, str]: ...
+
+
+def open_registry(model_name: str, backend: str = "mlflow", sagemaker_client=None, s3_client=None) -> Registry:
+    """The registry holding `model_name`, on `backend`."""
+    if backend == "mlflow":
+        return MlflowRegistry(model_name)
+    if backend == "sagemaker":
+        return SageMakerModelRegistry(model_name, sagemaker_client, s3_client)
+    raise registry.RegistryError(f"registry backend '{backend}': expected one of {', '.join(BACKENDS)}")
+
+
+class MlflowRegistry:
     def __init__(self, model_name: str):
         self.model_name = model_name
 
@@ -27,15 +69,22 @@ class MlflowBackend:
     def champion(self) -> registry.VersionInfo | None:
         return registry.by_alias(self.model_name, registry.CHAMPION)
 
-    def evidence(self, version: str) -> Evidence:
-        info = self.get(version)
-        return load_folder(info, _mlflow_evaluation(info.run_id) if info.run_id else None)
-
-    def decide(self, action: str, version: str, by: str, reason: str) -> None:
-        getattr(registry, action)(self.model_name, version, by, reason)
+    def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
+        if action not in ("approve", "reject", "approve_canary"):
+            raise registry.RegistryError(f"'{action}': expected approve, reject or approve_canary")
+        return getattr(registry, action)(self.model_name, version, by, reason)
 
     def rollback(self, by: str, reason: str) -> registry.VersionInfo:
         return registry.rollback(self.model_name, by, reason)
+
+    def evidence(self, version: str):
+        from defectops.ui.evidence import load_folder
+
+        info = self.get(version)
+        return load_folder(info, _mlflow_evaluation(info.run_id) if info.run_id else None)
+
+    def audit_anchors(self) -> dict[str, str]:
+        return registry.audit_anchors(self.model_name)
 
 
 @lru_cache(maxsize=256)
@@ -53,7 +102,7 @@ def _mlflow_evaluation(run_id: str) -> Path | None:
         return None
 
 
-class SageMakerBackend:
+class SageMakerModelRegistry:
     """A model package group; evidence is the evaluation folder its ModelMetrics statistics point to in S3."""
 
     def __init__(self, group: str, sagemaker_client=None, s3_client=None):
@@ -62,7 +111,7 @@ class SageMakerBackend:
         from defectops.sagemaker_registry import SageMakerRegistry
 
         self.model_name = group
-        self.registry = SageMakerRegistry(group, sagemaker_client)
+        self.packages = SageMakerRegistry(group, sagemaker_client)
         self.s3 = s3_client or boto3.client("s3")
         self._cache = Path(tempfile.mkdtemp(prefix="defectops-ui-s3-"))
 
@@ -72,7 +121,7 @@ class SageMakerBackend:
                                     {**package["metadata"], "approval": package["approval"]}, aliases)
 
     def versions(self) -> list[registry.VersionInfo]:
-        packages = self.registry.list_versions()
+        packages = self.packages.list_versions()
         approved = [p["version"] for p in packages if p["approval"] == "approved"]
         # The newest approved package is what the approval EventBridge rule deploys: the champion.
         champion = max(approved, key=int) if approved else None
@@ -87,11 +136,29 @@ class SageMakerBackend:
     def champion(self) -> registry.VersionInfo | None:
         return next((v for v in self.versions() if registry.CHAMPION in v.aliases), None)
 
-    def evidence(self, version: str) -> Evidence:
+    def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
+        if action == "approve_canary":
+            raise registry.RegistryError("canary clearance is an MLflow-registry action; on SageMaker use the "
+                                         "endpoint's production variants")
+        if action not in ("approve", "reject"):
+            raise registry.RegistryError(f"'{action}': expected approve or reject")
+        getattr(self.packages, action)(version, by, reason)
+        return self.get(version)
+
+    def rollback(self, by: str, reason: str) -> registry.VersionInfo:
+        raise registry.RegistryError("on SageMaker, roll back by redeploying the previous Approved package "
+                                     "('defectops sagemaker deploy-endpoint --model-package-arn ...')")
+
+    def evidence(self, version: str):
+        from defectops.ui.evidence import load_folder
+
         info = self.get(version)
-        raw = self.registry.sm.describe_model_package(ModelPackageName=info.source)
+        raw = self.packages.sm.describe_model_package(ModelPackageName=info.source)
         uri = raw.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri")
         return load_folder(info, self._download(uri) if uri else None)
+
+    def audit_anchors(self) -> dict[str, str]:
+        return self.packages.audit_anchors()
 
     def _download(self, metrics_uri: str) -> Path:
         bucket, key = metrics_uri.removeprefix("s3://").split("/", 1)
@@ -112,12 +179,3 @@ class SageMakerBackend:
             raise registry.RegistryError(f"{source}: the key leaves the evidence folder ('..' in an S3 key); "
                                          "refused")
         return resolved
-
-    def decide(self, action: str, version: str, by: str, reason: str) -> None:
-        getattr(self.registry, action)(version, by, reason)
-
-    def rollback(self, by: str, reason: str) -> registry.VersionInfo:
-        raise registry.RegistryError("on SageMaker, roll back by redeploying the previous Approved package "
-                                     "('defectops sagemaker deploy-endpoint --model-package-arn ...')")
-
-
