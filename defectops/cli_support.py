@@ -19,13 +19,6 @@ BACKEND_OPTION = typer.Option(None, "--backend", help="mlflow or sagemaker (mode
                                                      "default: registry.backend in --params.")
 
 
-def open_registry_from(model_name: str, backend: str | None, params: Path):
-    """The registry a command works on: `--backend` if given, else params.yaml's `registry.backend`."""
-    from defectops.config import load_step_config
-    from defectops.registries import RegistryConfig, open_registry
-
-    return open_registry(model_name, backend or load_step_config(RegistryConfig, "registry", params).backend)
-
 
 @contextlib.contextmanager
 def step_errors(step: str):

@@ -8,17 +8,20 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from defectops.cli_support import (
-    BACKEND_OPTION,
-    MODEL_NAME_OPTION,
-    PARAMS_OPTION,
-    console,
-    open_registry_from,
-    step_errors,
-)
+from defectops.cli_support import BACKEND_OPTION, MODEL_NAME_OPTION, PARAMS_OPTION, console, step_errors
 
 app = typer.Typer(help="Model registry: list, show, approve, reject, roll back.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident registry audit log.", no_args_is_help=True)
+
+
+
+def open_registry_from(model_name: str, backend: str | None, params: Path):
+    """The registry a command works on: `--backend` if given, else params.yaml's `registry.backend` (not in
+    cli_support: the step commands, and so DVC's stages, must not reach the registry)."""
+    from defectops.config import load_step_config
+    from defectops.registries import RegistryConfig, open_registry
+
+    return open_registry(model_name, backend or load_step_config(RegistryConfig, "registry", params).backend)
 
 
 def _version_row(v) -> list[str]:

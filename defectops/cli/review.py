@@ -6,14 +6,8 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli_support import (
-    BACKEND_OPTION,
-    MODEL_NAME_OPTION,
-    PARAMS_OPTION,
-    console,
-    open_registry_from,
-    step_errors,
-)
+from defectops.cli.registry import open_registry_from
+from defectops.cli_support import BACKEND_OPTION, MODEL_NAME_OPTION, PARAMS_OPTION, console, step_errors
 
 
 def ui_command(
