@@ -36,7 +36,8 @@ def _type_checking_only(node: ast.AST) -> bool:
     return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
-def imports_of(name: str, module_level: bool = False) -> set[str]:
+@cache  # each stage's closure walks the same modules: parse each file once
+def imports_of(name: str, module_level: bool = False) -> frozenset[str]:
     """The package's modules that `name` imports anywhere in its source (`module_level`: only those its
     import itself runs, not those inside functions)."""
     known, path = modules(), modules()[name]
@@ -56,7 +57,7 @@ def imports_of(name: str, module_level: bool = False) -> set[str]:
                 anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 base = f"{anchor}.{base}" if base else anchor
             found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names}
-    return {m for m in found if m in known and m != name}
+    return frozenset(m for m in found if m in known and m != name)
 
 
 def graph() -> dict[str, set[str]]:

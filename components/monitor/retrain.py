@@ -49,7 +49,9 @@ class RetrainConfig(StepConfig):
         return value
 
 
-WARM_START_ENGINES = ("local", "kfp")  # their training reads the MLflow registry's champion
+# Engines told to warm-start through the run's settings; local is told through its environment (retrain_env).
+# SageMaker is neither: its jobs cannot read the MLflow registry's champion.
+SETTINGS_WARM_START_ENGINES = ("kfp",)
 
 
 def _now() -> datetime:
@@ -113,8 +115,10 @@ def warm_start_overrides(config: RetrainConfig) -> dict:
     from defectops.components.train.weights import CHAMPION
     from defectops.config import load_step_config
 
+    if not config.warm_start or config.engine not in SETTINGS_WARM_START_ENGINES:
+        return {}
     train = load_step_config(TrainConfig, "train", Path(config.project_dir) / "params.yaml")
-    if not config.warm_start or train.weights or config.engine == "local" or config.engine not in WARM_START_ENGINES:
+    if train.weights:
         return {}
     return {"train": {"weights": CHAMPION, "epochs": max(1, round(train.epochs * config.warm_start_epoch_share))}}
 
