@@ -45,11 +45,19 @@ def pipeline_stage(
     params: Path = typer.Option(None, help="Settings file."),
     params_text: str = typer.Option(None, help="Settings as YAML text (how KFP passes its pipeline parameter)."),
     overrides_json: str = typer.Option(None, help="Tuned settings for a tunable stage, as a JSON object."),
+    setting: list[str] = typer.Option([], "--set", help="SECTION.KEY=VALUE: a setting only the engine knows at run "
+                                                        "time, e.g. register.model_uri=s3://... (repeatable)."),
     emit: list[str] = typer.Option([], "--emit", help="NAME=FILE: write an emitted value (e.g. gate_passed) to FILE "
                                                       "(repeatable)."),
 ) -> None:
     """Run one DAG stage at engine-chosen paths: the entry point of every container step."""
-    from defectops.pipelines.engines.stage import StageError, parse_path_mappings, run_stage, run_stage_text
+    from defectops.pipelines.engines.stage import (
+        StageError,
+        parse_path_mappings,
+        parse_settings,
+        run_stage,
+        run_stage_text,
+    )
 
     with step_errors(f"pipeline stage {name}"):
         if (params is None) == (params_text is None):
@@ -64,9 +72,9 @@ def pipeline_stage(
             if not sep:
                 raise StageError(f"--emit '{item}': expected NAME=FILE")
             targets[key] = Path(file)
-        mappings = parse_path_mappings(path)
-        values = (run_stage(name, params, mappings, overrides) if params is not None
-                  else run_stage_text(name, params_text, mappings, overrides))
+        mappings, settings = parse_path_mappings(path), parse_settings(setting)
+        values = (run_stage(name, params, mappings, overrides, settings) if params is not None
+                  else run_stage_text(name, params_text, mappings, overrides, settings))
         for key, file in targets.items():
             if key not in values:
                 raise StageError(f"stage '{name}' emits {sorted(values)}; not '{key}'")
@@ -139,7 +147,7 @@ def sagemaker_deploy_endpoint(
     """Deploy an approved SageMaker model package to a real-time endpoint."""
     import boto3
 
-    from defectops.components.deploy.sagemaker_endpoint import deploy_model_package
+    from defectops.sagemaker_endpoint import deploy_model_package
 
     with step_errors("sagemaker deploy-endpoint"):
         result = deploy_model_package(boto3.client("sagemaker"), endpoint, model_package_arn, role_arn,

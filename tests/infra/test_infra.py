@@ -82,6 +82,7 @@ def test_schedule_parameter_exists_in_the_sagemaker_pipeline():
     assert "Trigger" in {p["Name"] for p in definition["Parameters"]}
 
 
+@pytest.mark.e2e
 def test_checkov_finds_no_failed_checks():
     checkov = shutil.which("checkov") or str(REPO / ".venv-iac" / "bin" / "checkov")
     if not Path(checkov).exists():
@@ -132,7 +133,7 @@ def test_cluster_objects_match_the_pipeline():
 
 def test_dockerfiles_lint_clean_and_run_the_step_clis():
     hadolint = Path(sys.executable).parent / "hadolint"
-    dockerfiles = sorted((REPO / "components").glob("Dockerfile*"))
+    dockerfiles = sorted((REPO / "infra" / "docker").glob("Dockerfile*"))
     assert len(dockerfiles) == 2
     result = subprocess.run([str(hadolint), "--config", str(REPO / ".hadolint.yaml"), *map(str, dockerfiles)],
                             capture_output=True, text=True, timeout=120)
@@ -142,4 +143,4 @@ def test_dockerfiles_lint_clean_and_run_the_step_clis():
         assert "\nUSER 10001:10001\n" in text  # non-root
         assert "defectops" in text.split("ENTRYPOINT", 1)[1].splitlines()[0]
     assert 'ENTRYPOINT ["defectops", "pipeline", "sagemaker-training"]' in (
-        REPO / "components" / "Dockerfile.train").read_text()
+        REPO / "infra" / "docker" / "Dockerfile.train").read_text()

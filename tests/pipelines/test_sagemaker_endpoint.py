@@ -7,8 +7,8 @@ moto = pytest.importorskip("moto")
 
 from botocore.stub import ANY, Stubber  # noqa: E402
 
-from defectops.components.deploy.sagemaker_endpoint import deploy_model_package  # noqa: E402
 from defectops.errors import RefusedError  # noqa: E402
+from defectops.sagemaker_endpoint import deploy_model_package  # noqa: E402
 
 ROLE = "arn:aws:iam::123456789012:role/defectops-sagemaker"
 
