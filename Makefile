@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup clean iac-tools
+.PHONY: demo test test-fast setup clean iac-tools
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed $(VENV)-iac/bin/checkov
 	$(BIN)/pytest
+
+# The inner loop: everything but the tests marked e2e (real training, engine runs, services; see tests/conftest.py).
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -m "not e2e" -q
 
 # checkov (Terraform policy checks) lives in its own venv: it pins an older boto3 than sagemaker needs.
 $(VENV)-iac/bin/checkov:

@@ -12,6 +12,20 @@ import defectops  # noqa: F401  (sets the offline environment before anything el
 REPO = Path(__file__).resolve().parents[1]
 NEU_DET = REPO.parent / "shared" / "datasets" / "neu-det"
 
+# What makes a test slow here: a real training run (the fixtures below train once per session), a real
+# engine run (tests/e2e), a browser, or a compiled SageMaker definition. Tests using one of these fixtures
+# are marked `e2e` here, so `make test-fast` (pytest -m "not e2e", the inner loop) needs no marker on each
+# new test; the few slow ones without such a fixture (a SageMaker compile, a training inside the test, the
+# whole NEU-DET set) carry @pytest.mark.e2e themselves.
+SLOW_FIXTURES = frozenset({"trained", "evaluated", "classifier", "tiled", "browser", "kfp_cluster", "kfp_local_spec",
+                           "kfp_run", "sm_definition", "register_node"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_mlflow(tmp_path_factory):

@@ -91,6 +91,7 @@ def test_voc_import_of_neu_det_subset(tmp_path):
         assert all(0 <= b.cx - b.w / 2 and b.cx + b.w / 2 <= 1 for b in boxes)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not NEU_DET.exists(), reason="shared NEU-DET dataset not present")
 def test_voc_import_of_full_neu_det(tmp_path):
     """The whole public dataset: 1,800 images, 6 classes, every XML box accounted for."""

@@ -28,6 +28,7 @@ def _frame(rng, n, brightness):
                          "sharpness": rng.normal(300, 30, n), "max_confidence": rng.uniform(0, 1, n)})
 
 
+@pytest.mark.e2e
 def test_no_drift_on_the_same_distribution(tmp_path):
     rng = np.random.default_rng(0)
     _write(tmp_path, _frame(rng, 200, 120), _frame(rng, 100, 120))
@@ -94,6 +95,7 @@ def _rendered_rows(html_path):
     return [" ".join(re.sub(r"<[^>]+>", " ", r).split()) for r in rows]
 
 
+@pytest.mark.e2e
 def test_drift_report_opens_and_shows_the_drifted_features(tmp_path):
     rng = np.random.default_rng(5)
     current = _frame(rng, 120, 175)

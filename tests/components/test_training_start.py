@@ -105,6 +105,7 @@ def test_champion_start_is_the_served_weights_with_its_version(trained, evaluate
     assert sha256_file(start.path) == start.lineage["parent_weights_sha256"]
 
 
+@pytest.mark.e2e
 def test_ultralytics_gets_torchvision_nms_in_a_fresh_process():
     """Without torchvision imported, Ultralytics falls back to a Python-loop NMS (4-46x slower here, see offline.py)."""
     import subprocess
@@ -116,6 +117,7 @@ def test_ultralytics_gets_torchvision_nms_in_a_fresh_process():
     assert reply.stdout.strip().splitlines()[-1] == "True", reply.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("optimizer, expected", [("AdamW", ("AdamW", 0.001)), ("auto", ("MuSGD", 0.01))])
 def test_a_long_budget_trains_with_the_named_optimizer(optimizer, expected, tiny_dataset, tmp_path):
     """20,000 planned epochs under a seconds-long budget: Ultralytics' 'auto' would switch to MuSGD (and

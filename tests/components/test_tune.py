@@ -9,6 +9,7 @@ from defectops.components.tune.step import SearchRange, TuneConfig, tune
 from defectops.tracking import tracking_uri
 
 
+@pytest.mark.e2e
 def test_study_records_trials_and_best_params(tiny_dataset, tmp_path):
     train_config = TrainConfig(epochs=2, imgsz=64, batch=8, workers=0, checkpoint_dir=tmp_path / "ck")
     config = TuneConfig(trials=3, target_recall=0.9, space={"lr0": SearchRange(low=0.0003, high=0.005, log=True)})

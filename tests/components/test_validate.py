@@ -133,6 +133,7 @@ def test_unknown_blocking_problem_is_a_config_error():
         ValidateConfig(blocking=["leaks"])
 
 
+@pytest.mark.e2e
 def test_cli_exit_code_says_data_invalid(dataset, tmp_path):
     bad = dataset / read_manifest(dataset)[0]["path"]
     bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
@@ -145,6 +146,7 @@ def test_cli_exit_code_says_data_invalid(dataset, tmp_path):
     assert bad.relative_to(dataset).as_posix() in result.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not NEU_DET.exists(), reason="shared NEU-DET dataset not present")
 def test_neu_det_validates_clean_and_a_damaged_copy_is_rejected_with_every_problem(tmp_path):
     clean = validate(ValidateConfig(), _neu_import(NEU_DET, tmp_path / "neu"), tmp_path / "r0", tmp_path / "v0")
