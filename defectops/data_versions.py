@@ -116,13 +116,13 @@ def list_versions(root: Path, settings: DataSettings, models: dict[str, list[str
     return [v for v in versions if v.datasets]
 
 
-def registered_models_by_dataset(model_name: str) -> dict[str, list[str]]:
-    """dataset md5 -> ['name vN (approval)', ...] from the model registry."""
-    from defectops import registry
+def registered_models_by_dataset(model_name: str, params: Path = Path("params.yaml")) -> dict[str, list[str]]:
+    """dataset md5 -> ['name vN (approval)', ...] from the model registry params.yaml names."""
+    from defectops.registries import open_registry_from
 
     found: dict[str, list[str]] = {}
     try:
-        for v in registry.list_versions(model_name):
+        for v in open_registry_from(params, model_name).versions():
             found.setdefault(v.tags.get("dataset_md5", ""), []).append(
                 f"{model_name} v{v.version} ({v.tags.get('approval', '?')})")
     except Exception:  # noqa: BLE001 - no registry yet: versions are still listed, without models

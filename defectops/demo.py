@@ -21,12 +21,12 @@ from PIL import Image
 from rich.panel import Panel
 from rich.table import Table
 
-from defectops import registry
 from defectops.cli_support import console
 from defectops.config import load_step_config
 from defectops.data_versions import after_local_run
 from defectops.dataset import label_path, read_labels, read_manifest
 from defectops.pipelines.engines import dvc
+from defectops.registries import open_registry
 
 PARAMS = Path("params.yaml")
 RAW, DEPLOY_DIR, MONITOR_DIR = Path("data/validated"), Path("deploy"), Path("monitoring")
@@ -146,10 +146,10 @@ def run_demo(approver: str = "qa.lead") -> None:
     evaluation = json.loads(Path("reports/evaluate/metrics.json").read_text())
     if not registration.get("registered", True):
         console.print(f"[yellow]{registration['reason']}: nothing new to approve; the champion keeps serving[/]")
-        champion = registry.by_alias(registration["model_name"], registry.CHAMPION)
-        registration["version"] = champion.version
+        registration["version"] = open_registry(registration["model_name"]).champion().version
     name, version = registration["model_name"], registration["version"]
-    info = registry.get_version(name, version)
+    store = open_registry(name)
+    info = store.get(version)
     console.print(f"{name} v{version}: approval={info.tags['approval']} aliases={info.aliases} "
                   f"dataset={info.tags['dataset_md5']}")
     test = evaluation["test"]
@@ -163,7 +163,7 @@ def run_demo(approver: str = "qa.lead") -> None:
                             f"  defectops login {approver}\n"
                             f"  defectops registry approve {version} --reason '{reason}'",
                             title="human approval (stand-in)", expand=False))
-        info = _timed("approve", timings, registry.approve, name, version, approver, reason)
+        info = _timed("approve", timings, store.decide, "approve", version, approver, reason)
     console.print(f"{name} v{version}: approval={info.tags['approval']} by {info.tags.get('approved_by')} "
                   f"aliases={info.aliases}")
 

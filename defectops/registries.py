@@ -1,7 +1,7 @@
 """One registry protocol, two places a model can be registered: MLflow's registry and SageMaker's.
 
 `open_registry` is the one place that picks (from `registry.backend` in params.yaml, or a command's
-`--backend`); the CLI and the review page use only the protocol. Both implementations decide
+`--backend`); the register step, the CLI and the review page use only the protocol. Both implementations decide
 through the same four-eyes rule (`defectops.approval`) and write the same signed audit log.
 """
 
@@ -27,15 +27,24 @@ class RegistryConfig(StepConfig):
 
 
 class Registry(Protocol):
-    """What the CLI and the review page need of a registry."""
+    """What the register step, the CLI and the review page need of a registry."""
 
     model_name: str
+
+    def register_pending(self, model_uri: str, run_id: str, tags: dict[str, str],
+                         evidence_uri: str | None = None) -> registry.VersionInfo:
+        """A new version pending approval (never approved here); `evidence_uri` is the evaluation folder the
+        review page shows, where the registry does not keep it itself."""
 
     def versions(self) -> list[registry.VersionInfo]: ...
 
     def get(self, version: str) -> registry.VersionInfo: ...
 
     def champion(self) -> registry.VersionInfo | None: ...
+
+    def fetch_weights(self, info: registry.VersionInfo, dest: Path) -> Path:
+        """The version's best.pt under `dest`, refused unless it hashes to the sha256 recorded at registration
+        (the champion/challenger gate scores it; a warm start begins from it)."""
 
     def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
         """`action`: approve, reject or approve_canary; the four-eyes rule applies to each."""
@@ -47,18 +56,33 @@ class Registry(Protocol):
     def audit_anchors(self) -> dict[str, str]: ...
 
 
-def open_registry(model_name: str, backend: str = "mlflow", sagemaker_client=None, s3_client=None) -> Registry:
-    """The registry holding `model_name`, on `backend`."""
+def open_registry(model_name: str, backend: str = "mlflow", sagemaker_client=None, s3_client=None,
+                  image: str | None = None) -> Registry:
+    """The registry holding `model_name`, on `backend` (`image`: the serving image new SageMaker packages name)."""
     if backend == "mlflow":
         return MlflowRegistry(model_name)
     if backend == "sagemaker":
-        return SageMakerModelRegistry(model_name, sagemaker_client, s3_client)
+        return SageMakerModelRegistry(model_name, sagemaker_client, s3_client, image)
     raise registry.RegistryError(f"registry backend '{backend}': expected one of {', '.join(BACKENDS)}")
+
+
+def open_registry_from(params: Path, model_name: str, backend: str | None = None) -> Registry:
+    """The registry a command or step works on: `backend` if given, else params.yaml's `registry.backend`."""
+    from defectops.config import load_step_config, read_params
+
+    backend = backend or load_step_config(RegistryConfig, "registry", params).backend
+    image = (read_params(params).get("sagemaker") or {}).get("image") if backend == "sagemaker" else None
+    return open_registry(model_name, backend, image=image)
 
 
 class MlflowRegistry:
     def __init__(self, model_name: str):
         self.model_name = model_name
+
+    def register_pending(self, model_uri: str, run_id: str, tags: dict[str, str],
+                         evidence_uri: str | None = None) -> registry.VersionInfo:
+        # The evaluation folder is an artefact of the run: the review page finds it there.
+        return registry.register_pending(self.model_name, model_uri, run_id, tags)
 
     def versions(self) -> list[registry.VersionInfo]:
         return registry.list_versions(self.model_name)
@@ -68,6 +92,9 @@ class MlflowRegistry:
 
     def champion(self) -> registry.VersionInfo | None:
         return registry.by_alias(self.model_name, registry.CHAMPION)
+
+    def fetch_weights(self, info: registry.VersionInfo, dest: Path) -> Path:
+        return registry.fetch_weights(info, dest)
 
     def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
         if action not in ("approve", "reject", "approve_canary"):
@@ -105,15 +132,28 @@ def _mlflow_evaluation(run_id: str) -> Path | None:
 class SageMakerModelRegistry:
     """A model package group; evidence is the evaluation folder its ModelMetrics statistics point to in S3."""
 
-    def __init__(self, group: str, sagemaker_client=None, s3_client=None):
-        import boto3
-
+    def __init__(self, group: str, sagemaker_client=None, s3_client=None, image: str | None = None):
         from defectops.sagemaker_registry import SageMakerRegistry
 
         self.model_name = group
         self.packages = SageMakerRegistry(group, sagemaker_client)
-        self.s3 = s3_client or boto3.client("s3")
+        self._s3, self.image = s3_client, image
         self._cache = Path(tempfile.mkdtemp(prefix="defectops-ui-s3-"))
+
+    @property
+    def s3(self):
+        import boto3
+
+        self._s3 = self._s3 or boto3.client("s3")
+        return self._s3
+
+    def register_pending(self, model_uri: str, run_id: str, tags: dict[str, str],
+                         evidence_uri: str | None = None) -> registry.VersionInfo:
+        if not self.image:
+            raise registry.RegistryError("a SageMaker model package names its serving image: set sagemaker.image "
+                                         "in params.yaml")
+        package = self.packages.register_pending(model_uri, self.image, {**tags, "run_id": run_id}, evidence_uri)
+        return self.get(package["version"])
 
     def _info(self, package: dict, champion_version: str | None) -> registry.VersionInfo:
         aliases = [registry.CHAMPION] if package["version"] == champion_version else []
@@ -135,6 +175,33 @@ class SageMakerModelRegistry:
 
     def champion(self) -> registry.VersionInfo | None:
         return next((v for v in self.versions() if registry.CHAMPION in v.aliases), None)
+
+    def fetch_weights(self, info: registry.VersionInfo, dest: Path) -> Path:
+        """The package's model.tar.gz (its container's ModelDataUrl), unpacked; weights/best.pt in it."""
+        import tarfile
+
+        from defectops.dataset import sha256_file
+
+        raw = self.packages.sm.describe_model_package(ModelPackageName=info.source)
+        url = raw["InferenceSpecification"]["Containers"][0].get("ModelDataUrl", "")
+        if not url.startswith("s3://"):
+            raise registry.RegistryError(f"{self.model_name} v{info.version}: its container has no S3 model data "
+                                         f"('{url}'); nothing to fetch")
+        bucket, key = url.removeprefix("s3://").split("/", 1)
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = dest / "model.tar.gz"
+        self.s3.download_file(bucket, key, str(archive))
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest / "model", filter="data")
+        weights = dest / "model" / "weights" / "best.pt"
+        if not weights.is_file():
+            raise registry.RegistryError(f"{url}: no weights/best.pt inside; expected the train step's output folder")
+        expected, actual = info.tags.get("weights_sha256"), sha256_file(weights)
+        if expected and actual != expected:
+            raise registry.RegistryError(f"{url}: weights sha256 {actual} does not match the {expected} recorded for "
+                                         f"{self.model_name} v{info.version}; refusing a modified artefact")
+        return weights
 
     def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
         if action == "approve_canary":

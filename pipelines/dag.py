@@ -54,13 +54,13 @@ TRAINING_DAG: tuple[Stage, ...] = (
     Stage("augment", ("--dataset", "data/validated", "--out", "data/augmented"),
           deps=("data/validated",), outs=("data/augmented",), params=("augment",)),
     Stage("train", ("--dataset", "data/augmented", "--out", "models/train"), deps=("data/augmented",),
-          outs=("models/train",), params=("train",), tunable=True),
+          outs=("models/train",), params=("train", "registry"), tunable=True),
     Stage("evaluate", ("--model", "models/train", "--dataset", "data/validated", "--out", "reports/evaluate"),
-          deps=("models/train", "data/validated"), outs=("reports/evaluate",), params=("evaluate",),
+          deps=("models/train", "data/validated"), outs=("reports/evaluate",), params=("evaluate", "registry"),
           emits=(("gate_passed", "reports/evaluate/metrics.json", "gate.passed"),)),
     Stage("register", ("--model", "models/train", "--evaluation", "reports/evaluate", "--out",
                        "reports/register"),
-          deps=("models/train", "reports/evaluate"), outs=("reports/register",), params=("register",),
+          deps=("models/train", "reports/evaluate"), outs=("reports/register",), params=("register", "registry"),
           when="gate_passed"),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in TRAINING_DAG}

@@ -186,6 +186,18 @@ def _kfp(params_file: Path, merged: dict, project: Path) -> Submission:
     return Submission("kfp", run.run_id, "submitted", details={"host": settings.host})
 
 
+def _registration_outlives_the_job(params: Path, mlflow_tracking_uri: str | None) -> None:
+    """An MLflow registry inside a SageMaker job is that job's disk: the registration would vanish with it."""
+    from defectops.config import load_step_config
+    from defectops.registries import RegistryConfig
+
+    if load_step_config(RegistryConfig, "registry", params).backend == "mlflow" and not mlflow_tracking_uri:
+        raise ConfigError(f"{params}: registry.backend is 'mlflow' but sagemaker.mlflow_tracking_uri is not set, so "
+                          "the pipeline's register step would register into its own job's disk and the version "
+                          "would be lost; set registry.backend: sagemaker (the model package group) or "
+                          "sagemaker.mlflow_tracking_uri to a tracking server every job shares")
+
+
 def _sagemaker(params_file: Path, merged: dict, trigger: str, sagemaker_client, s3_client) -> Submission:
     import tempfile
 
@@ -196,8 +208,8 @@ def _sagemaker(params_file: Path, merged: dict, trigger: str, sagemaker_client, 
         run_params.write_text(yaml.safe_dump(merged, sort_keys=False))
         _validate(run_params)
         settings = sagemaker.SageMakerSettings.from_params(run_params)
+        _registration_outlives_the_job(run_params, settings.mlflow_tracking_uri)
         uri = sagemaker.upload_params(run_params, settings, s3_client, f"runs/{time.strftime('%Y%m%d-%H%M%S')}.yaml")
         arn = sagemaker.upsert(sagemaker.definition(settings), settings, sagemaker_client)
-        execution = sagemaker.start(settings, {"ParamsS3Uri": uri, "Trigger": trigger,
-                                               "SubmittedBy": merged["register"]["submitted_by"]}, sagemaker_client)
+        execution = sagemaker.start(settings, {"ParamsS3Uri": uri, "Trigger": trigger}, sagemaker_client)
     return Submission("sagemaker", execution, "submitted", details={"pipeline_arn": arn, "params_s3_uri": uri})

@@ -16,5 +16,9 @@ def command(
 ) -> None:
     """Tune the recall-first threshold on val and report recall, precision and mAP on test."""
     from defectops.components.evaluate.step import EvaluateConfig, evaluate
+    from defectops.registries import open_registry_from
 
-    run_step("evaluate", EvaluateConfig, evaluate, model, dataset, out, params=params)
+    def against_the_configured_champion(config: EvaluateConfig, *paths: Path) -> dict:
+        return evaluate(config, *paths, registry=open_registry_from(params, config.model_name))
+
+    run_step("evaluate", EvaluateConfig, against_the_configured_champion, model, dataset, out, params=params)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from defectops.registries import Registry
+
 
 def compare(challenger: dict, champion: dict, margin: float) -> tuple[bool, str]:
     """Not worse = recall and precision each within `margin` of the champion's (negative margin:
@@ -21,11 +23,9 @@ def compare(challenger: dict, champion: dict, margin: float) -> tuple[bool, str]
                   f"{challenger['precision']:.3f} vs {champion['precision']:.3f} (margin {margin:g})")
 
 
-def champion_on_split(model_name: str, score_images, truth, image_level_metrics) -> dict | None:
+def champion_on_split(registry: Registry, score_images, truth, image_level_metrics) -> dict | None:
     """The registry champion's test metrics at its own threshold, or None when there is no champion."""
-    from defectops import registry
-
-    champion = registry.by_alias(model_name, registry.CHAMPION)
+    champion = registry.champion()
     if champion is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,6 +23,7 @@ from defectops.components.evaluate.tiled import tiled_box_metrics
 from defectops.config import StepConfig
 from defectops.dataset import image_class, label_path, read_labels, read_manifest, read_names, ultralytics_view
 from defectops.metrics import StepTimer, write_metrics
+from defectops.registries import Registry, open_registry
 from defectops.tiling import tiling_of
 from defectops.tracking import configure_mlflow
 
@@ -42,7 +43,7 @@ class EvaluateConfig(StepConfig):
 
 
 def run_gate(config: EvaluateConfig, dataset: Path, test_paths: list[str], test_truth: np.ndarray,
-             challenger_test: dict) -> dict:
+             challenger_test: dict, registry: Registry) -> dict:
     """Score the registry champion on the same test images and compare at the operating points."""
     names = read_names(dataset)
 
@@ -50,7 +51,7 @@ def run_gate(config: EvaluateConfig, dataset: Path, test_paths: list[str], test_
         return score_images(load_model(weights), dataset, test_paths, size, config.batch, config.device, names,
                             tiles)[1]
 
-    champion = champion_on_split(config.model_name, score, test_truth, image_level_metrics)
+    champion = champion_on_split(registry, score, test_truth, image_level_metrics)
     if champion is None:
         return {"passed": True, "champion_version": None, "reason": "no champion yet"}
     passed, reason = compare(challenger_test, champion["test"], config.gate_margin)
@@ -89,7 +90,8 @@ def detection_metrics(model, dataset: Path, imgsz: int, config: EvaluateConfig) 
             "confusion_labels": [*read_names(dataset), "background"], "confusion": result.confusion_matrix.matrix}
 
 
-def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) -> dict:
+def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path,
+             registry: Registry | None = None) -> dict:
     """Write metrics.json, threshold.json, per_image.csv and pr_curve.png under `out`."""
     import mlflow
 
@@ -129,7 +131,8 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path) 
                        "confusion": classified["matrix"]}
     missed = [p for p, s, t in zip(split_paths["test"], split_scores["test"], split_truth["test"])
               if t and s < threshold]
-    gate = run_gate(config, dataset, split_paths["test"], split_truth["test"], test_m)
+    gate = run_gate(config, dataset, split_paths["test"], split_truth["test"], test_m,
+                    registry or open_registry(config.model_name))
     per_class = per_class_recall(split_paths["test"], split_scores["test"], test_labels, names, threshold)
     for class_id, row in enumerate(per_class):
         # A threshold of the class's own: what the line would use to trade this defect type separately.

@@ -50,8 +50,9 @@ class RetrainConfig(StepConfig):
 
 
 # Engines told to warm-start through the run's settings; local is told through its environment (retrain_env).
-# SageMaker is neither: its jobs cannot read the MLflow registry's champion.
-SETTINGS_WARM_START_ENGINES = ("kfp",)
+# A SageMaker job finds the champion in the registry its params name (a SageMaker run refuses to start with
+# an MLflow registry no job can reach), so it warm-starts like KFP.
+SETTINGS_WARM_START_ENGINES = ("kfp", "sagemaker")
 
 
 def _now() -> datetime:

@@ -15,5 +15,9 @@ def command(
 ) -> None:
     """Register the evaluated model as a new version pending human approval."""
     from defectops.components.register.step import RegisterConfig, register
+    from defectops.registries import open_registry_from
 
-    run_step("register", RegisterConfig, register, model, evaluation, out, params=params)
+    def register_in_configured_registry(config: RegisterConfig, *paths: Path) -> dict:
+        return register(config, *paths, registry=open_registry_from(params, config.model_name))
+
+    run_step("register", RegisterConfig, register_in_configured_registry, model, evaluation, out, params=params)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from pydantic import Field
 
-from defectops import identity, registry
+from defectops import identity
 from defectops.config import StepConfig
 from defectops.dataset import sha256_file
 from defectops.errors import RefusedError
 from defectops.lineage import git_commit
 from defectops.metrics import StepTimer, write_metrics
+from defectops.registries import Registry, open_registry
 
 
 class RegisterConfig(StepConfig):
@@ -22,11 +23,17 @@ class RegisterConfig(StepConfig):
     submitted_by: str | None = Field(None, description="The person who started the run; set by 'submit' for "
                                                        "remote engines. Default: $DEFECTOPS_USER or the login name.")
     submitted_via: str = Field("dvc", description="The engine that ran it; recorded as its service identity.")
+    model_uri: str | None = Field(None, description="Where the registry points for the model. Default: the "
+                                                    "training run's model in MLflow. An engine whose store is "
+                                                    "elsewhere sets it (SageMaker: the training job's model.tar.gz).")
+    evaluation_uri: str | None = Field(None, description="Where the evaluation folder lives for a registry that "
+                                                         "links to it (SageMaker's ModelMetrics); MLflow keeps it "
+                                                         "with the run.")
 
 
-def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path) -> dict:
-    import mlflow
-
+def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
+             registry: Registry | None = None) -> dict:
+    """`registry`: where to register (the CLI opens the one params.yaml names); default MLflow's."""
     timer = StepTimer()
     model_dir, eval_dir, out = Path(model_dir), Path(eval_dir), Path(out)
     run_info = json.loads((model_dir / "run.json").read_text())
@@ -43,8 +50,6 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
                   "run_id": run_info["run_id"], "seconds": timer.seconds()}
         write_metrics(out / "registration.json", result)
         return result
-    mlflow.set_tracking_uri(run_info["tracking_uri"])
-    artifact_uri = mlflow.get_run(run_info["run_id"]).info.artifact_uri
     tags = {
         "dataset_md5": run_info["dataset_md5"],
         "train_data_md5": run_info.get("train_data_md5", run_info["dataset_md5"]),
@@ -75,9 +80,18 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path)
         "submitted_by": identity.normalise(config.submitted_by) or identity.current_user(),
         "submitted_via": identity.service(config.submitted_via),
     }
-    version = registry.register_pending(config.model_name, f"{artifact_uri}/model", run_info["run_id"], tags)
+    registry = registry or open_registry(config.model_name)
+    model_uri = config.model_uri or _mlflow_model_uri(run_info)
+    version = registry.register_pending(model_uri, run_info["run_id"], tags, config.evaluation_uri)
     result = {"registered": True, "gate": gate.get("reason"), "model_name": version.name,
               "version": version.version, "run_id": version.run_id,
               "approval": version.tags["approval"], "aliases": version.aliases, "seconds": timer.seconds()}
     write_metrics(out / "registration.json", result)
     return result
+
+
+def _mlflow_model_uri(run_info: dict) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(run_info["tracking_uri"])
+    return f"{mlflow.get_run(run_info['run_id']).info.artifact_uri}/model"

@@ -16,7 +16,11 @@ def command(
 ) -> None:
     """Train a YOLO detector from its model yaml and record the run in MLflow."""
     from defectops.components.train.step import TrainConfig, train
+    from defectops.components.train.weights import champion_registry
     from defectops.config import read_params
 
+    def from_the_configured_registry(config: TrainConfig, *paths: Path) -> dict:
+        return train(config, *paths, registry=champion_registry(params, config.weights, config.model_name))
+
     overrides = read_params(best_params).get("train", {}) if best_params else {}
-    run_step("train", TrainConfig, train, dataset, out, params=params, overrides=overrides)
+    run_step("train", TrainConfig, from_the_configured_registry, dataset, out, params=params, overrides=overrides)

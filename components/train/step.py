@@ -8,7 +8,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -18,6 +18,9 @@ from defectops.dataset import build_classification_view, build_ultralytics_view,
 from defectops.lineage import dvc_dir_md5, git_commit
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow, metric_key, tracking_uri
+
+if TYPE_CHECKING:
+    from defectops.registries import Registry
 
 DEFAULT_MODELS = {"detect": "yolov8n.yaml", "classify": "yolov8n-cls.yaml"}
 DEFAULT_LR0 = {"AdamW": 0.001, "Adam": 0.001, "SGD": 0.01, "MuSGD": 0.01}  # auto picks its own
@@ -196,12 +199,12 @@ def run_key(config: TrainConfig, lineage: dict[str, str]) -> str:
 
 
 def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | None = None,
-          on_epoch: Callable[[int, float], bool] | None = None) -> dict:
+          on_epoch: Callable[[int, float], bool] | None = None, registry: Registry | None = None) -> dict:
     """Train on the canonical dataset at `dataset`; write weights and run info under `out`.
 
     Spot-safe: Ultralytics writes last.pt every epoch into the run's checkpoint folder; started
     again after an interruption with the same settings and data, training resumes from it and
-    keeps logging into the same MLflow run.
+    keeps logging into the same MLflow run. `registry` is where `weights: champion` is looked up.
     """
     import mlflow
 
@@ -242,7 +245,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     if resuming and start_record.exists():
         start = starting.StartingPoint(None, json.loads(start_record.read_text()), "resumed")
     else:
-        start = starting.resolve(config.weights, config.model_name, checkpoint)
+        start = starting.resolve(config.weights, config.model_name, checkpoint, registry)
         start_record.write_text(json.dumps(start.lineage))
     lineage = {**lineage, **start.lineage}
     size = resolve_size(config, dataset)

@@ -12,9 +12,13 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from defectops.dataset import sha256_file
 from defectops.errors import DefectopsError
+
+if TYPE_CHECKING:
+    from defectops.registries import Registry
 
 CHAMPION = "champion"
 
@@ -30,14 +34,26 @@ class StartingPoint:
     note: str = ""
 
 
-def resolve(weights: str | None, model_name: str, scratch: Path) -> StartingPoint:
-    """`weights` (None | 'champion' | a .pt path) -> the checkpoint to start from and its lineage."""
+def champion_registry(params: Path, weights: str | None, model_name: str) -> Registry | None:
+    """The registry 'champion' means (params.yaml's `registry.backend`), opened only when training starts there."""
+    if weights != CHAMPION:
+        return None
+    from defectops.registries import open_registry_from
+
+    return open_registry_from(params, model_name)
+
+
+def resolve(weights: str | None, model_name: str, scratch: Path, registry: Registry | None = None) -> StartingPoint:
+    """`weights` (None | 'champion' | a .pt path) -> the checkpoint to start from and its lineage.
+
+    `registry`: where 'champion' is looked up (the CLI opens the one params.yaml names); default MLflow's."""
     if not weights:
         return StartingPoint(None, note="random initialisation")
     if weights == CHAMPION:
-        from defectops import registry
+        from defectops.registries import open_registry
 
-        champion = registry.by_alias(model_name, registry.CHAMPION)
+        registry = registry or open_registry(model_name)
+        champion = registry.champion()
         if champion is None:  # the very first model of a line has nothing to start from
             return StartingPoint(None, note=f"'{model_name}' has no champion yet: random initialisation")
         path = registry.fetch_weights(champion, Path(tempfile.mkdtemp(dir=scratch)))  # sha256-checked

@@ -14,9 +14,11 @@ def command(
 ) -> None:
     """Search training settings with Optuna; the winner goes to best_params.yaml for 'defectops train'."""
     from defectops.components.train.step import TrainConfig
+    from defectops.components.train.weights import champion_registry
     from defectops.components.tune.step import TuneConfig, tune
     from defectops.config import load_step_config
 
     with step_errors("tune"):
-        show_metrics("tune", tune(load_step_config(TuneConfig, "tune", params),
-                                  load_step_config(TrainConfig, "train", params), dataset, out))
+        train_config = load_step_config(TrainConfig, "train", params)
+        registry = champion_registry(params, train_config.weights, train_config.model_name)
+        show_metrics("tune", tune(load_step_config(TuneConfig, "tune", params), train_config, dataset, out, registry))

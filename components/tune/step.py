@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import Field, model_validator
@@ -22,6 +22,9 @@ from pydantic import Field, model_validator
 from defectops.components.train.step import TrainConfig, train
 from defectops.config import StepConfig
 from defectops.metrics import StepTimer, write_metrics
+
+if TYPE_CHECKING:
+    from defectops.registries import Registry
 
 
 class SearchRange(StepConfig):
@@ -101,15 +104,21 @@ def plan_from_params(params: Path) -> list[dict]:
 
 def trial_from_params(params: Path, dataset: Path, out: Path, settings: dict) -> dict:
     """One trial of a fanned-out study, configured from a params file (see `run_trial`)."""
-    return run_trial(*read_configs(params), dataset, out, settings)
+    from defectops.components.train.weights import champion_registry
+
+    config, train_config = read_configs(params)
+    return run_trial(config, train_config, dataset, out, settings,
+                     champion_registry(params, train_config.weights, train_config.model_name))
 
 
-def run_trial(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path, settings: dict) -> dict:
-    """Train one trial for `epochs_per_trial` and score it with the recall-first objective."""
+def run_trial(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path, settings: dict,
+              registry: Registry | None = None) -> dict:
+    """Train one trial for `epochs_per_trial` and score it with the recall-first objective (`registry`: where
+    a trial starting from the champion finds it)."""
     trial_config = TrainConfig.model_validate({
         **train_config.model_dump(), **settings, "epochs": config.epochs_per_trial or train_config.epochs,
         "checkpoint_dir": Path(out) / "checkpoints"})
-    train(trial_config, Path(dataset), Path(out))
+    train(trial_config, Path(dataset), Path(out), registry=registry)
     result = objective_value(Path(out), Path(dataset), config.target_recall, trial_config.device)
     return {"settings": settings, "objective": result["objective"], "recall": result["recall"],
             "threshold": result["threshold"]}
@@ -158,7 +167,9 @@ def objective_value(model_dir: Path, dataset: Path, target_recall: float, device
     return recall_first_objective(scores, truth, target_recall)
 
 
-def tune(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path) -> dict:
+def tune(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path,
+         registry: Registry | None = None) -> dict:
+    """Optuna over `config.space`; `registry` is where trials starting from the champion find it."""
     import mlflow
     import optuna
 
@@ -197,7 +208,7 @@ def tune(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path
 
             trial_dir = out / f"trial_{trial.number}"
             train(TrainConfig.model_validate({**base.model_dump(), **params}), dataset, trial_dir,
-                  parent_run_id=parent.info.run_id, on_epoch=report)
+                  parent_run_id=parent.info.run_id, on_epoch=report, registry=registry)
             if pruned:
                 raise optuna.TrialPruned()
             result = objective_value(trial_dir, dataset, config.target_recall, base.device)

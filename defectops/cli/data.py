@@ -24,7 +24,7 @@ def data_versions_command(as_json: bool = typer.Option(False, "--json", help="Pr
 
     with step_errors("data versions"):
         settings = load_step_config(dv.DataSettings, "data", params)
-        versions = dv.list_versions(Path("."), settings, dv.registered_models_by_dataset(model_name))
+        versions = dv.list_versions(Path("."), settings, dv.registered_models_by_dataset(model_name, params))
     if as_json:
         typer.echo(dv.as_json(versions))
         return

@@ -9,19 +9,10 @@ import typer
 from rich.table import Table
 
 from defectops.cli_support import BACKEND_OPTION, MODEL_NAME_OPTION, PARAMS_OPTION, console, step_errors
+from defectops.registries import open_registry_from
 
 app = typer.Typer(help="Model registry: list, show, approve, reject, roll back.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident registry audit log.", no_args_is_help=True)
-
-
-
-def open_registry_from(model_name: str, backend: str | None, params: Path):
-    """The registry a command works on: `--backend` if given, else params.yaml's `registry.backend` (not in
-    cli_support: the step commands, and so DVC's stages, must not reach the registry)."""
-    from defectops.config import load_step_config
-    from defectops.registries import RegistryConfig, open_registry
-
-    return open_registry(model_name, backend or load_step_config(RegistryConfig, "registry", params).backend)
 
 
 def _version_row(v) -> list[str]:
@@ -33,30 +24,30 @@ def _version_row(v) -> list[str]:
 
 @app.command("list")
 def registry_list(model_name: str = MODEL_NAME_OPTION,
-                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+                  backend: str = BACKEND_OPTION, params: Path = PARAMS_OPTION) -> None:
     """Every version with its approval state, aliases and headline metrics."""
-    from defectops import registry
-
+    with step_errors("registry list"):
+        versions = open_registry_from(params, model_name, backend).versions()
     if as_json:
-        typer.echo(json.dumps([{"version": v.version, "aliases": v.aliases, "tags": v.tags}
-                               for v in registry.list_versions(model_name)], indent=2))
+        typer.echo(json.dumps([{"version": v.version, "aliases": v.aliases, "tags": v.tags} for v in versions],
+                              indent=2))
         return
 
     table = Table("version", "approval", "aliases", "recall", "precision", "threshold", "submitted by",
                   "decided by", "trigger", "dataset md5")
-    for v in registry.list_versions(model_name):
+    for v in versions:
         table.add_row(*_version_row(v))
     console.print(table)
 
 
 @app.command("show")
 def registry_show(version: str = typer.Argument(..., help="Version number."),
-                  model_name: str = MODEL_NAME_OPTION) -> None:
+                  model_name: str = MODEL_NAME_OPTION, backend: str = BACKEND_OPTION,
+                  params: Path = PARAMS_OPTION) -> None:
     """All tags of one version (evidence, lineage, decision) as JSON."""
-    from defectops import registry
-
     with step_errors("registry show"):
-        v = registry.get_version(model_name, version)
+        v = open_registry_from(params, model_name, backend).get(version)
     typer.echo(json.dumps({"name": v.name, "version": v.version, "aliases": v.aliases, "run_id": v.run_id,
                            "source": v.source, "tags": dict(sorted(v.tags.items()))}, indent=2))
 
@@ -104,7 +95,7 @@ def _decide(action: str, version: str, reason: str, model_name: str, backend: st
     """approve / reject / canary through one path, whichever registry holds the model."""
     with step_errors(f"registry {action}"):
         by = _acting_user(user, users, password_stdin)
-        info = open_registry_from(model_name, backend, params).decide(action, version, by, reason)
+        info = open_registry_from(params, model_name, backend).decide(action, version, by, reason)
     state = "cleared for canary traffic" if action == "approve_canary" else info.tags["approval"]
     console.print(f"{model_name} v{info.version}: {state} by {by}; aliases: {info.aliases}")
 
@@ -155,13 +146,12 @@ def registry_canary(
 
 @app.command("rollback")
 def registry_rollback(reason: str = REASON_OPTION, model_name: str = MODEL_NAME_OPTION, user: str = USER_OPTION,
-                      users: Path = USERS_OPTION, password_stdin: bool = PASSWORD_STDIN_OPTION) -> None:
+                      users: Path = USERS_OPTION, password_stdin: bool = PASSWORD_STDIN_OPTION,
+                      backend: str = BACKEND_OPTION, params: Path = PARAMS_OPTION) -> None:
     """Make the previous champion the champion again, in one step, as the signed-in user."""
-    from defectops import registry
-
     with step_errors("registry rollback"):
         by = _acting_user(user, users, password_stdin)
-        info = registry.rollback(model_name, by, reason)
+        info = open_registry_from(params, model_name, backend).rollback(by, reason)
     console.print(f"[green]{model_name} v{info.version} is champion again (rolled back by {by})[/]")
 
 
@@ -178,7 +168,7 @@ def audit_verify(path: Path = typer.Option(None, help="Audit log (default: $DEFE
     with step_errors("audit verify"):
         anchors = {}
         for name in model_name:
-            anchors.update(open_registry_from(name, backend, params).audit_anchors())
+            anchors.update(open_registry_from(params, name, backend).audit_anchors())
         count = audit.verify(path, anchors)
     console.print(f"[green]audit log intact: {count} entries, signed, and matching the registry's anchors[/]")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from defectops.cli.registry import open_registry_from
 from defectops.cli_support import BACKEND_OPTION, MODEL_NAME_OPTION, PARAMS_OPTION, console, step_errors
+from defectops.registries import open_registry_from
 
 
 def ui_command(
@@ -34,7 +34,7 @@ def ui_command(
     from defectops.errors import DefectopsError
     from defectops.ui.app import create_app
 
-    store = open_registry_from(model_name, backend, params)
+    store = open_registry_from(params, model_name, backend)
     with step_errors("ui"):
         try:
             site = create_app(model_name, users, trusted_header, store, os.environ.get("DEFECTOPS_PROXY_SECRET"),

@@ -47,7 +47,9 @@ data "aws_iam_policy_document" "sagemaker" {
     sid = "PipelineJobs"
     actions = ["sagemaker:CreateTrainingJob", "sagemaker:CreateProcessingJob", "sagemaker:CreateHyperParameterTuningJob",
       "sagemaker:DescribeTrainingJob", "sagemaker:DescribeProcessingJob", "sagemaker:DescribeHyperParameterTuningJob",
-      "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"]
+      "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags",
+      # The register step (first run: creates the group) and the champion the gate and warm starts read.
+    "sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup", "sagemaker:ListModelPackages"]
     resources = ["${local.sm_arn}:training-job/*", "${local.sm_arn}:processing-job/*",
       "${local.sm_arn}:hyper-parameter-tuning-job/*", "${local.sm_arn}:model-package/${var.model_package_group}/*",
     "${local.sm_arn}:model-package-group/${var.model_package_group}"]

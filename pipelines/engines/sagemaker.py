@@ -3,9 +3,10 @@
 Stage by stage: processing jobs run `defectops pipeline stage NAME` in the defectops image; the
 tunable stage becomes a TuningStep (managed-spot trial jobs, ranges from `tune.space`) feeding
 its best settings to a managed-spot TrainingStep that checkpoints to S3 (an interrupted job
-resumes); the gated stage becomes a ConditionStep on the evaluation report (PropertyFile) that
-registers the model package as PendingManualApproval, with the evaluation folder as its
-ModelMetrics (what the review page shows).
+resumes); the gated stage is a ConditionStep on the evaluation report (PropertyFile) around the
+same register stage, told the S3 locations of the model and its evaluation: with
+`registry.backend: sagemaker` it creates the PendingManualApproval package with the evaluation
+folder as its ModelMetrics (what the review page shows) and the tags every backend gets.
 
 The definition is built offline: no credentials, no AWS call (the SDK's session gets its
 bucket handed to it, role validation is off). `upsert`/`start` use boto3.
@@ -115,9 +116,6 @@ def build_pipeline(settings: SageMakerSettings, session, image: str | None = Non
     """The SDK Pipeline object for the DAG, on a session from `_offline_session`."""
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
-        MetricsSource,
-        ModelMetrics,
-        ModelQuality,
         ProcessingInput,
         ProcessingOutput,
         ProcessingS3Input,
@@ -130,18 +128,14 @@ def build_pipeline(settings: SageMakerSettings, session, image: str | None = Non
     from sagemaker.core.workflow.parameters import ParameterString
     from sagemaker.core.workflow.properties import PropertyFile
     from sagemaker.mlops.workflow.condition_step import ConditionStep
-    from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.mlops.workflow.pipeline import Pipeline
     from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep, TuningStep
-    from sagemaker.serve.model_builder import ModelBuilder
     from sagemaker.train.model_trainer import ModelTrainer
     from sagemaker.train.tuner import HyperparameterTuner
 
     image = image or settings.image
     params_uri = ParameterString(name="ParamsS3Uri", default_value=settings.params_s3_uri)
     trigger = ParameterString(name="Trigger", default_value="manual")
-    submitted_by = ParameterString(name="SubmittedBy", default_value="pipeline")
-    approval = ParameterString(name="ModelApprovalStatus", default_value="PendingManualApproval")
     run_prefix = [f"s3://{settings.bucket}", settings.prefix, "runs", ExecutionVariables.PIPELINE_EXECUTION_ID]
 
     env = {"DEFECTOPS_TRIGGER": trigger,
@@ -150,7 +144,7 @@ def build_pipeline(settings: SageMakerSettings, session, image: str | None = Non
     steps: list = []
     report_files: dict[str, PropertyFile] = {}
 
-    def processing_step(stage: Stage) -> ProcessingStep:
+    def processing_step(stage: Stage, arguments: list | None = None) -> ProcessingStep:
         inputs = [ProcessingInput(input_name="params", s3_input=ProcessingS3Input(
             s3_uri=params_uri, local_path=f"{PROCESSING_ROOT}/input/params", s3_data_type="S3Prefix",
             s3_input_mode="File"))]
@@ -178,7 +172,8 @@ def build_pipeline(settings: SageMakerSettings, session, image: str | None = Non
             report_files[emitted] = PropertyFile(name=f"{stage.name.capitalize()}Report",
                                                  output_name=artifact_name(out), path=report[len(out) + 1:])
             files.append(report_files[emitted])
-        step = ProcessingStep(name=stage.name, step_args=processor.run(inputs=inputs, outputs=outputs),
+        step = ProcessingStep(name=stage.name, step_args=processor.run(inputs=inputs, outputs=outputs,
+                                                                        arguments=arguments),
                               property_files=files or None)
         for name, path in stage.outputs.items():
             produced[path] = step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
@@ -216,19 +211,13 @@ def build_pipeline(settings: SageMakerSettings, session, image: str | None = Non
         return [tune_step, train_step]
 
     def gated_registration(stage: Stage) -> ConditionStep:
-        evaluation_uri = produced["reports/evaluate"]
-        metrics = ModelMetrics(model_quality=ModelQuality(statistics=MetricsSource(
-            content_type="application/json", s3_uri=Join(on="/", values=[evaluation_uri, "metrics.json"]))))
-        builder = ModelBuilder(image_uri=image, s3_model_data_url=produced["models/train"],
-                               role_arn=settings.role_arn, sagemaker_session=session)
-        register_args = builder.register(
-            model_package_group_name=settings.model_package_group, content_types=["image/png", "image/jpeg"],
-            response_types=["application/json"], inference_instances=["ml.m5.large", "ml.g5.xlarge"],
-            transform_instances=["ml.m5.large"], approval_status=approval, model_metrics=metrics,
-            customer_metadata_properties={"trigger": trigger, "submitted_by": submitted_by,
-                                          "pipeline_execution": ExecutionVariables.PIPELINE_EXECUTION_ID},
-            description="defectops detector; evaluation (threshold, recall, PR curve, model card) in ModelMetrics")
-        register_step = ModelStep(name=stage.name, step_args=register_args)
+        """The register stage like any other (the stage adapter calling `defectops register`), told where the
+        model and its evaluation live in S3 and which registry holds SageMaker's packages, behind the gate."""
+        settings_args = []
+        for key, value in (("register.model_uri", produced["models/train"]),
+                           ("register.evaluation_uri", produced["reports/evaluate"])):
+            settings_args += ["--set", Join(on="", values=[f"{key}=", value])]
+        register_step = processing_step(stage, settings_args)
         file = report_files[stage.when]
         _, report, key = next(e for s in TRAINING_DAG for e in s.emits if e[0] == stage.when)
         producer = next(s.name for s in TRAINING_DAG if any(e[0] == stage.when for e in s.emits))
@@ -242,7 +231,7 @@ def build_pipeline(settings: SageMakerSettings, session, image: str | None = Non
             steps.append(gated_registration(stage))
         else:
             steps.append(processing_step(stage))
-    return Pipeline(name=settings.pipeline_name, parameters=[params_uri, trigger, submitted_by, approval],
+    return Pipeline(name=settings.pipeline_name, parameters=[params_uri, trigger],
                     steps=steps, sagemaker_session=session)
 
 

@@ -36,6 +36,36 @@ def parse_path_mappings(items: list[str]) -> dict[str, str]:
     return mappings
 
 
+def parse_settings(items: list[str]) -> dict[str, str]:
+    """`section.key=value` pairs from the command line."""
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not sep or not dot or not section or not field:
+            raise StageError(f"--set '{item}': expected SECTION.KEY=VALUE, e.g. register.model_uri=s3://bucket/model")
+        settings[key] = value
+    return settings
+
+
+def _with_settings(stage: Stage, params: Path, settings: Mapping[str, str], scratch: Path) -> Path:
+    """The params file with engine-known values set (e.g. the S3 location of an earlier job's model)."""
+    sections = {key.partition(".")[0] for key in settings}
+    foreign = sorted(sections - set(stage.params))
+    if foreign:
+        raise StageError(f"stage '{stage.name}' reads params sections {list(stage.params)}; not {foreign}")
+    raw = yaml.safe_load(Path(params).read_text()) or {}
+    for key, value in settings.items():
+        section, _, field = key.partition(".")
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise StageError(f"{params}: section '{section}' is not a mapping; cannot set {key}")
+        raw[section][field] = value
+    out = scratch / "params.yaml"
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
 def _unpack_model_archive(folder: Path) -> None:
     """SageMaker hands a training job's output to the next job as model.tar.gz: open it in place."""
     archive = folder / "model.tar.gz"
@@ -82,11 +112,13 @@ def invoke_step(name: str, args: list[str]) -> int:
 
 
 def run_stage(name: str, params: Path, paths: Mapping[str, str] | None = None,
-              overrides: Mapping[str, object] | None = None) -> dict[str, object]:
+              overrides: Mapping[str, object] | None = None,
+              settings: Mapping[str, str] | None = None) -> dict[str, object]:
     """Run stage `name` of the DAG with `paths` replacing its declared paths.
 
-    `overrides` are train settings chosen by a tuner (only a tunable stage takes them).
-    Returns the stage's emitted values (e.g. the evaluation gate).
+    `overrides` are train settings chosen by a tuner (only a tunable stage takes them); `settings`
+    (`section.key` -> value) are what only the engine knows at run time, set in the stage's own params
+    sections before the step validates them. Returns the stage's emitted values (e.g. the evaluation gate).
     """
     if name not in STAGES:
         raise StageError(f"no stage '{name}' in the DAG; stages: {', '.join(STAGES)}")
@@ -97,8 +129,10 @@ def run_stage(name: str, params: Path, paths: Mapping[str, str] | None = None,
                          f"not {unknown}")
     for dep in stage.deps:
         _unpack_model_archive(Path(paths.get(dep, dep)))
-    args = [*(str(paths.get(a, a)) for a in stage.args), "--params", str(params)]
     with tempfile.TemporaryDirectory() as scratch:
+        if settings:
+            params = _with_settings(stage, params, settings, Path(scratch))
+        args = [*(str(paths.get(a, a)) for a in stage.args), "--params", str(params)]
         if overrides:
             if not stage.tunable:
                 raise StageError(f"stage '{name}' takes no tuned settings (only tunable stages do)")
@@ -121,10 +155,11 @@ def params_file(params_yaml: str) -> Iterator[Path]:
 
 
 def run_stage_text(name: str, params_yaml: str, paths: Mapping[str, str] | None = None,
-                   overrides: Mapping[str, object] | None = None) -> dict[str, object]:
+                   overrides: Mapping[str, object] | None = None,
+                   settings: Mapping[str, str] | None = None) -> dict[str, object]:
     """As run_stage, with the settings passed as YAML text."""
     with params_file(params_yaml) as params:
-        return run_stage(name, params, paths, overrides)
+        return run_stage(name, params, paths, overrides, settings)
 
 
 def sagemaker_training(root: Path = Path("/opt/ml")) -> dict:

@@ -58,6 +58,7 @@ def test_in_flight_run_blocks_a_second_start(tmp_path, webhook):
     assert state["alerts"] == 1 and "runs_started" not in state
 
 
+@pytest.mark.e2e
 def test_sagemaker_engine_starts_once_through_submit_then_cools_down(tmp_path, monkeypatch):
     """The retraining is submitted like any run: settings uploaded, pipeline upserted, execution started."""
     boto3 = pytest.importorskip("boto3")
@@ -67,7 +68,9 @@ def test_sagemaker_engine_starts_once_through_submit_then_cools_down(tmp_path, m
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     project = tmp_path / "project"
     project.mkdir()
-    (project / "params.yaml").write_text(REPO_PARAMS.read_text())
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    params["registry"] = {"backend": "sagemaker"}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
     with moto.mock_aws():
         sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
         s3.create_bucket(Bucket="defectops-artifacts", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
@@ -83,8 +86,13 @@ def test_sagemaker_engine_starts_once_through_submit_then_cools_down(tmp_path, m
         parameters = {p["Name"]: p["Value"] for p in sm.list_pipeline_parameters_for_execution(
             PipelineExecutionArn=started["PipelineExecutionArn"])["PipelineParameters"]}
         assert parameters["Trigger"] == "drift"
+        sent = yaml.safe_load(s3.get_object(Bucket="defectops-artifacts", Key=parameters["ParamsS3Uri"].split(
+            "defectops-artifacts/", 1)[1])["Body"].read())
+        assert sent["train"]["weights"] == "champion"  # its jobs find the champion in the SageMaker registry
+        assert sent["train"]["epochs"] == warm_start_overrides(config)["train"]["epochs"] < params["train"]["epochs"]
 
 
+@pytest.mark.e2e
 def test_kfp_engine_runs_the_pipeline_command_with_a_warm_start(tmp_path):
     """Started as `defectops pipeline run --engine kfp` in the background, told to start from the champion
     with a third of the epochs; here the project's settings are invalid, so the run stops at validation."""

@@ -67,6 +67,7 @@ def test_dvc_kfp_and_sagemaker_have_the_dags_steps_and_edges(kfp_cluster, kfp_lo
     assert sm_stages == kfp_stages == set(committed["stages"]) == set(STAGES)
 
 
+@pytest.mark.e2e
 def test_committed_renderings_are_current(tmp_path):
     """pipelines/compiled/ is what a reviewer reads and CD deploys: it must match the DAG and params.yaml."""
     for engine, name in (("kfp", "kfp_pipeline.yaml"), ("sagemaker", "sagemaker_pipeline.json")):
@@ -111,7 +112,7 @@ def test_kfp_cluster_pipeline_uses_the_step_cli_fans_out_trials_and_gates_regist
 
 def test_sagemaker_definition_has_spot_training_tuning_gate_and_pending_registration(sm_definition):
     steps = sagemaker.steps_by_name(sm_definition)
-    assert {s["Type"] for s in steps.values()} == {"Processing", "Tuning", "Training", "Condition", "RegisterModel"}
+    assert {s["Type"] for s in steps.values()} == {"Processing", "Tuning", "Training", "Condition"}
     train = steps["train"]["Arguments"]
     assert train["EnableManagedSpotTraining"] is True
     assert train["CheckpointConfig"]["S3Uri"].startswith("s3://") and train["CheckpointConfig"]["LocalPath"]
@@ -139,14 +140,20 @@ def test_sagemaker_definition_has_spot_training_tuning_gate_and_pending_registra
     assert gate["Conditions"][0]["LeftValue"]["Std:JsonGet"]["Path"] == "gate.passed"
     assert gate["Conditions"][0]["RightValue"] is True
     assert [s["Name"] for s in gate["IfSteps"]] == ["register"]
-    register = steps["register"]["Arguments"]
-    assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    # The register node is the stage adapter calling `defectops register`, told where the jobs left the model
+    # and its evaluation (tests/ui/test_review_sagemaker.py runs this very node against moto).
+    register = steps["register"]["Arguments"]["AppSpecification"]
+    assert register["ContainerEntrypoint"][:4] == ["defectops", "pipeline", "stage", "register"]
+    settings = [a["Std:Join"]["Values"] for a in register["ContainerArguments"] if isinstance(a, dict)]
+    assert settings == [["register.model_uri=", {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}],
+                        ["register.evaluation_uri=", {"Get": "Steps.evaluate.ProcessingOutputConfig.Outputs"
+                                                             "['reports_evaluate'].S3Output.S3Uri"}]]
     parameters = {p["Name"]: p.get("DefaultValue") for p in sm_definition["Parameters"]}
-    assert parameters["ModelApprovalStatus"] == "PendingManualApproval"
-    assert parameters["Trigger"] == "manual"  # the drift trigger starts executions with Trigger=drift
-    assert "reports_evaluate" in json.dumps(register["ModelMetrics"])  # what the review page shows
+    assert parameters == {"ParamsS3Uri": sagemaker.SageMakerSettings.from_params(PARAMS).params_s3_uri,
+                          "Trigger": "manual"}  # the drift trigger starts executions with Trigger=drift
 
 
+@pytest.mark.e2e
 def test_sagemaker_definition_is_built_without_any_network_or_credentials(monkeypatch, tmp_path):
     attempts = []
     real_connect = socket.socket.connect
@@ -167,6 +174,7 @@ def test_sagemaker_definition_is_built_without_any_network_or_credentials(monkey
     assert len(definition["Steps"]) == 7 and attempts == []
 
 
+@pytest.mark.e2e
 def test_sagemaker_upsert_and_start_through_boto3(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -199,6 +207,7 @@ def test_sagemaker_settings_errors_name_the_field(tmp_path):
     assert "sagemaker.max_wait_seconds" in result.stderr
 
 
+@pytest.mark.e2e
 def test_a_cloud_run_carries_the_gates_learned_profile_inside_its_settings(tmp_path, monkeypatch):
     """A SageMaker step runs in a container without data/gate/: the submission sends the profile inline."""
     from defectops.components.validate import profile as gate_profile
@@ -208,7 +217,9 @@ def test_a_cloud_run_carries_the_gates_learned_profile_inside_its_settings(tmp_p
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    (tmp_path / "params.yaml").write_text(PARAMS.read_text())
+    project_params = yaml.safe_load(PARAMS.read_text())
+    project_params["registry"] = {"backend": "sagemaker"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params))
     learned = {"kind": gate_profile.KIND, "classes": ["scratch"], "limits": {"brightness": [10.0, 90.0]}}
     gate_profile.write(learned, tmp_path / "data" / "gate" / "profile.json")
     settings = sagemaker.SageMakerSettings.from_params(PARAMS)
@@ -221,4 +232,18 @@ def test_a_cloud_run_carries_the_gates_learned_profile_inside_its_settings(tmp_p
     assert sent["validate"]["profile"] == learned
     config = ValidateConfig(**sent["validate"])
     assert gate_profile.load(config.profile, ["scratch"]) == learned
-    assert (tmp_path / "params.yaml").read_text() == PARAMS.read_text()  # the project's own file is untouched
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == project_params  # the project's file untouched
+
+
+@pytest.mark.e2e
+def test_a_sagemaker_run_that_would_register_into_its_own_job_disk_is_refused(tmp_path, monkeypatch):
+    from defectops.config import ConfigError
+    from defectops.pipelines.submission import submit
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    (tmp_path / "params.yaml").write_text(PARAMS.read_text())  # registry.backend: mlflow, no shared server
+    with mock_aws():
+        sm, s3 = boto3.client("sagemaker", region_name="eu-west-1"), boto3.client("s3", region_name="eu-west-1")
+        with pytest.raises(ConfigError, match="registry.backend.*sagemaker.mlflow_tracking_uri"):
+            submit("sagemaker", project_dir=tmp_path, sagemaker_client=sm, s3_client=s3)
+        assert sm.list_pipelines()["PipelineSummaries"] == []  # refused before anything was created

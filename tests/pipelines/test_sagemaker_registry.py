@@ -21,7 +21,7 @@ def sagemaker(monkeypatch, tmp_path):
     with moto.mock_aws():
         client = boto3.client("sagemaker")
         client.create_model_package_group(ModelPackageGroupName=GROUP)
-        for _ in range(2):  # what the pipeline's RegisterModel step creates
+        for _ in range(2):  # packages as another tool would have created them
             client.create_model_package(ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
                                         CustomerMetadataProperties={"submitted_by": "data.scientist",
                                                                     "test_recall": "0.97"})
@@ -86,3 +86,19 @@ def test_the_group_anchors_the_audit_log(sagemaker, tmp_path):
     with pytest.raises(audit.AuditError, match="tail was cut off"):
         registry.reject("2", "qa.lead", "decided on a log that does not verify")
     assert registry.describe("2")["approval"] == "pending"
+
+
+def test_decisions_store_only_what_sagemaker_accepts_in_package_metadata(sagemaker):
+    """AWS refuses CustomerMetadataProperties values outside its pattern (moto does not check): a reason with
+    commas, brackets or a '>=' must not turn an approval into a failed call on the real service."""
+    regex = pytest.importorskip("regex")
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("CustomerMetadataMap")
+    allowed = regex.compile(shape.value.metadata["pattern"].split("$")[0] + "$")
+    reason = "Evidence reviewed (v1): recall ≥ 0.97, no misses on 'scratch'; OK! " + "x" * 300
+    approved = SageMakerRegistry(GROUP, sagemaker).approve("1", "qa.lead", reason)
+    stored = sagemaker.describe_model_package(ModelPackageName=approved["arn"])["CustomerMetadataProperties"]
+    for key, value in stored.items():
+        assert 1 <= len(value) <= shape.value.metadata["max"] and allowed.fullmatch(value), (key, value)
+    assert stored["decision_reason"].startswith("Evidence reviewed v1 : recall 0.97 no misses on scratch OK")

@@ -38,6 +38,22 @@ def test_stage_runs_the_step_at_engine_paths(tmp_path):
     assert (out / "manifest.csv").exists() and not (tmp_path / "data").exists()
 
 
+def test_an_engine_sets_what_only_it_knows_in_the_stages_own_sections(tmp_path):
+    """`--set` is how the SageMaker engine hands the register stage the S3 locations of earlier jobs' outputs."""
+    params = _tiny_params(tmp_path)
+    out = tmp_path / "raw"
+    result = _cli("ingest", "--params", str(params), "--path", f"data/raw={out}", "--set", "ingest.n_images=6")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((out / "manifest.csv").read_text().splitlines()) == 1 + 6
+    assert yaml.safe_load(params.read_text())["ingest"]["n_images"] == 16  # the given file is left as it was
+    result = _cli("ingest", "--params", str(params), "--set", "train.epochs=1")
+    assert result.returncode == 2 and "reads params sections ['ingest']; not ['train']" in result.stderr
+    result = _cli("ingest", "--params", str(params), "--set", "n_images=6")
+    assert result.returncode == 2 and "SECTION.KEY=VALUE" in result.stderr
+    result = _cli("ingest", "--params", str(params), "--path", f"data/raw={out}", "--set", "ingest.n_images=many")
+    assert result.returncode == 2 and "n_images" in result.stderr  # the step's own config still validates it
+
+
 def test_stage_rejects_paths_and_settings_it_does_not_declare(tmp_path):
     params = _tiny_params(tmp_path)
     result = _cli("ingest", "--params", str(params), "--path", "models/train=/tmp/x")
@@ -52,6 +68,7 @@ def test_stage_rejects_paths_and_settings_it_does_not_declare(tmp_path):
     assert result.returncode == 2 and "exactly one of --params" in result.stderr
 
 
+@pytest.mark.e2e
 def test_sagemaker_training_entry_runs_a_trial_and_a_spot_resumable_final_training(tmp_path, tiny_dataset):
     """SageMaker's container contract, laid out as a job sees it under /opt/ml."""
     root = tmp_path / "opt_ml"

@@ -15,7 +15,6 @@ import pytest
 from defectops.ui import auth
 
 from ..ui.review_site import review_page
-from ..ui.test_review_sagemaker import sagemaker  # noqa: F401  (the moto registry fixture)
 
 PASSWORD = "quality-first-2026"
 
@@ -153,20 +152,26 @@ def test_a_drift_report_is_served_only_from_the_reports_folder_and_sandboxed(tra
     assert escaped.status_code == 404 and "private" not in escaped.text
 
 
-def test_an_s3_key_that_climbs_out_of_the_evidence_folder_is_refused(sagemaker, tmp_path):  # noqa: F811
+def test_an_s3_key_that_climbs_out_of_the_evidence_folder_is_refused(tmp_path, monkeypatch):
     """A key such as run-1/evaluation/../../../x would be written outside the page's cache."""
+    boto3 = pytest.importorskip("boto3")
+    moto = pytest.importorskip("moto")
     from defectops.registries import open_registry
     from defectops.registry import RegistryError
 
-    from ..ui.test_review_sagemaker import BUCKET, GROUP
-
-    sm, s3 = sagemaker
-    escape = "run-3/evaluation/../../../../../../../../../../" + str(tmp_path / "planted.txt").lstrip("/")
-    s3.put_object(Bucket=BUCKET, Key="run-3/evaluation/metrics.json", Body=b"{}")
-    s3.put_object(Bucket=BUCKET, Key=escape, Body=b"not yours")
-    backend = open_registry(GROUP, "sagemaker", sm, s3)
-    with pytest.raises(RegistryError, match=r"leaves the evidence folder"):
-        backend._download(f"s3://{BUCKET}/run-3/evaluation/metrics.json")
-    assert not (tmp_path / "planted.txt").exists()
-    with pytest.raises(RegistryError, match=r"leaves the evidence folder"):
-        backend._download(f"s3://{BUCKET}/../../../../{tmp_path.name}/metrics.json")
+    bucket = "defectops-artifacts"
+    for var, value in (("AWS_DEFAULT_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "testing"),
+                       ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(var, value)
+    with moto.mock_aws():
+        s3, sm = boto3.client("s3"), boto3.client("sagemaker")
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        escape = "run-3/evaluation/../../../../../../../../../../" + str(tmp_path / "planted.txt").lstrip("/")
+        s3.put_object(Bucket=bucket, Key="run-3/evaluation/metrics.json", Body=b"{}")
+        s3.put_object(Bucket=bucket, Key=escape, Body=b"not yours")
+        backend = open_registry("defectops-detector", "sagemaker", sm, s3)
+        with pytest.raises(RegistryError, match=r"leaves the evidence folder"):
+            backend._download(f"s3://{bucket}/run-3/evaluation/metrics.json")
+        assert not (tmp_path / "planted.txt").exists()
+        with pytest.raises(RegistryError, match=r"leaves the evidence folder"):
+            backend._download(f"s3://{bucket}/../../../../{tmp_path.name}/metrics.json")
