@@ -54,3 +54,21 @@ def test_pieces_of_different_defect_types_are_not_joined():
     right = TileBox(1, 0.7, (256, 10, 400, 20), cut=(True, False, False, False))
     assert len(merge([left, right])) == 2
     assert [b.box for b in merge([left, TileBox(0, 0.7, right.box, right.cut)])] == [(100, 10, 400, 20)]
+
+
+def test_tiled_box_matching_pairs_each_label_with_its_own_prediction_whatever_the_counts():
+    """Three predictions, two labels (the bench that found it crashed on unequal counts): the best-scoring box on
+    each label is a hit at IoU 0.5, the duplicate and the wrong-class box are not, in descending-score order."""
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    from defectops.components.evaluate.tiled import match_image
+
+    truth = [(0, (10.0, 10.0, 30.0, 30.0)), (1, (100.0, 100.0, 120.0, 140.0))]
+    preds = [(1, 0.4, (101.0, 100.0, 120.0, 141.0)),   # on the second label, right class
+             (0, 0.9, (10.0, 11.0, 30.0, 30.0)),        # on the first label, right class
+             (0, 0.6, (100.0, 100.0, 120.0, 140.0))]    # on the second label, wrong class
+    tp, scores, classes = match_image(DetectionValidator(), preds, truth)
+    assert scores == [0.9, 0.6, 0.4] and classes == [0, 0, 1]
+    assert tp.shape == (3, 10)
+    assert tp[:, 0].tolist() == [True, False, True]
+    assert not tp[1].any()
