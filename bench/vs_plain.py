@@ -88,7 +88,7 @@ def run_dataset(name: str, source: Path, fmt: str, minutes: float, work: Path, w
                 warm_minutes: float = 0.0) -> list[tuple]:
     from defectops.components.augment.step import AugmentConfig, augment
     from defectops.components.ingest.step import IngestConfig, ingest
-    from defectops.components.train.step import TrainConfig, resolve_size, train
+    from defectops.components.train.step import TrainConfig, train
     from defectops.dataset import build_ultralytics_view
     from defectops.tiling import tiling_of
 
@@ -98,12 +98,12 @@ def run_dataset(name: str, source: Path, fmt: str, minutes: float, work: Path, w
     ours_minutes = minutes - warm_minutes
     config = TrainConfig(epochs=1000, time_hours=ours_minutes / 60, checkpoint_dir=work / "ck", experiment=name,
                          weights=str(warm_from) if warm_from else None)
-    imgsz = resolve_size(config, raw)["imgsz"]
     started = time.perf_counter()
     trained = train(config, work / name / "augmented", work / name / "defectops")
     ours_seconds = time.perf_counter() - started
     run = json.loads((work / name / "defectops" / "run.json").read_text())
     ours = score(work / name / "defectops" / "weights" / "best.pt", raw, run["imgsz"], tiling_of(run))
+    imgsz = run["imgsz"]  # plain trains at the size ours chose for the same data (its training set is augmented)
 
     started = time.perf_counter()
     best = plain_ultralytics(build_ultralytics_view(raw, work / name / "view"), imgsz, minutes, work / name)
