@@ -44,7 +44,16 @@ class Registry(Protocol):
 
     def fetch_weights(self, info: registry.VersionInfo, dest: Path) -> Path:
         """The version's best.pt under `dest`, refused unless it hashes to the sha256 recorded at registration
-        (the champion/challenger gate scores it; a warm start begins from it)."""
+        (the champion/challenger gate scores it; a warm start begins from it; deploy exports it)."""
+
+    def by_alias(self, alias: str) -> registry.VersionInfo | None:
+        """The version holding `alias` (champion, or a challenger), or None."""
+
+    def served_refusal(self, info: registry.VersionInfo, role: str = registry.CHAMPION) -> str | None:
+        """Why `info` must not be served in `role`, or None: the four-eyes rule on the verified audit log."""
+
+    def record(self, version: str, tags: dict[str, str]) -> registry.VersionInfo:
+        """Evidence added after registration (deploy's hashes of what the endpoint will load)."""
 
     def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
         """`action`: approve, reject or approve_canary; the four-eyes rule applies to each."""
@@ -95,6 +104,16 @@ class MlflowRegistry:
 
     def fetch_weights(self, info: registry.VersionInfo, dest: Path) -> Path:
         return registry.fetch_weights(info, dest)
+
+    def by_alias(self, alias: str) -> registry.VersionInfo | None:
+        return registry.by_alias(self.model_name, alias)
+
+    def served_refusal(self, info: registry.VersionInfo, role: str = registry.CHAMPION) -> str | None:
+        return registry.served_refusal(info, role)
+
+    def record(self, version: str, tags: dict[str, str]) -> registry.VersionInfo:
+        registry.set_tags(self.model_name, version, tags)
+        return self.get(version)
 
     def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
         if action not in ("approve", "reject", "approve_canary"):
@@ -174,7 +193,18 @@ class SageMakerModelRegistry:
         raise registry.RegistryError(f"SageMaker model package group '{self.model_name}' has no version {version}")
 
     def champion(self) -> registry.VersionInfo | None:
-        return next((v for v in self.versions() if registry.CHAMPION in v.aliases), None)
+        return self.by_alias(registry.CHAMPION)
+
+    def by_alias(self, alias: str) -> registry.VersionInfo | None:
+        """Only the champion exists here (the newest Approved package): canaries are MLflow-registry actions."""
+        return next((v for v in self.versions() if alias in v.aliases), None)
+
+    def served_refusal(self, info: registry.VersionInfo, role: str = registry.CHAMPION) -> str | None:
+        return registry.served_refusal(info, role, self.audit_anchors())
+
+    def record(self, version: str, tags: dict[str, str]) -> registry.VersionInfo:
+        self.packages.record(version, tags)
+        return self.get(version)
 
     def fetch_weights(self, info: registry.VersionInfo, dest: Path) -> Path:
         """The package's model.tar.gz (its container's ModelDataUrl), unpacked; weights/best.pt in it."""

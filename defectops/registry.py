@@ -71,17 +71,19 @@ def audited_entries(name: str) -> list[dict]:
     return audit.verified_entries(anchors=anchors)
 
 
-def served_refusal(info: VersionInfo, role: str = CHAMPION) -> str | None:
-    """Why `info` must not be served in `role` (champion or canary), or None; the rule is `approval`'s."""
+def served_refusal(info: VersionInfo, role: str = CHAMPION, anchors: dict[str, str] | None = None) -> str | None:
+    """Why `info` must not be served in `role` (champion or canary), or None; the rule is `approval`'s.
+
+    `anchors`: the audit heads the version's registry keeps (default: this MLflow registry's)."""
     try:
-        entries = audited_entries(info.name)
+        entries = audit.verified_entries(anchors=audit_anchors(info.name) if anchors is None else anchors)
     except audit.AuditError as exc:
         return f"the audit log does not verify, so no approval can be trusted: {exc}"
     refusal = approval.champion_refusal if role == CHAMPION else approval.canary_refusal
     return refusal(info.name, info.version, info.tags, entries)
 
 
-def _set_tags(name: str, version: str, tags: dict[str, str]) -> None:
+def set_tags(name: str, version: str, tags: dict[str, str]) -> None:
     c = client()
     for key, value in tags.items():
         c.set_model_version_tag(name, version, key, str(value))
@@ -190,10 +192,10 @@ def approve(name: str, version: str, by: str, reason: str) -> VersionInfo:
     previous = by_alias(name, CHAMPION)
     with _recorded("approve", by, name, version, reason=reason,
                    previous_champion=previous.version if previous else None):
-        _set_tags(name, version, {"approval": "approved", "approved_by": by, "approved_at": _now(),
+        set_tags(name, version, {"approval": "approved", "approved_by": by, "approved_at": _now(),
                                   "approval_reason": reason})
         if previous is not None and previous.version != version:
-            _set_tags(name, previous.version, {"approval": "superseded"})
+            set_tags(name, previous.version, {"approval": "superseded"})
         client().set_registered_model_alias(name, CHAMPION, version)
         _drop_challenger(name, version)
         _set_history(name, [*champion_history(name), str(version)])
@@ -210,7 +212,7 @@ def approve_canary(name: str, version: str, by: str, reason: str) -> VersionInfo
     if challenger is None or challenger.version != str(version):
         raise RegistryError(f"{name} v{version} is not the challenger; only the challenger can run as canary")
     with _recorded("approve_canary", by, name, version, reason=reason):
-        _set_tags(name, version, {"canary": "approved", "canary_by": by, "canary_at": _now(),
+        set_tags(name, version, {"canary": "approved", "canary_by": by, "canary_at": _now(),
                                   "canary_reason": reason})
     return get_version(name, version)
 
@@ -219,7 +221,7 @@ def reject(name: str, version: str, by: str, reason: str) -> VersionInfo:
     """A human rejects a pending version; it can never be served."""
     _, by = _decidable(name, version, by, reason, "rejected")
     with _recorded("reject", by, name, version, reason=reason):
-        _set_tags(name, version, {"approval": "rejected", "rejected_by": by, "rejected_at": _now(),
+        set_tags(name, version, {"approval": "rejected", "rejected_by": by, "rejected_at": _now(),
                                   "rejection_reason": reason})
         _drop_challenger(name, version)
     return get_version(name, version)
@@ -247,9 +249,9 @@ def rollback(name: str, by: str, reason: str) -> VersionInfo:
         raise RegistryError(f"{name} v{restored} has no audited approval by a second person; it cannot be put "
                             "back on the line by a rollback")
     with _recorded("rollback", by, name, restored, reason=reason, rolled_back=current.version):
-        _set_tags(name, current.version, {"approval": "rolled_back", "rolled_back_by": by,
+        set_tags(name, current.version, {"approval": "rolled_back", "rolled_back_by": by,
                                           "rolled_back_at": _now(), "rollback_reason": reason})
-        _set_tags(name, restored, {"approval": "approved"})
+        set_tags(name, restored, {"approval": "approved"})
         client().set_registered_model_alias(name, CHAMPION, restored)
         _set_history(name, history[:-1])
     return get_version(name, restored)

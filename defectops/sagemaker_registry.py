@@ -116,6 +116,17 @@ class SageMakerRegistry:
                      arn=arn, dataset_md5=tags.get("dataset_md5"), weights_sha256=tags.get("weights_sha256"))
         return self.describe(version)
 
+    def record(self, version: str, tags: dict) -> dict:
+        """Add evidence to a package's metadata (kept: everything already there)."""
+        info = self.describe(version)
+        raw = self.sm.describe_model_package(ModelPackageName=info["arn"])
+        # The status and its description are sent back unchanged: an update that omits them must not clear them
+        # (moto's does).
+        kept = {k: raw[k] for k in ("ModelApprovalStatus", "ApprovalDescription") if raw.get(k)}
+        self.sm.update_model_package(ModelPackageArn=info["arn"], **kept,
+                                     CustomerMetadataProperties=metadata({**info["metadata"], **tags}))
+        return self.describe(version)
+
     def list_versions(self) -> list[dict]:
         return [self.describe(str(p["ModelPackageVersion"])) for p in self._packages()]
 

@@ -16,9 +16,13 @@ def command(
 ) -> None:
     """Export the approved champion (or canary-cleared challenger) to ONNX and build the drift reference."""
     from defectops.components.deploy.step import DeployConfig, deploy
+    from defectops.registries import open_registry_from
+
+    def from_the_configured_registry(config: DeployConfig, *paths: Path) -> dict:
+        return deploy(config, *paths, registry=open_registry_from(params, config.model_name))
 
     overrides = {"alias": alias} if alias else {}
-    run_step("deploy", DeployConfig, deploy, dataset, out, params=params, overrides=overrides)
+    run_step("deploy", DeployConfig, from_the_configured_registry, dataset, out, params=params, overrides=overrides)
 
 
 def serve(
@@ -35,8 +39,10 @@ def serve(
     from defectops.components.deploy.serve_config import ServeConfig
     from defectops.components.deploy.server import create_app
     from defectops.config import load_step_config
+    from defectops.registries import open_registry_from
 
     overrides = {k: v for k, v in {"deploy_root": deploy_root, "records_url": records}.items() if v is not None}
     with step_errors("serve"):
-        app = create_app(load_step_config(ServeConfig, "serve", params, overrides))
+        config = load_step_config(ServeConfig, "serve", params, overrides)
+        app = create_app(config, open_registry_from(params, config.model_name))
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

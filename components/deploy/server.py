@@ -32,13 +32,15 @@ from defectops.records.archive import ImageArchive
 from defectops.records.publish import Publisher
 from defectops.records.store import DecisionStore
 from defectops.records.writer import RecordWriter
+from defectops.registries import Registry
 
 log = logging.getLogger("defectops.serve")
 
 
-def create_app(config: ServeConfig) -> FastAPI:
+def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI:
+    """The endpoint serving `registry`'s champion (the CLI opens the one params.yaml names; default MLflow's)."""
     keys = load_api_keys(config)
-    watcher = ChampionWatcher(config)
+    watcher = ChampionWatcher(config, registry)
     watcher.refresh()
     if watcher.current is None:
         raise DeployError(f"cannot start: {watcher.last_error}")

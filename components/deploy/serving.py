@@ -11,12 +11,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from defectops import registry
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.serve_config import ServeConfig
 from defectops.components.deploy.step import DeployError, verify_artefacts, version_dir
 from defectops.drift_features import EmbeddingReducer
 from defectops.errors import DefectopsError
+from defectops.registries import Registry, open_registry
+from defectops.registry import CHALLENGER, CHAMPION, VersionInfo
 
 log = logging.getLogger("defectops.serve")
 
@@ -26,7 +27,7 @@ class LoadedModel:
     version: str
     detector: OnnxDetector
     folder: Path
-    info: registry.VersionInfo
+    info: VersionInfo
     reducer: EmbeddingReducer | None = None
     explainer: object | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -35,10 +36,11 @@ class LoadedModel:
 SERVED_FILES = ("model.onnx", "model.json", "embedding_pca.npz")
 
 
-def load_verified(config: ServeConfig, info: registry.VersionInfo, role: str = registry.CHAMPION) -> LoadedModel:
+def load_verified(config: ServeConfig, info: VersionInfo, role: str = CHAMPION,
+                  registry: Registry | None = None) -> LoadedModel:
     """Load a version only if a second person's approval is on the signed audit log (the rule lives in
     `defectops.approval`) and every file it loads hashes to what the registry recorded at deploy."""
-    refusal = registry.served_refusal(info, role)
+    refusal = (registry or open_registry(config.model_name)).served_refusal(info, role)
     if refusal:
         raise DeployError(refusal)
     folder = version_dir(config.deploy_root, info.version)
@@ -56,8 +58,9 @@ class ChampionWatcher:
     interrupts one; a failed load keeps serving the previous champion and is reported.
     """
 
-    def __init__(self, config: ServeConfig):
+    def __init__(self, config: ServeConfig, registry: Registry | None = None):
         self.config = config
+        self.registry = registry or open_registry(config.model_name)
         self.current: LoadedModel | None = None
         self.canary: LoadedModel | None = None
         self.last_error: str | None = None
@@ -78,20 +81,20 @@ class ChampionWatcher:
             self._refresh_canary()
 
     def _refresh_canary(self) -> None:
-        challenger = registry.by_alias(self.config.model_name, registry.CHALLENGER)
+        challenger = self.registry.by_alias(CHALLENGER)
         if challenger is None or challenger.tags.get("canary") != "approved":
             self.canary, self.canary_error = None, None
             return
         if self.canary is not None and self.canary.version == challenger.version:
             return
         try:
-            self.canary, self.canary_error = load_verified(self.config, challenger, "canary"), None
+            self.canary, self.canary_error = load_verified(self.config, challenger, "canary", self.registry), None
             log.warning("canary v%s takes %.0f%% of requests", challenger.version, 100 * self.config.canary_share)
         except DefectopsError as exc:
             self.canary, self.canary_error = None, str(exc)
 
     def _refresh_champion(self) -> None:
-        champion = registry.by_alias(self.config.model_name, registry.CHAMPION)
+        champion = self.registry.champion()
         if champion is None:
             self.last_error = f"model '{self.config.model_name}' has no champion"
             return
@@ -99,7 +102,7 @@ class ChampionWatcher:
             self.last_error = None
             return
         try:
-            loaded = load_verified(self.config, champion)
+            loaded = load_verified(self.config, champion, CHAMPION, self.registry)
         except DefectopsError as exc:
             if self.last_error != str(exc):  # said once, not every few seconds
                 log.error("not serving v%s (keeping %s): %s", champion.version,

@@ -15,7 +15,6 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from defectops import registry
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.observe import observe
@@ -24,6 +23,8 @@ from defectops.dataset import read_manifest, read_names, sha256_file
 from defectops.drift_features import EMBEDDING_DIMS, EmbeddingReducer
 from defectops.errors import RefusedError
 from defectops.metrics import StepTimer, write_metrics
+from defectops.registries import Registry, open_registry
+from defectops.registry import CHAMPION, VersionInfo
 from defectops.tiling import tiling_of
 
 
@@ -47,13 +48,25 @@ def artefact_hashes(folder: Path) -> dict[str, str]:
     return {name: sha256_file(folder / name) for name in LOADED_FILES if (folder / name).exists()}
 
 
-def verify_artefacts(folder: Path, info: registry.VersionInfo, names: tuple[str, ...] = LOADED_FILES) -> None:
+def artefact_tags(folder: Path) -> dict[str, str]:
+    """One tag per loaded file (`deploy_sha256/model.onnx`): short values every registry accepts as they are."""
+    return {f"{ARTEFACTS_TAG}/{name}": digest for name, digest in artefact_hashes(folder).items()}
+
+
+def recorded_hashes(tags: dict[str, str]) -> dict[str, str]:
+    """File -> sha256 as deploy recorded them (or, for versions deployed before per-file tags, one JSON tag)."""
+    prefix = f"{ARTEFACTS_TAG}/"
+    per_file = {k[len(prefix):]: v for k, v in tags.items() if k.startswith(prefix)}
+    return per_file or json.loads(tags.get(ARTEFACTS_TAG) or "{}")
+
+
+def verify_artefacts(folder: Path, info: VersionInfo, names: tuple[str, ...] = LOADED_FILES) -> None:
     """Refuse an export whose files differ from what deploy recorded in the registry (or that names none).
 
     model.json carries the threshold: a file edited to serve with a laxer threshold is caught here,
     and the threshold is also compared with the registry's own tag.
     """
-    recorded = json.loads(info.tags.get(ARTEFACTS_TAG) or "{}")
+    recorded = recorded_hashes(info.tags)
     if not recorded:
         raise DeployError(f"{info.name} v{info.version} has no recorded artefact hashes ({ARTEFACTS_TAG}); "
                           "re-run 'defectops deploy' so the endpoint can verify what it loads")
@@ -133,19 +146,21 @@ def write_reference(detector: OnnxDetector, dataset: Path, splits: list[str], fo
     return len(rows)
 
 
-def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
+def deploy(config: DeployConfig, dataset: Path, out: Path, registry: Registry | None = None) -> dict:
     """Export the aliased version to `out/versions/v<N>/` and record the ONNX sha256 in the registry.
 
     The folder appears in one rename, after the registry holds its hash, so a running endpoint
-    never sees half an export and can always verify what it loads.
+    never sees half an export and can always verify what it loads. `registry`: the one params.yaml
+    names (the CLI opens it); default MLflow's.
     """
     timer = StepTimer()
     dataset, out = Path(dataset), Path(out)
-    info = registry.by_alias(config.model_name, config.alias)
+    registry = registry or open_registry(config.model_name)
+    info = registry.by_alias(config.alias)
     if info is None:
         raise DeployError(f"model '{config.model_name}' has no {config.alias} yet: approve a version first "
                           "('defectops registry approve VERSION --reason TEXT')")
-    refusal = registry.served_refusal(info, "champion" if config.alias == registry.CHAMPION else "canary")
+    refusal = registry.served_refusal(info, "champion" if config.alias == CHAMPION else "canary")
     if refusal:
         raise DeployError(refusal)
     (out / "versions").mkdir(parents=True, exist_ok=True)
@@ -164,9 +179,7 @@ def deploy(config: DeployConfig, dataset: Path, out: Path) -> dict:
                 "approved_by": info.tags.get("approved_by")}
         (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         n_ref = write_reference(OnnxDetector(staging), dataset, config.reference_splits, staging)
-        c = registry.client()
-        c.set_model_version_tag(info.name, info.version, "onnx_sha256", meta["onnx_sha256"])
-        c.set_model_version_tag(info.name, info.version, ARTEFACTS_TAG, json.dumps(artefact_hashes(staging)))
+        registry.record(info.version, {"onnx_sha256": meta["onnx_sha256"], **artefact_tags(staging)})
         target = version_dir(out, info.version)
         if target.exists():
             shutil.rmtree(target)

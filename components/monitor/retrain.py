@@ -49,10 +49,9 @@ class RetrainConfig(StepConfig):
         return value
 
 
-# Engines told to warm-start through the run's settings; local is told through its environment (retrain_env).
-# A SageMaker job finds the champion in the registry its params name (a SageMaker run refuses to start with
-# an MLflow registry no job can reach), so it warm-starts like KFP.
-SETTINGS_WARM_START_ENGINES = ("kfp", "sagemaker")
+# The engine told to warm-start through its environment (retrain_env); every other engine through the run's
+# settings, its jobs finding the champion in the registry those settings name.
+LOCAL_ENGINE = "local"
 
 
 def _now() -> datetime:
@@ -99,9 +98,9 @@ def in_flight(state: dict, clients: dict | None = None) -> bool:
 
 def retrain_env(config: RetrainConfig) -> dict[str, str]:
     """The retraining's environment: this interpreter's tools, and for a local run where training starts
-    (the train step reads it, so params.yaml stays as committed; kfp is told through its settings)."""
+    (the train step reads it, so params.yaml stays as committed; other engines are told through their settings)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    if config.warm_start and config.engine == "local":  # kfp: warm_start_overrides
+    if config.warm_start and config.engine == LOCAL_ENGINE:  # the others: warm_start_overrides
         from defectops.components.train.step import WARM_START_ENV, WARM_START_SHARE_ENV
         from defectops.components.train.weights import CHAMPION
 
@@ -116,7 +115,7 @@ def warm_start_overrides(config: RetrainConfig) -> dict:
     from defectops.components.train.weights import CHAMPION
     from defectops.config import load_step_config
 
-    if not config.warm_start or config.engine not in SETTINGS_WARM_START_ENGINES:
+    if not config.warm_start or config.engine == LOCAL_ENGINE:
         return {}
     train = load_step_config(TrainConfig, "train", Path(config.project_dir) / "params.yaml")
     if train.weights:

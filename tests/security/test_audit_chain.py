@@ -101,7 +101,7 @@ def test_the_decision_is_written_before_the_registry_changes(trained, evaluated,
         seen.append([(e["action"], e["phase"]) for e in audit.read()])
         raise ConnectionError("registry unreachable")
 
-    monkeypatch.setattr(registry, "_set_tags", crash)
+    monkeypatch.setattr(registry, "set_tags", crash)
     with pytest.raises(ConnectionError):
         registry.approve(name, version, "qa.lead", "ok")
     assert seen == [[("register", "done"), ("approve", "intent")]]

@@ -42,8 +42,8 @@ def test_a_laxer_threshold_in_model_json_is_refused(export_copy):
 
 def test_an_export_without_recorded_hashes_is_refused(export_copy):
     config, _, info = export_copy
-    stripped = registry.VersionInfo(info.name, info.version, info.source, info.run_id,
-                                    {k: v for k, v in info.tags.items() if k != "deploy_sha256"}, info.aliases)
+    tags = {k: v for k, v in info.tags.items() if not k.startswith("deploy_sha256")}
+    stripped = registry.VersionInfo(info.name, info.version, info.source, info.run_id, tags, info.aliases)
     with pytest.raises(DeployError, match="no recorded artefact hashes"):
         load_verified(config, stripped)
 

@@ -138,6 +138,31 @@ def test_the_gate_and_a_warm_start_use_the_sagemaker_champion(sagemaker, trained
         store.fetch_weights(store.champion(), tmp_path / "tampered")
 
 
+def test_an_edge_endpoint_serves_the_sagemaker_champion_only_with_an_audited_second_person(sagemaker, tiny_dataset,
+                                                                                           tmp_path):
+    """deploy and serve through the same protocol: a plant's edge box exports and serves the package a second
+    person approved in defectops; a package approved around defectops (in the console) is not served."""
+    from defectops.components.deploy.serve_config import ServeConfig
+    from defectops.components.deploy.serving import ChampionWatcher
+    from defectops.components.deploy.step import DeployConfig, deploy
+
+    sm, s3 = sagemaker
+    store = open_registry(GROUP, "sagemaker", sm, s3)
+    exported = deploy(DeployConfig(model_name=GROUP), tiny_dataset, tmp_path / "deploy", registry=store)
+    assert exported["version"] == "1"
+    recorded = store.get("1").tags
+    assert recorded["onnx_sha256"] == sha256_file(tmp_path / "deploy" / "versions" / "v1" / "model.onnx")
+    config = ServeConfig(model_name=GROUP, deploy_root=tmp_path / "deploy", records_url=None)
+    watcher = ChampionWatcher(config, store)
+    watcher.refresh()
+    assert watcher.current.version == "1" and watcher.last_error is None
+
+    sm.update_model_package(ModelPackageArn=store.get("2").source, ModelApprovalStatus="Approved")  # the console
+    watcher.refresh()
+    assert watcher.current.version == "1"  # keeps serving the audited champion
+    assert "moved outside defectops" in watcher.last_error
+
+
 def _login(client, name, password):
     token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
     client.post("/login", data={"username": name, "password": password, "csrf": token})
