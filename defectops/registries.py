@@ -210,8 +210,6 @@ class SageMakerModelRegistry:
         """The package's model.tar.gz (its container's ModelDataUrl), unpacked; weights/best.pt in it."""
         import tarfile
 
-        from defectops.dataset import sha256_file
-
         raw = self.packages.sm.describe_model_package(ModelPackageName=info.source)
         url = raw["InferenceSpecification"]["Containers"][0].get("ModelDataUrl", "")
         if not url.startswith("s3://"):
@@ -227,11 +225,7 @@ class SageMakerModelRegistry:
         weights = dest / "model" / "weights" / "best.pt"
         if not weights.is_file():
             raise registry.RegistryError(f"{url}: no weights/best.pt inside; expected the train step's output folder")
-        expected, actual = info.tags.get("weights_sha256"), sha256_file(weights)
-        if expected and actual != expected:
-            raise registry.RegistryError(f"{url}: weights sha256 {actual} does not match the {expected} recorded for "
-                                         f"{self.model_name} v{info.version}; refusing a modified artefact")
-        return weights
+        return registry.verified_weights(weights, info)
 
     def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
         if action == "approve_canary":

@@ -76,7 +76,7 @@ def served_refusal(info: VersionInfo, role: str = CHAMPION, anchors: dict[str, s
 
     `anchors`: the audit heads the version's registry keeps (default: this MLflow registry's)."""
     try:
-        entries = audit.verified_entries(anchors=audit_anchors(info.name) if anchors is None else anchors)
+        entries = audited_entries(info.name) if anchors is None else audit.verified_entries(anchors=anchors)
     except audit.AuditError as exc:
         return f"the audit log does not verify, so no approval can be trusted: {exc}"
     refusal = approval.champion_refusal if role == CHAMPION else approval.canary_refusal
@@ -146,10 +146,14 @@ def fetch_weights(info: VersionInfo, dest: Path) -> Path:
     """Download a version's weights and check them against the sha256 recorded at registration."""
     import mlflow
 
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dest)))
+    return verified_weights(local / "best.pt" if local.is_dir() else local, info)
+
+
+def verified_weights(weights: Path, info: VersionInfo) -> Path:
+    """`weights` if they hash to the sha256 recorded at registration (any registry); else refused."""
     from defectops.dataset import sha256_file
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dest)))
-    weights = local / "best.pt" if local.is_dir() else local
     expected = info.tags.get("weights_sha256")
     actual = sha256_file(weights)
     if expected and actual != expected:

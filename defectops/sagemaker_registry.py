@@ -53,8 +53,11 @@ class SageMakerRegistry:
                 return package["ModelPackageArn"]
         raise RegistryError(f"SageMaker model package group '{self.group}' has no version {version}")
 
-    def describe(self, version: str) -> dict:
-        d = self.sm.describe_model_package(ModelPackageName=self._arn(version))
+    def _raw(self, version: str) -> dict:
+        return self.sm.describe_model_package(ModelPackageName=self._arn(version))
+
+    def describe(self, version: str, raw: dict | None = None) -> dict:
+        d = raw or self._raw(version)
         return {"version": str(d["ModelPackageVersion"]), "arn": d["ModelPackageArn"],
                 "approval": STATUS.get(d["ModelApprovalStatus"], d["ModelApprovalStatus"]),
                 "metadata": dict(d.get("CustomerMetadataProperties") or {})}
@@ -118,8 +121,8 @@ class SageMakerRegistry:
 
     def record(self, version: str, tags: dict) -> dict:
         """Add evidence to a package's metadata (kept: everything already there)."""
-        info = self.describe(version)
-        raw = self.sm.describe_model_package(ModelPackageName=info["arn"])
+        raw = self._raw(version)
+        info = self.describe(version, raw)
         # The status and its description are sent back unchanged: an update that omits them must not clear them
         # (moto's does).
         kept = {k: raw[k] for k in ("ModelApprovalStatus", "ApprovalDescription") if raw.get(k)}
@@ -128,7 +131,10 @@ class SageMakerRegistry:
         return self.describe(version)
 
     def list_versions(self) -> list[dict]:
-        return [self.describe(str(p["ModelPackageVersion"])) for p in self._packages()]
+        # Described by the ARN each summary carries: one listing, not one more per package.
+        return [self.describe(str(p["ModelPackageVersion"]),
+                              self.sm.describe_model_package(ModelPackageName=p["ModelPackageArn"]))
+                for p in self._packages()]
 
     def _decide(self, version: str, by: str, reason: str, decision: str) -> dict:
         info = self.describe(version)
