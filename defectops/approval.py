@@ -20,14 +20,22 @@ def _done(entries: list[dict], model: str) -> list[dict]:
     return [e for e in entries if e["model"] == model and e.get("phase", "done") == "done"]
 
 
+def labellers(text: str | None) -> set[str]:
+    """The names in a `feedback_labellers` value (comma-separated, as tags and audit entries hold it)."""
+    return {identity.normalise(n) for n in (text or "").split(",") if n.strip()}
+
+
 def submitters(tags: dict, entries: list[dict], model: str, version: str) -> set[str]:
-    """The people recorded as submitting this version: the registry tag, the signed register entry and the
-    account that entry was written from (machines excluded: they never decide anyway)."""
-    names = {identity.normalise(tags.get("submitted_by"))}
+    """The people who may not be this version's second person: its submitter (the registry tag, the signed
+    register entry and the account that entry was written from) and whoever labelled the inspector feedback
+    it was trained on - approving a model trained on your own answers is checking your own work. Machines
+    are excluded: they never decide anyway."""
+    names = {identity.normalise(tags.get("submitted_by"))} | labellers(tags.get("feedback_labellers"))
     for e in _done(entries, model):
         if e["action"] == "register" and e["version"] == str(version):
             # The login the run was started from counts too: $DEFECTOPS_USER alone is a free choice.
             names |= {identity.normalise(e["actor"]), identity.normalise(e["details"].get("os_user"))}
+            names |= labellers(e["details"].get("feedback_labellers"))  # signed: editing the tag changes nothing
     return {n for n in names if n and not identity.is_service(n)}
 
 
@@ -41,8 +49,8 @@ def check_decision(model: str, version: str, status: str | None, submitted: set[
     if status != "pending":
         raise RegistryError(f"{model} v{version} is '{status}'; only 'pending' versions can be {action}")
     if action == "approved" and person in submitted:
-        raise RegistryError(f"four-eyes rule: {person} submitted {model} v{version} and cannot also approve it; "
-                            "another person must review it")
+        raise RegistryError(f"four-eyes rule: {person} submitted {model} v{version}, or labelled inspector "
+                            "feedback it was trained on, and cannot also approve it; another person must review it")
     return person
 
 

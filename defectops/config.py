@@ -27,6 +27,7 @@ SECTIONS = {
     "deploy": "defectops.components.deploy.step:DeployConfig",
     "monitor": "defectops.components.monitor.step:MonitorConfig",
     "serve": "defectops.components.deploy.serve_config:ServeConfig",
+    "feedback": "defectops.feedback.config:FeedbackConfig",
     "kfp": "defectops.pipelines.engines.kfp:KfpSettings",
     "sagemaker": "defectops.pipelines.engines.sagemaker:SageMakerSettings",
 }

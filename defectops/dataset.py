@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ MANIFEST_FIELDS = ("path", "sha256", "width", "height", "split", "classes", "n_b
 # split); empty = the image is its own group. Older manifests without it still read.
 OPTIONAL_FIELDS = ("group",)
 GOOD = "good"  # the image-level class of a defect-free image (no boxes)
+PROVENANCE = "provenance.json"  # where extra images came from (feedback count, labellers); steps carry it on
 
 
 class DatasetError(DefectopsError, ValueError):
@@ -118,6 +120,22 @@ def read_names(root: Path) -> list[str]:
     if not names or not all(isinstance(n, str) for n in names):
         raise DatasetError(f"{path}: 'names' must be a non-empty list of class names")
     return list(names)
+
+
+def copy_provenance(source: Path, target: Path) -> None:
+    """Carry the dataset's provenance to the next step's copy of it (absent: nothing to carry)."""
+    if (Path(source) / PROVENANCE).is_file():
+        shutil.copyfile(Path(source) / PROVENANCE, Path(target) / PROVENANCE)
+
+
+def read_provenance(root: Path) -> dict:
+    path = Path(root) / PROVENANCE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
 
 
 def sha256_file(path: Path) -> str:

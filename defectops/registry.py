@@ -104,7 +104,8 @@ def register_pending(name: str, source: str, run_id: str, tags: dict[str, str]) 
     c.set_registered_model_alias(name, CHALLENGER, mv.version)
     entry = audit.append("register", all_tags["submitted_by"], name, str(mv.version), run_id=run_id,
                          os_user=getpass.getuser(), submitted_via=all_tags.get("submitted_via"),
-                         dataset_md5=all_tags.get("dataset_md5"), weights_sha256=all_tags.get("weights_sha256"))
+                         dataset_md5=all_tags.get("dataset_md5"), weights_sha256=all_tags.get("weights_sha256"),
+                         feedback_labellers=all_tags.get("feedback_labellers", ""))
     _anchor(name)(entry)
     return get_version(name, str(mv.version))
 

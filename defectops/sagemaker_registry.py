@@ -116,7 +116,8 @@ class SageMakerRegistry:
         version = str(package["ModelPackageVersion"])
         audit.append("register", submitted_by, self.group, version, run_id=tags.get("run_id"),
                      os_user=getpass.getuser(), submitted_via=tags.get("submitted_via"), backend="sagemaker",
-                     arn=arn, dataset_md5=tags.get("dataset_md5"), weights_sha256=tags.get("weights_sha256"))
+                     arn=arn, dataset_md5=tags.get("dataset_md5"), weights_sha256=tags.get("weights_sha256"),
+                     feedback_labellers=tags.get("feedback_labellers", ""))
         return self.describe(version)
 
     def record(self, version: str, tags: dict) -> dict:

@@ -24,6 +24,18 @@ class Stage:
     emits: tuple[tuple[str, str, str], ...] = ()  # (name, report path, dotted key): values engines branch on
     when: str | None = None  # run only if this emitted value is true (the evaluation gate)
     tunable: bool = False  # cloud engines may fan this stage out over hyperparameter trials first
+    param_deps: tuple[str, ...] = ()  # dotted params keys holding more data paths the stage reads (the local
+    # engine watches them: a new export of inspector feedback re-runs ingest)
+
+    def deps_in(self, params: dict) -> tuple[str, ...]:
+        """The paths this run's params name under `param_deps`, in order."""
+        found = []
+        for key in self.param_deps:
+            value: object = params
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            found += [str(v) for v in (value or [])]
+        return tuple(found)
 
     @property
     def command(self) -> str:
@@ -45,7 +57,8 @@ def artifact_name(path: str) -> str:
 
 
 TRAINING_DAG: tuple[Stage, ...] = (
-    Stage("ingest", ("--out", "data/raw"), outs=("data/raw",), params=("ingest",)),
+    Stage("ingest", ("--out", "data/raw"), outs=("data/raw",), params=("ingest",),
+          param_deps=("ingest.extra_sources",)),
     # The gate: bad files are set aside in data/quarantine; later stages only see data/validated.
     Stage("validate", ("--dataset", "data/raw", "--report", "reports/validate", "--out", "data/validated",
                        "--quarantine", "data/quarantine"), deps=("data/raw",),

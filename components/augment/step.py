@@ -21,6 +21,7 @@ from defectops.components.augment.inject import crops_of, inject, load_rgb
 from defectops.components.augment.transforms import random_variant
 from defectops.config import StepConfig
 from defectops.dataset import (
+    copy_provenance,
     image_dir,
     label_path,
     read_labels,
@@ -73,6 +74,7 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
             if src.exists():
                 shutil.copyfile(src, dst)
     write_dataset_yaml(out, names)
+    copy_provenance(dataset, out)
 
     train = [r for r in rows if r["split"] == "train"]
     class_images = {n: [r["path"] for r in train if n in r["classes"].split(";")] for n in names}

@@ -42,6 +42,11 @@ class Metrics:
                                      "full or store down)", registry=self.registry)
         self.records_queue = Gauge("defectops_records_queue", "Decisions waiting for the store",
                                    registry=self.registry)
+        self.disagreement = Gauge("defectops_inspector_disagreement_ratio", "Share of inspectors' answers that "
+                                  "overruled the model, per version and class (a drift signal from people)",
+                                  ["model_version", "class_name"], registry=self.registry)
+        self.answers = Gauge("defectops_inspector_answers", "Inspectors' answers, per version and class",
+                             ["model_version", "class_name"], registry=self.registry)
         self.outbox_pending = Gauge("defectops_outbox_pending", "Messages not yet delivered to the MES",
                                     registry=self.registry)
 

@@ -141,6 +141,14 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             metrics.records_queue.set(writer.depth())
         if publisher is not None:
             metrics.outbox_pending.set(store.pending_count())
+        if store is not None:
+            from defectops.feedback.answers import disagreement
+
+            metrics.disagreement.clear()
+            metrics.answers.clear()
+            for row in await asyncio.to_thread(disagreement, store):  # a GROUP BY on the answers table
+                metrics.disagreement.labels(row["model_version"], row["class_name"]).set(row["rate"])
+                metrics.answers.labels(row["model_version"], row["class_name"]).set(row["answers"])
         if watcher.current:
             metrics.model.labels(config.model_name, watcher.current.version).set(1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -62,6 +62,9 @@ class IngestConfig(StepConfig):
                           "searched in the source path, names the group, or 'none' (every image alone).")
     good_names: list[str] = Field(DEFAULT_GOOD_NAMES, description="Folder names (case-insensitive globs) that "
                                   "mean defect-free, for class-folder and MVTec layouts.")
+    extra_sources: list[Path] = Field([], description="Canonical datasets merged into the train split (e.g. "
+                                      "'defectops feedback export' output: inspector-answered line images); their "
+                                      "class names must be the base dataset's.")
 
     @model_validator(mode="after")
     def _path_for_imports(self):
@@ -163,6 +166,12 @@ def ingest(config: IngestConfig, out: Path) -> dict:
     else:
         fmt, names, items = importers.import_any(config.source, config.path, config.good_names)
         groups, how = _write_imported(names, items, config, out)
+    provenance = {}
+    if config.extra_sources:
+        from defectops.components.ingest.extra import merge_extra_sources
+
+        extra_groups, provenance = merge_extra_sources(config.extra_sources, names, out)
+        groups = {**(groups or {}), **extra_groups}
     write_dataset_yaml(out, names)
     rows = write_manifest(out, groups)
     warnings = split_warnings(rows, names)
@@ -183,6 +192,7 @@ def ingest(config: IngestConfig, out: Path) -> dict:
         "warnings": warnings,
         "classes": names,
         "format": fmt,
+        **provenance,
         "seconds": timer.seconds(),
     }
     write_metrics(out / "ingest_metrics.json", metrics)

@@ -29,15 +29,20 @@ def command(
     max_runs: int = typer.Option(0, help="With --every: stop after this many checks (0 = run until stopped)."),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    """Compare recent inferences with the reference (Evidently); on drift, alert and start retraining."""
+    """Compare recent inferences with the reference (Evidently) and inspectors' answers with the model; on drift
+    or disagreement, alert and start retraining."""
     from defectops.components.monitor.step import MonitorConfig, monitor, reference_for_records
 
     overrides = {"window": window} if window else {}
 
     def check() -> None:
+        from defectops.config import load_step_config
+        from defectops.feedback.config import FeedbackConfig
+
         with step_errors("monitor"):
             ref = reference or reference_for_records(records, Path("deploy"))
-        run_step("monitor", MonitorConfig, monitor, ref, records, out, params=params, overrides=overrides)
+            feedback = load_step_config(FeedbackConfig, "feedback", params)  # inspectors' disagreement, same check
+        run_step("monitor", MonitorConfig, monitor, ref, records, out, feedback, params=params, overrides=overrides)
 
     if every is None:
         check()

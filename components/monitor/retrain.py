@@ -123,12 +123,12 @@ def warm_start_overrides(config: RetrainConfig) -> dict:
     return {"train": {"weights": CHAMPION, "epochs": max(1, round(train.epochs * config.warm_start_epoch_share))}}
 
 
-def start_in_background(config: RetrainConfig, trigger_file: Path, log_dir: Path) -> dict:
-    """`defectops pipeline run --engine E --force --trigger drift` in its own session: a run that trains here
+def start_in_background(config: RetrainConfig, trigger_file: Path, log_dir: Path, kind: str = "drift") -> dict:
+    """`defectops pipeline run --engine E --force --trigger KIND` in its own session: a run that trains here
     takes minutes to hours, longer than a monitor process may live."""
     log_path = (log_dir / f"retrain_{_now().strftime('%Y%m%dT%H%M%S')}.log").resolve()
     command = [sys.executable, "-m", "defectops.cli", "pipeline", "run", "--engine", config.engine, "--force",
-               "--trigger", "drift", "--trigger-ref", str(trigger_file.resolve())]
+               "--trigger", kind, "--trigger-ref", str(trigger_file.resolve())]
     if overrides := warm_start_overrides(config):
         command += ["--overrides-json", json.dumps(overrides)]
     with open(log_path, "w") as log:
@@ -137,14 +137,16 @@ def start_in_background(config: RetrainConfig, trigger_file: Path, log_dir: Path
     return {"engine": config.engine, "pid": proc.pid, "log": str(log_path)}
 
 
-def start(config: RetrainConfig, trigger_file: Path, log_dir: Path, clients: dict | None = None) -> dict:
-    """Submitted at once where the run only starts elsewhere; else in the background."""
+def start(config: RetrainConfig, trigger_file: Path, log_dir: Path, clients: dict | None = None,
+          kind: str = "drift") -> dict:
+    """Submitted at once where the run only starts elsewhere; else in the background. `kind`: why (drift, or
+    disagreement: inspectors overruling the champion), tagged on the version it registers."""
     from defectops.pipelines.submission import returns_at_once, submit
 
     if not returns_at_once(config.engine, config.project_dir):
-        return start_in_background(config, trigger_file, log_dir)
+        return start_in_background(config, trigger_file, log_dir, kind)
     started = submit(config.engine, params=warm_start_overrides(config) or None, project_dir=config.project_dir,
-                     trigger="drift", trigger_ref=str(trigger_file), **(clients or {}))
+                     trigger=kind, trigger_ref=str(trigger_file), **(clients or {}))
     return {"engine": config.engine, "run_id": started.run_id}
 
 
@@ -171,7 +173,7 @@ def _decide(trigger: dict, trigger_file: Path, config: RetrainConfig, state_dir:
     state = _load_state(state_dir)
     outcome: dict = {"time": _now().isoformat(timespec="seconds")}
     if config.webhook_url:
-        outcome["alert"] = send_webhook(config.webhook_url, {"event": "drift", **trigger})
+        outcome["alert"] = send_webhook(config.webhook_url, {"event": trigger.get("kind", "drift"), **trigger})
     last_start = state.get("last_run", {}).get("started")
     if not config.enabled:
         outcome["action"] = "alert only (retraining disabled)"
@@ -180,7 +182,7 @@ def _decide(trigger: dict, trigger_file: Path, config: RetrainConfig, state_dir:
     elif last_start and _now() - datetime.fromisoformat(last_start) < timedelta(minutes=config.cooldown_minutes):
         outcome["action"] = f"skipped: cool-down of {config.cooldown_minutes:g} min since {last_start}"
     else:
-        run = start(config, trigger_file, state_dir, clients)
+        run = start(config, trigger_file, state_dir, clients, trigger.get("kind", "drift"))
         run["started"] = outcome["time"]
         state["last_run"] = run
         state["runs_started"] = state.get("runs_started", 0) + 1

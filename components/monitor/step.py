@@ -87,8 +87,9 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, features: list[
     return {"share": share, "features": per_feature}
 
 
-def monitor(config: MonitorConfig, reference_csv: Path, records: str, out: Path) -> dict:
-    """Drift of the newest decisions in the store `records` (a path or URL) against the reference."""
+def monitor(config: MonitorConfig, reference_csv: Path, records: str, out: Path, feedback=None) -> dict:
+    """Drift of the newest decisions in the store `records` (a path or URL) against the reference; with
+    `feedback` (the FeedbackConfig), inspectors' disagreement with those decisions' versions as well."""
     timer = StepTimer()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,16 +110,29 @@ def monitor(config: MonitorConfig, reference_csv: Path, records: str, out: Path)
         is_drift = result["share"] >= config.drift_share or bool(set(drifted) & set(config.critical_features))
         verdict.update(status="drift" if is_drift else "ok", drift=is_drift, drifted_share=result["share"],
                        drifted_features=drifted, features=result["features"], report=str(out / "drift_report.html"))
-        if is_drift:
-            versions = sorted(set(current.get("model_version", pd.Series(dtype=str)).astype(str)))
-            trigger = {"time": verdict["time"], "reason": "data drift", "drifted_features": drifted,
-                       "drifted_share": result["share"], "model_versions": versions,
-                       "report": verdict["report"], "action": "retrain"}
-            trigger_file = out / "retrain_trigger.json"
-            trigger_file.write_text(json.dumps(trigger, indent=2) + "\n")
-            verdict["retrain"] = on_drift(trigger, trigger_file, config.retrain, out)
-            with open(out / "triggers.jsonl", "a") as fh:
-                fh.write(json.dumps({**trigger, "outcome": verdict["retrain"]}) + "\n")
+    versions = sorted(set(current.get("model_version", pd.Series(dtype=str)).astype(str)))
+    if feedback is not None and versions:
+        from defectops.feedback.trigger import disagreement_check
+
+        verdict["disagreement"] = disagreement_check(records, feedback, versions)
+    trigger = None
+    if verdict.get("drift"):
+        trigger = {"time": verdict["time"], "kind": "drift", "reason": "data drift",
+                   "drifted_features": verdict["drifted_features"], "drifted_share": verdict["drifted_share"],
+                   "model_versions": versions, "report": verdict["report"], "action": "retrain"}
+    exceeded = (verdict.get("disagreement") or {}).get("exceeded")
+    if exceeded:
+        trigger = {**(trigger or {"time": verdict["time"], "kind": "disagreement", "model_versions": versions,
+                                  "action": "retrain",
+                                  "reason": f"inspectors overruled v{exceeded['model_version']} on "
+                                            f"{exceeded['rate']:.0%} of {exceeded['answers']} answered images"}),
+                   "disagreement_rate": exceeded["rate"], "disagreement_answers": exceeded["answers"]}
+    if trigger:
+        trigger_file = out / "retrain_trigger.json"
+        trigger_file.write_text(json.dumps(trigger, indent=2) + "\n")
+        verdict["retrain"] = on_drift(trigger, trigger_file, config.retrain, out)
+        with open(out / "triggers.jsonl", "a") as fh:
+            fh.write(json.dumps({**trigger, "outcome": verdict["retrain"]}) + "\n")
     verdict["seconds"] = timer.seconds()
     write_metrics(out / "verdict.json", verdict)
     if config.log_to_mlflow:

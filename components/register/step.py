@@ -19,7 +19,7 @@ from defectops.registries import Registry, open_registry
 
 class RegisterConfig(StepConfig):
     model_name: str = Field("defectops-detector", min_length=1)
-    trigger: str = Field("manual", description="Why this run happened: manual, schedule, drift.")
+    trigger: str = Field("manual", description="Why this run happened: manual, schedule, drift, disagreement.")
     submitted_by: str | None = Field(None, description="The person who started the run; set by 'submit' for "
                                                        "remote engines. Default: $DEFECTOPS_USER or the login name.")
     submitted_via: str = Field("dvc", description="The engine that ran it; recorded as its service identity.")
@@ -43,6 +43,19 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
         # No verdict is not a pass: an evaluation from elsewhere (or edited by hand) must not open the registry.
         raise RefusedError(f"{eval_dir / 'metrics.json'}: no champion/challenger gate verdict ('gate.passed'); "
                            "expected the evaluate step's report - run 'defectops evaluate' on this model first")
+    trigger = os.environ.get("DEFECTOPS_TRIGGER") or config.trigger
+    registry = registry or open_registry(config.model_name)
+    if trigger in RETRAINING_TRIGGERS:
+        same = _same_data_as_champion(registry, run_info)
+        if same:
+            # Retrained on the data the champion saw: the same model again. The alert that started it is left
+            # open (its trigger file says why) until feedback, new data, changes what a retraining can learn.
+            result = {"registered": False, "model_name": config.model_name, "run_id": run_info["run_id"],
+                      "reason": f"same data as champion v{same.version} (dataset {run_info['dataset_md5']}); add "
+                                "feedback ('defectops feedback export', ingest.extra_sources) or new data",
+                      "trigger": trigger, "trigger_open": _leave_trigger_open(same.version), "seconds": timer.seconds()}
+            write_metrics(out / "registration.json", result)
+            return result
     if not gate["passed"]:
         # The run ends here, clearly: a model worse than production is never put in front of an approver.
         result = {"registered": False, "model_name": config.model_name,
@@ -50,6 +63,7 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
                   "run_id": run_info["run_id"], "seconds": timer.seconds()}
         write_metrics(out / "registration.json", result)
         return result
+    feedback = run_info.get("feedback") or {}
     tags = {
         "dataset_md5": run_info["dataset_md5"],
         "train_data_md5": run_info.get("train_data_md5", run_info["dataset_md5"]),
@@ -72,7 +86,11 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
         "weights_sha256": sha256_file(model_dir / "weights" / "best.pt"),
         # A retraining launcher says why it ran through the environment, so the same DVC stage
         # records 'drift' or 'schedule' without editing params.yaml.
-        "trigger": os.environ.get("DEFECTOPS_TRIGGER") or config.trigger,
+        "trigger": trigger,
+        **_trigger_facts(),
+        # How many inspector-answered images it trained on, and whose answers: they may not approve it.
+        "feedback_images": str(int(feedback.get("images", 0))),
+        **({"feedback_labellers": ",".join(feedback["labellers"])} if feedback.get("labellers") else {}),
         "gate": (gate.get("reason") or "")[:250],
         "trigger_ref": os.environ.get("DEFECTOPS_TRIGGER_REF", ""),
         # The human stays the submitter (four-eyes compares approvers with them); the engine's account
@@ -80,7 +98,6 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
         "submitted_by": identity.normalise(config.submitted_by) or identity.current_user(),
         "submitted_via": identity.service(config.submitted_via),
     }
-    registry = registry or open_registry(config.model_name)
     model_uri = config.model_uri or _mlflow_model_uri(run_info)
     version = registry.register_pending(model_uri, run_info["run_id"], tags, config.evaluation_uri)
     result = {"registered": True, "gate": gate.get("reason"), "model_name": version.name,
@@ -88,6 +105,42 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
               "approval": version.tags["approval"], "aliases": version.aliases, "seconds": timer.seconds()}
     write_metrics(out / "registration.json", result)
     return result
+
+
+RETRAINING_TRIGGERS = ("drift", "disagreement")  # automatic retrainings: a repeat of the champion is no challenger
+
+
+def _same_data_as_champion(registry: Registry, run_info: dict):
+    champion = registry.champion()
+    return champion if champion and champion.tags.get("dataset_md5") == run_info["dataset_md5"] else None
+
+
+def _trigger_record() -> tuple[Path | None, dict]:
+    ref = os.environ.get("DEFECTOPS_TRIGGER_REF")
+    if not ref or not Path(ref).is_file():
+        return None, {}
+    try:
+        return Path(ref), json.loads(Path(ref).read_text())
+    except (OSError, json.JSONDecodeError):
+        return Path(ref), {}
+
+
+def _trigger_facts() -> dict[str, str]:
+    """What the alert that started this run measured (inspectors' disagreement rate), for the approver."""
+    _, trigger = _trigger_record()
+    return {k: f"{float(trigger[k]):.4f}" if k == "disagreement_rate" else str(trigger[k])
+            for k in ("disagreement_rate", "disagreement_answers") if trigger.get(k) is not None}
+
+
+def _leave_trigger_open(champion_version: str) -> str | None:
+    """Mark the alert's record open, with why nothing was registered; returns its path."""
+    path, trigger = _trigger_record()
+    if path is None:
+        return None
+    trigger.update(status="open", outcome=f"retrained on the same data as champion v{champion_version}: not a new "
+                                          "challenger; add feedback and retrain")
+    path.write_text(json.dumps(trigger, indent=2) + "\n")
+    return str(path)
 
 
 def _mlflow_model_uri(run_info: dict) -> str:

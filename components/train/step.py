@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from defectops.config import StepConfig
-from defectops.dataset import build_classification_view, build_ultralytics_view, read_names
+from defectops.dataset import build_classification_view, build_ultralytics_view, read_names, read_provenance
 from defectops.lineage import dvc_dir_md5, git_commit
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow, metric_key, tracking_uri
@@ -317,7 +317,9 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                     "tracking_uri": tracking_uri(), "model_artifact": "model/best.pt",
                     **lineage, "imgsz": imgsz, "tile": tile, "tile_overlap": config.tile_overlap if tile else None,
-                    "task": config.task, "resumed": resuming}
+                    "task": config.task, "resumed": resuming,
+                    # inspector-answered images among the training data, and whose answers (four-eyes reads it)
+                    "feedback": read_provenance(dataset).get("feedback", {})}
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     shutil.rmtree(checkpoint, ignore_errors=True)  # finished: the next run with these settings starts fresh
     epochs_run, loop_seconds = _epochs_and_seconds(out / "results.csv")

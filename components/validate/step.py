@@ -21,7 +21,15 @@ from defectops.components.validate import profile as gate_profile
 from defectops.components.validate.expectations import DATASET_PROBLEMS, FILE_PROBLEMS, run_suites
 from defectops.components.validate.facts import SPREAD_FLOOR, build_tables, isolated, robust_spread
 from defectops.config import StepConfig
-from defectops.dataset import label_path, mask_path, read_manifest, read_names, write_dataset_yaml, write_manifest_rows
+from defectops.dataset import (
+    copy_provenance,
+    label_path,
+    mask_path,
+    read_manifest,
+    read_names,
+    write_dataset_yaml,
+    write_manifest_rows,
+)
 from defectops.errors import DataInvalidError
 from defectops.metrics import StepTimer, write_metrics
 from defectops.near_duplicates import MAX_DISTANCE
@@ -122,6 +130,7 @@ def write_clean(dataset: Path, exclude: set[str], out: Path) -> int:
                 shutil.copy2(source, target)
     write_dataset_yaml(out, read_names(dataset))
     write_manifest_rows(out, kept)
+    copy_provenance(dataset, out)
     return len(kept)
 
 

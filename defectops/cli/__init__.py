@@ -19,6 +19,7 @@ from defectops.components.register import cli as register_cli
 from defectops.components.train import cli as train_cli
 from defectops.components.tune import cli as tune_cli
 from defectops.components.validate import cli as validate_cli
+from defectops.feedback import cli as feedback_cli
 from defectops.records import cli as records_cli
 
 app = typer.Typer(help="defectops: visual defect detection from dataset to monitored endpoint.",
@@ -40,6 +41,7 @@ app.add_typer(pipeline.sagemaker_app, name="sagemaker")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(data.app, name="data")
 app.add_typer(records_cli.app, name="records")
+app.add_typer(feedback_cli.app, name="feedback")
 app.command("ui")(review.ui_command)
 app.command("ui-add-user")(review.ui_add_user)
 

@@ -65,18 +65,28 @@ def _read_password(password_stdin: bool) -> str:
     return sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
 
 
-def _acting_user(user: str | None, users: Path, password_stdin: bool) -> str:
-    """Who decides: an authenticated user (password now, or a login token), never a typed name."""
+def _signed_in(user: str | None, users: Path, password_stdin: bool) -> tuple[str, tuple[str, ...]]:
+    """An authenticated user (password now, or a login token), never a typed name, and their roles."""
     from defectops.errors import RefusedError
     from defectops.ui import auth
 
     if user is None:
-        return auth.logged_in_user()
-    if not auth.check_password(auth.load_users(users), user, _read_password(password_stdin)):
+        return auth.logged_in()
+    known = auth.load_users(users)
+    if not auth.check_password(known, user, _read_password(password_stdin)):
         raise RefusedError(f"unknown user or wrong password for '{user}' (users file {users})")
     from defectops import identity
 
-    return identity.normalise(user)
+    return identity.normalise(user), auth.roles_of(known, user)
+
+
+def _acting_user(user: str | None, users: Path, password_stdin: bool) -> str:
+    """Who decides about a model: signed in, and an approver (an inspector's role ends at labelling)."""
+    from defectops.ui import auth
+
+    person, roles = _signed_in(user, users, password_stdin)
+    auth.require_role(person, roles, "decide")
+    return person
 
 
 def login_command(user: str = typer.Argument(..., help="Your name in the users file."), users: Path = USERS_OPTION,
@@ -85,8 +95,8 @@ def login_command(user: str = typer.Argument(..., help="Your name in the users f
     from defectops.ui import auth
 
     with step_errors("login"):
-        person = _acting_user(user, users, password_stdin)
-        path = auth.save_token(auth.issue_token(person))
+        person, roles = _signed_in(user, users, password_stdin)
+        path = auth.save_token(auth.issue_token(person, roles))
     console.print(f"signed in as {person} (token in {path}, valid {auth.TOKEN_HOURS} h)")
 
 

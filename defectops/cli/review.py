@@ -26,20 +26,27 @@ def ui_command(
     records: str = typer.Option("monitoring/decisions.db", help="The endpoint's decision store (serve.records_url): "
                                                                "what each version does on the line."),
 ) -> None:
-    """The approver's review page: pending versions, evidence side by side, approve / reject / rollback."""
+    """The review site: approvers' pending versions, evidence side by side, approve / reject / rollback; and the
+    inspectors' queue of uncertain parts (/inspect)."""
     import os
 
     import uvicorn
 
+    from defectops.components.deploy.serve_config import ServeConfig
+    from defectops.config import load_step_config
     from defectops.errors import DefectopsError
+    from defectops.feedback.config import FeedbackConfig
     from defectops.ui.app import create_app
 
     store = open_registry_from(params, model_name, backend)
     with step_errors("ui"):
+        serve = load_step_config(ServeConfig, "serve", params)
+        feedback = load_step_config(FeedbackConfig, "feedback", params)
         try:
             site = create_app(model_name, users, trusted_header, store, os.environ.get("DEFECTOPS_PROXY_SECRET"),
                               local=host in ("127.0.0.1", "localhost", "::1"), reports_root=reports_root,
-                              records=records)
+                              records=records, feedback=feedback, archive_root=serve.archive_root,
+                              deploy_root=serve.deploy_root)
         except ValueError as exc:
             raise DefectopsError(str(exc)) from None
     uvicorn.run(site, host=host, port=port, log_level="warning")
@@ -49,6 +56,8 @@ def ui_add_user(
     name: str = typer.Argument(..., help="Login name; it is recorded as the approver."),
     users: Path = typer.Option(Path("ui_users.json"), help="Users file to add to (created 0600)."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    role: list[str] = typer.Option(["approver"], "--role", help="inspector (answers the inspection queue) and/or "
+                                                                "approver (that, and decides about models)."),
 ) -> None:
     """Add or reset a local review-page user (salted PBKDF2 hash; the password is never stored)."""
     import sys
@@ -58,5 +67,5 @@ def ui_add_user(
     password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
         "password", hide_input=True, confirmation_prompt=True)
     with step_errors("ui-add-user"):
-        person = auth.add_user(users, name, password)
-    console.print(f"user {person} saved in {users}")
+        person = auth.add_user(users, name, password, tuple(role))
+    console.print(f"user {person} ({', '.join(sorted(set(role)))}) saved in {users}")

@@ -1,4 +1,5 @@
-"""The decision store's tables (SQLAlchemy Core): one row per image decided, and the MES outbox."""
+"""The decision store's tables (SQLAlchemy Core): one row per image decided, the MES outbox, and the
+inspectors' answers about decided images (`defectops.feedback`)."""
 
 from __future__ import annotations
 
@@ -41,4 +42,20 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Index("ix_outbox_pending", "sent_at", "id"),
+)
+
+answers = Table(
+    "answers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("record_id", Integer, nullable=False, unique=True),  # decisions.id: one answer per image decided
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("inspector", String(128), nullable=False),  # normalised name of the person who answered
+    Column("answer", String(16), nullable=False),  # good or defect
+    Column("boxes", Text, nullable=False),  # JSON list of {class_name, box: [x1, y1, x2, y2]} in image pixels
+    Column("model_decision", String(16), nullable=False),  # what the model said: accept, review or reject
+    Column("model_version", String(32), nullable=False),
+    Column("class_name", String(128), nullable=False),  # counted under: the inspector's class, else the model's
+    Column("disagrees", Integer, nullable=False),  # 1: the model rejected a good part or passed a defective one
+    Column("source", String(32), nullable=False),  # web (the queue page) or labelstudio
+    Index("ix_answers_time", "time"),
 )

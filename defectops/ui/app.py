@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from defectops import identity, registry
+from defectops.errors import DefectopsError
 from defectops.registries import Registry, open_registry
 from defectops.ui import auth, evidence
 
@@ -58,7 +59,8 @@ SECRET_ENV = "DEFECTOPS_UI_SECRET"
 STATIC = Path(__file__).parent / "static"
 # No inline script anywhere, no framing, forms post only here: an injected tag has nothing to run.
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
+                               "form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store"}
@@ -71,14 +73,17 @@ REPORT_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inl
 def create_app(model_name: str, users_file: Path, trusted_header: str | None = None,
                backend: Registry | None = None, proxy_secret: str | None = None,
                local: bool = True, reports_root: Path = Path("monitoring"),
-               records: str | None = "monitoring/decisions.db") -> FastAPI:
+               records: str | None = "monitoring/decisions.db", feedback=None,
+               archive_root: Path = Path("archive"), deploy_root: Path = Path("deploy")) -> FastAPI:
     """`trusted_header` takes the user's name from a header set by an authenticating proxy; the proxy
     proves itself with `proxy_secret` in PROXY_SECRET_HEADER, or any client could name itself.
 
     `local` (bound to loopback) allows a per-process session secret and cookies over plain HTTP;
     otherwise the page needs $DEFECTOPS_UI_SECRET (sessions survive restarts and span workers) and
     sends cookies only over HTTPS. Drift reports are served only from inside `reports_root`.
-    `records` is the endpoint's decision store: the page shows what each version does on the line.
+    `records` is the endpoint's decision store: the page shows what each version does on the line, and
+    inspectors answer its uncertain parts (`/inspect`, images from `archive_root`, heatmaps from the
+    versions exported under `deploy_root`); `feedback` is the FeedbackConfig (which parts, in what order).
     """
     if trusted_header and not proxy_secret:
         raise ValueError(f"trusted-header mode ({trusted_header}) needs a proxy secret (DEFECTOPS_PROXY_SECRET) that "
@@ -134,6 +139,20 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
             return identity.normalise(request.headers.get(trusted_header)) or None
         return request.session.get("user")
 
+    def roles_of(request: Request, user: str) -> tuple[str, ...]:
+        """A proxy-named person's roles come from the users file; a signed-in one's were read at login."""
+        if trusted_header:
+            return auth.roles_of(auth.load_users(users_file), user)
+        return tuple(request.session.get("roles") or auth.LEGACY_ROLES)
+
+    def may_decide(request: Request, user: str) -> str | None:
+        """Why this person may not decide about models (an inspector), or None."""
+        try:
+            auth.require_role(user, roles_of(request, user), "decide")
+        except DefectopsError as exc:
+            return str(exc)
+        return None
+
     def csrf_token(request: Request) -> str:
         if "csrf" not in request.session:
             request.session["csrf"] = secrets.token_urlsafe(32)
@@ -163,6 +182,10 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     def stylesheet():
         return FileResponse(STATIC / "site.css", media_type="text/css")
 
+    @app.get("/static/label.js")
+    def labelling_script():
+        return FileResponse(STATIC / "label.js", media_type="text/javascript")
+
     @app.post("/login")
     def login(request: Request, username: str = Form(...), password: str = Form(...), csrf: str = Form("")):
         check_csrf(request, csrf)
@@ -174,9 +197,12 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         if not auth.check_password(auth.load_users(users_file), username, password):
             limiter.failed(client, username)
             return page(request, "login.html", status=401, error="Unknown name or wrong password.")
+        known = auth.load_users(users_file)
         request.session["user"] = identity.normalise(username)
+        request.session["roles"] = list(auth.roles_of(known, username))
         request.session["csrf"] = secrets.token_urlsafe(32)  # new session, new token
-        return RedirectResponse("/", status_code=303)
+        approver = "approver" in request.session["roles"]
+        return RedirectResponse("/" if approver else "/inspect", status_code=303)
 
     @app.post("/logout")
     def logout(request: Request, csrf: str = Form("")):
@@ -186,24 +212,35 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
 
     opened: dict = {}
 
-    def on_the_line() -> list[dict]:
-        """Decisions per model version in the last 24 h, counted in the store; none when it does not exist."""
+    def decision_store():
+        """The endpoint's store, once it exists; one engine for the page's life, not one per request."""
         if not records or ("://" not in records and not Path(records).exists()):
-            return []
-        from datetime import timedelta
-
+            return None
         from defectops.records.store import DecisionStore
 
-        if "store" not in opened:  # one engine for the page's life, not one per request
+        if "store" not in opened:
             opened["store"] = DecisionStore(records)
-        return opened["store"].by_version(datetime.now(UTC) - timedelta(hours=24)).to_dict("records")
+        return opened["store"]
+
+    def on_the_line() -> tuple[list[dict], list[dict]]:
+        """Decisions per model version in the last 24 h, and inspectors' disagreement per version and class."""
+        store = decision_store()
+        if store is None:
+            return [], []
+        from datetime import timedelta
+
+        from defectops.feedback.answers import disagreement
+
+        return store.by_version(datetime.now(UTC) - timedelta(hours=24)).to_dict("records"), disagreement(store)
 
     @app.get("/", response_class=HTMLResponse)
     def pending(request: Request):
         require_user(request)
         versions = backend.versions()
         waiting = [v for v in versions if v.tags.get("approval") == "pending"]
-        return page(request, "pending.html", pending=waiting, versions=list(reversed(versions)), live=on_the_line(),
+        live, disagreements = on_the_line()
+        return page(request, "pending.html", pending=waiting, versions=list(reversed(versions)), live=live,
+                    disagreements=disagreements,
                     champion=next((v for v in versions if registry.CHAMPION in v.aliases), None),
                     ages={v.version: _age(v) for v in waiting})
 
@@ -232,6 +269,8 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         check_csrf(request, csrf)
         if action not in ("approve", "reject"):
             raise HTTPException(400, f"unknown action {action!r}")
+        if refusal := may_decide(request, user):
+            return review(request, version, status=403, error=refusal)
         try:
             backend.decide(action, version, user, reason)
         except registry.RegistryError as exc:
@@ -244,6 +283,8 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         user = require_user(request)
         check_csrf(request, csrf)
         current = backend.champion()
+        if refusal := may_decide(request, user):
+            return review(request, current.version if current else "1", status=403, error=refusal)
         try:
             restored = backend.rollback(user, reason)
         except registry.RegistryError as exc:
@@ -282,6 +323,13 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
             raise HTTPException(404, f"this version was not trained on a drift alert, or its report is gone or lies "
                                      f"outside {reports_root}")
         return FileResponse(report, media_type="text/html", headers={"Content-Security-Policy": REPORT_CSP})
+
+    from defectops.feedback.config import FeedbackConfig
+    from defectops.ui.inspect import Inspection, add_inspection_routes
+
+    add_inspection_routes(app, Inspection(feedback or FeedbackConfig(), decision_store, Path(archive_root).resolve(),
+                                          Path(deploy_root), backend),
+                          page, require_user, roles_of, check_csrf)
 
     @app.exception_handler(HTTPException)
     async def http_errors(request: Request, exc: HTTPException):

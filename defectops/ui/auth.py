@@ -1,4 +1,8 @@
-"""Who is acting: local users with salted PBKDF2 password hashes, CLI tokens, and a login rate limit.
+"""Who is acting: local users with salted PBKDF2 password hashes and roles, CLI tokens, and a login rate limit.
+
+Roles, checked here for the page and the CLI alike: an `inspector` answers about parts (the inspection
+queue); an `approver` does that and decides about models. Users added before roles existed were all
+approvers and stay so.
 
 Names are stored and compared normalised (`defectops.identity`): `QA.Lead` logs in as `qa.lead`, so
 four-eyes can never be passed with a case variant of the submitter's name.
@@ -22,6 +26,9 @@ from defectops.errors import DefectopsError
 ITERATIONS = 200_000
 TOKEN_HOURS = 8
 TOKEN_ENV = "DEFECTOPS_TOKEN"
+ROLES = ("inspector", "approver")
+LEGACY_ROLES = ("approver",)  # a user (or token) recorded before roles existed
+MAY = {"label": {"inspector", "approver"}, "decide": {"approver"}}  # action -> roles allowed to take it
 
 
 def _hash(password: str, salt: str, iterations: int) -> str:
@@ -40,16 +47,20 @@ def load_users(path: Path) -> dict:
     return {identity.normalise(name): record for name, record in users.items()}
 
 
-def add_user(path: Path, name: str, password: str) -> str:
+def add_user(path: Path, name: str, password: str, roles: tuple[str, ...] = ("approver",)) -> str:
     """Add or reset a user; returns the normalised name they log in and are recorded as."""
     person = identity.normalise(name)
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown or not roles:
+        raise DefectopsError(f"roles {unknown or '(none)'}: expected one or more of {', '.join(ROLES)}")
     if not person or len(password) < 8:
         raise DefectopsError("a user needs a name and a password of at least 8 characters")
     if identity.is_service(person):
         raise DefectopsError(f"'{person}' is a service identity (an engine or container account), not a person")
     users = load_users(path)
     salt = secrets.token_hex(16)
-    users[person] = {"salt": salt, "hash": _hash(password, salt, ITERATIONS), "iterations": ITERATIONS}
+    users[person] = {"salt": salt, "hash": _hash(password, salt, ITERATIONS), "iterations": ITERATIONS,
+                     "roles": sorted(set(roles))}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps({"users": users}, indent=2) + "\n")
     Path(path).chmod(0o600)
@@ -62,6 +73,22 @@ def check_password(users: dict, name: str, password: str) -> bool:
         _hash(password, "00" * 16, ITERATIONS)  # same work either way: no user enumeration by timing
         return False
     return hmac.compare_digest(_hash(password, user["salt"], int(user.get("iterations", ITERATIONS))), user["hash"])
+
+
+def roles_of(users: dict, name: str) -> tuple[str, ...]:
+    """A listed user's roles; someone not listed (named by a trusted proxy) is an approver, as before roles."""
+    user = users.get(identity.normalise(name))
+    return tuple(user.get("roles") or LEGACY_ROLES) if user else LEGACY_ROLES
+
+
+def require_role(person: str, roles: tuple[str, ...], action: str) -> None:
+    """The one check of who may do what: `label` (answer about a part) or `decide` (approve, reject, roll
+    back a model). An inspector's answers train the next model; they never release one."""
+    from defectops.errors import RefusedError
+
+    if not MAY[action] & set(roles):
+        raise RefusedError(f"{person} is {' and '.join(roles) or 'no role'}; to {action} needs the role "
+                           f"{' or '.join(sorted(MAY[action]))} ('defectops ui-add-user {person} --role ...')")
 
 
 def _serializer():
@@ -78,16 +105,22 @@ def token_path() -> Path:
     return config / "defectops" / "token"
 
 
-def issue_token(person: str) -> str:
-    return _serializer().dumps({"user": identity.normalise(person)})
+def issue_token(person: str, roles: tuple[str, ...] = LEGACY_ROLES) -> str:
+    return _serializer().dumps({"user": identity.normalise(person), "roles": list(roles)})
 
 
 def token_user(token: str) -> str:
-    """The person a CLI token names; an expired or forged token is an error saying how to get a new one."""
+    return token_identity(token)[0]
+
+
+def token_identity(token: str) -> tuple[str, tuple[str, ...]]:
+    """The person a CLI token names and their roles; an expired or forged token is an error saying how to get
+    a new one."""
     from itsdangerous import BadSignature, SignatureExpired
 
     try:
-        return identity.normalise(_serializer().loads(token.strip(), max_age=TOKEN_HOURS * 3600)["user"])
+        claims = _serializer().loads(token.strip(), max_age=TOKEN_HOURS * 3600)
+        return identity.normalise(claims["user"]), tuple(claims.get("roles") or LEGACY_ROLES)
     except SignatureExpired:
         raise DefectopsError(f"your login expired (tokens last {TOKEN_HOURS} h): run 'defectops login'") from None
     except (BadSignature, KeyError, TypeError):
@@ -105,12 +138,16 @@ def save_token(token: str) -> Path:
 
 
 def logged_in_user() -> str:
-    """The person the CLI acts as: $DEFECTOPS_TOKEN, else the token 'defectops login' saved."""
+    return logged_in()[0]
+
+
+def logged_in() -> tuple[str, tuple[str, ...]]:
+    """The person the CLI acts as and their roles: $DEFECTOPS_TOKEN, else the token 'defectops login' saved."""
     token = os.environ.get(TOKEN_ENV) or (token_path().read_text() if token_path().exists() else "")
     if not token.strip():
         raise DefectopsError("not logged in: run 'defectops login' (or pass --user to be asked for your password); "
                              "decisions are recorded under an authenticated name, never a typed one")
-    return token_user(token)
+    return token_identity(token)
 
 
 class LoginLimiter:

@@ -32,11 +32,12 @@ def source_deps(stage: Stage, root: Path = REPO) -> list[str]:
     return [own, *(f for f in files if not f.startswith(own + "/"))]
 
 
-def render(stages: tuple[Stage, ...] = TRAINING_DAG) -> dict:
+def render(stages: tuple[Stage, ...] = TRAINING_DAG, params: dict | None = None) -> dict:
+    """`params`: the project's settings, for data paths a stage reads by setting (ingest.extra_sources)."""
     rendered = {}
     for s in stages:
         spec: dict = {"cmd": s.command}
-        deps = [*source_deps(s), *s.code, *s.deps]
+        deps = [*source_deps(s), *s.code, *s.deps, *s.deps_in(params or {})]
         if deps:
             spec["deps"] = deps
         if s.params:
@@ -47,12 +48,15 @@ def render(stages: tuple[Stage, ...] = TRAINING_DAG) -> dict:
     return {"stages": rendered}
 
 
-def dvc_yaml_text(stages: tuple[Stage, ...] = TRAINING_DAG) -> str:
-    return HEADER + yaml.safe_dump(render(stages), sort_keys=False, width=120)
+def dvc_yaml_text(stages: tuple[Stage, ...] = TRAINING_DAG, params: dict | None = None) -> str:
+    return HEADER + yaml.safe_dump(render(stages, params), sort_keys=False, width=120)
 
 
 def write_dvc_yaml(path: Path = Path("dvc.yaml"), stages: tuple[Stage, ...] = TRAINING_DAG) -> Path:
-    Path(path).write_text(dvc_yaml_text(stages))
+    """dvc.yaml for the project it lies in, reading that project's params.yaml beside it."""
+    from defectops.config import read_params
+
+    Path(path).write_text(dvc_yaml_text(stages, read_params(Path(path).parent / "params.yaml")))
     return Path(path)
 
 
