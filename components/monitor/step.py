@@ -121,12 +121,13 @@ def monitor(config: MonitorConfig, reference_csv: Path, records: str, out: Path,
                    "drifted_features": verdict["drifted_features"], "drifted_share": verdict["drifted_share"],
                    "model_versions": versions, "report": verdict["report"], "action": "retrain"}
     exceeded = (verdict.get("disagreement") or {}).get("exceeded")
-    if exceeded:
-        trigger = {**(trigger or {"time": verdict["time"], "kind": "disagreement", "model_versions": versions,
-                                  "action": "retrain",
-                                  "reason": f"inspectors overruled v{exceeded['model_version']} on "
-                                            f"{exceeded['rate']:.0%} of {exceeded['answers']} answered images"}),
-                   "disagreement_rate": exceeded["rate"], "disagreement_answers": exceeded["answers"]}
+    if exceeded:  # people overruling the model outrank a statistics test: the retraining is theirs
+        trigger = {**(trigger or {"time": verdict["time"], "model_versions": versions, "action": "retrain"}),
+                   "kind": "disagreement", "disagreement_rate": exceeded["rate"],
+                   "disagreement_answers": exceeded["answers"],
+                   "reason": f"inspectors overruled v{exceeded['model_version']} on {exceeded['rate']:.0%} of "
+                             f"{exceeded['answers']} answered images"
+                             + (" (and data drift)" if trigger else "")}
     if trigger:
         trigger_file = out / "retrain_trigger.json"
         trigger_file.write_text(json.dumps(trigger, indent=2) + "\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from defectops.cli_support import PARAMS_OPTION, console, step_errors
+from defectops.cli_support import PARAMS_OPTION, console, show_metrics, step_errors
 
 app = typer.Typer(help="Inspector feedback: export answers as training data, disagreement, Label Studio interop.",
                   no_args_is_help=True)
@@ -31,7 +31,7 @@ def export_command(out: Path = typer.Option(None, help="Folder (default: feedbac
 
     with step_errors("feedback export"):
         result = export(_config(params, records), out, track=not no_dvc)
-    console.print_json(json.dumps(result))
+    show_metrics("feedback export", result)
 
 
 @app.command("stats")

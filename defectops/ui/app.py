@@ -59,11 +59,12 @@ SECRET_ENV = "DEFECTOPS_UI_SECRET"
 STATIC = Path(__file__).parent / "static"
 # No inline script anywhere, no framing, forms post only here: an injected tag has nothing to run.
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
-                               "form-action 'self'; "
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store"}
+# The inspection page alone runs a script: this site's own box editor, never an inline one.
+INSPECT_CSP = PAGE_HEADERS["Content-Security-Policy"] + "; script-src 'self'"
 # The drift report is Evidently's self-contained HTML with inline scripts: it runs sandboxed in an
 # opaque origin, so its scripts can reach neither the session nor the CSRF token.
 REPORT_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -270,7 +271,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         if action not in ("approve", "reject"):
             raise HTTPException(400, f"unknown action {action!r}")
         if refusal := may_decide(request, user):
-            return review(request, version, status=403, error=refusal)
+            raise HTTPException(403, refusal)
         try:
             backend.decide(action, version, user, reason)
         except registry.RegistryError as exc:
@@ -284,7 +285,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         check_csrf(request, csrf)
         current = backend.champion()
         if refusal := may_decide(request, user):
-            return review(request, current.version if current else "1", status=403, error=refusal)
+            raise HTTPException(403, refusal)
         try:
             restored = backend.rollback(user, reason)
         except registry.RegistryError as exc:

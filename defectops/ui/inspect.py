@@ -102,9 +102,12 @@ def add_inspection_routes(app: FastAPI, inspection: Inspection, page: Callable, 
         except answers.FeedbackError as exc:
             raise HTTPException(404, str(exc)) from None
         classes = sorted({b["class_name"] for b in item["boxes"]} | set(_model_classes(inspection, item)))
+        from defectops.ui.app import INSPECT_CSP
+
         return page(request, "inspect.html", item=item, shift=shift_count(store, user), classes=classes,
                     boxes_json=json.dumps(item["boxes"]), message=message,
-                    waiting=len(answers.queue(store, inspection.config, limit=100)))
+                    waiting=len(answers.queue(store, inspection.config, limit=100)),
+                    headers={"Content-Security-Policy": INSPECT_CSP})
 
     @app.get("/inspect/{record_id}/image")
     def item_image(request: Request, record_id: int):

@@ -1,5 +1,6 @@
 // The inspection page's box editor: plain JS on a canvas, no library, served from this site only.
 // Boxes are image pixels [x1, y1, x2, y2]; the form's hidden 'boxes' field carries them on submit.
+// Drag a box to move it, a corner to resize it, empty image to draw one; Delete removes the selected box.
 (function () {
   "use strict";
   const canvas = document.getElementById("canvas");
@@ -54,15 +55,36 @@
   };
   image.src = canvas.dataset.image;
 
+  function corner(p) {
+    // A box corner within 8 screen pixels (topmost box first): dragging it resizes the box about the opposite one.
+    const reach = 8 / scale;
+    for (let i = boxes.length - 1; i >= 0; i--) {
+      const [x1, y1, x2, y2] = boxes[i].box;
+      for (const [cx, cy, ox, oy] of [[x1, y1, x2, y2], [x2, y1, x1, y2], [x1, y2, x2, y1], [x2, y2, x1, y1]]) {
+        if (Math.abs(p[0] - cx) <= reach && Math.abs(p[1] - cy) <= reach) { return [i, [ox, oy]]; }
+      }
+    }
+    return null;
+  }
+  function inside(i, p) {
+    const [x1, y1, x2, y2] = boxes[i].box;
+    return p[0] >= x1 && p[0] <= x2 && p[1] >= y1 && p[1] <= y2;
+  }
+
   canvas.addEventListener("mousedown", function (e) {
-    const p = at(e);
-    selected = hit(p);
-    if (selected >= 0) {
-      drag = { mode: "move", from: p, start: boxes[selected].box.slice() };
+    const p = at(e), grabbed = corner(p);
+    if (grabbed) {
+      selected = grabbed[0];
+      drag = { mode: "draw", from: grabbed[1] };  // the opposite corner stays put
     } else {
-      boxes.push({ class_name: classPick ? classPick.value || "defect" : "defect", box: [p[0], p[1], p[0], p[1]] });
-      selected = boxes.length - 1;
-      drag = { mode: "draw", from: p };
+      selected = selected >= 0 && inside(selected, p) ? selected : hit(p);  // the selected box keeps the grip
+      if (selected >= 0) {
+        drag = { mode: "move", from: p, start: boxes[selected].box.slice() };
+      } else {
+        boxes.push({ class_name: classPick ? classPick.value || "defect" : "defect", box: [p[0], p[1], p[0], p[1]] });
+        selected = boxes.length - 1;
+        drag = { mode: "draw", from: p };
+      }
     }
     draw();
   });
