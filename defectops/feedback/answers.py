@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import BigInteger, and_, case, cast, delete, exists, func, insert, or_, select
+from sqlalchemy import BigInteger, and_, cast, delete, exists, func, insert, or_, select
 
 from defectops import identity
 from defectops.errors import DefectopsError
@@ -34,24 +34,38 @@ def _sampled(share: float):
     return (cast(decisions.c.id, BigInteger) * 7919) % SAMPLE_MODULUS < round(share * SAMPLE_MODULUS)
 
 
+CANDIDATES = 2000  # newest unanswered items ranked by uncertainty: a bounded read however long the history
+
+
 def queue(store: DecisionStore, config: FeedbackConfig, limit: int = 50, skip: tuple[int, ...] = ()) -> list[dict]:
-    """Unanswered images for inspectors: every review first, then the sampled rejects and accepts."""
+    """Unanswered images for inspectors: every review first, then the sampled rejects and accepts. Each part is
+    read newest first along the (decision, id) index, so a page costs the same at 1.7 M decisions a day."""
     rates = config.sample_rates
-    wanted = or_(decisions.c.decision == "review",
-                 and_(decisions.c.decision == "reject", _sampled(rates.get("reject", 0.0))),
-                 and_(decisions.c.decision == "accept", _sampled(rates.get("accept", 0.0))))
-    query = select(decisions).where(decisions.c.image_uri.is_not(None), wanted,
-                                    ~exists().where(answers.c.record_id == decisions.c.id))
-    if skip:
-        query = query.where(decisions.c.id.not_in(list(skip)))
-    reviews_first = case((decisions.c.decision == "review", 0), else_=1)
-    if config.order == "uncertain":
-        distance = func.abs(decisions.c.score - decisions.c.threshold) / func.nullif(decisions.c.threshold, 0)
-        query = query.order_by(reviews_first, distance, decisions.c.id.desc())
-    else:
-        query = query.order_by(reviews_first, decisions.c.id.desc())
-    with store.engine.connect() as conn:
-        return [_item(dict(r._mapping)) for r in conn.execute(query.limit(limit))]
+    items: list[dict] = []
+    for wanted in (decisions.c.decision == "review",
+                   or_(and_(decisions.c.decision == "reject", _sampled(rates.get("reject", 0.0))),
+                       and_(decisions.c.decision == "accept", _sampled(rates.get("accept", 0.0))))):
+        if len(items) >= limit:
+            break
+        query = select(decisions).where(wanted, decisions.c.image_uri.is_not(None),
+                                        ~exists().where(answers.c.record_id == decisions.c.id))
+        if skip:
+            query = query.where(decisions.c.id.not_in(list(skip)))
+        newest = query.order_by(decisions.c.id.desc())
+        with store.engine.connect() as conn:
+            if config.order == "newest":
+                rows = [dict(r._mapping) for r in conn.execute(newest.limit(limit - len(items)))]
+            else:
+                rows = [dict(r._mapping) for r in conn.execute(newest.limit(CANDIDATES))]
+                rows = sorted(rows, key=_distance)[:limit - len(items)]
+        items += [_item(r) for r in rows]
+    return items
+
+
+def _distance(row: dict) -> tuple[float, int]:
+    """How far the score is from the threshold, relative to it (ties: newest first)."""
+    threshold = row["threshold"] or 1e-9
+    return abs(row["score"] - threshold) / threshold, -row["id"]
 
 
 def record(store: DecisionStore, record_id: int) -> dict:

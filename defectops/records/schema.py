@@ -28,6 +28,7 @@ decisions = Table(
     Column("latency_ms", Float, nullable=False),
     Index("ix_decisions_time", "time"),
     Index("ix_decisions_part", "part_id"),
+    Index("ix_decisions_decision_id", "decision", "id"),  # the inspection queue: newest reviews, by index
 )
 
 outbox = Table(

@@ -55,6 +55,8 @@ class DecisionStore:
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
+            for index in decisions.indexes:  # a store created by an older version gains indexes added since
+                index.create(self.engine, checkfirst=True)
         except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a server down: say which
             raise RecordsError(f"decision store {self.display_url()}: cannot open ({type(exc).__name__}: {exc}); "
                                "expected a file path or a URL such as postgresql+psycopg://user@host/db") from None
