@@ -329,7 +329,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
     from defectops.ui.inspect import Inspection, add_inspection_routes
 
     add_inspection_routes(app, Inspection(feedback or FeedbackConfig(), decision_store, Path(archive_root).resolve(),
-                                          Path(deploy_root), backend),
+                                          Path(deploy_root), backend, INSPECT_CSP),
                           page, require_user, roles_of, check_csrf)
 
     @app.exception_handler(HTTPException)

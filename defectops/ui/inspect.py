@@ -33,6 +33,7 @@ class Inspection:
     archive_root: Path
     deploy_root: Path
     backend: object  # the Registry (artefact hashes for the heatmap's weights)
+    csp: str  # the item page's Content-Security-Policy: the site's, plus its own script
     _explainers: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,12 +103,10 @@ def add_inspection_routes(app: FastAPI, inspection: Inspection, page: Callable, 
         except answers.FeedbackError as exc:
             raise HTTPException(404, str(exc)) from None
         classes = sorted({b["class_name"] for b in item["boxes"]} | set(_model_classes(inspection, item)))
-        from defectops.ui.app import INSPECT_CSP
-
         return page(request, "inspect.html", item=item, shift=shift_count(store, user), classes=classes,
                     boxes_json=json.dumps(item["boxes"]), message=message,
                     waiting=len(answers.queue(store, inspection.config, limit=100)),
-                    headers={"Content-Security-Policy": INSPECT_CSP})
+                    headers={"Content-Security-Policy": inspection.csp})
 
     @app.get("/inspect/{record_id}/image")
     def item_image(request: Request, record_id: int):
