@@ -156,3 +156,31 @@ def test_the_publish_settings_are_validated(tmp_path):
 
     with pytest.raises(ValueError, match="decisions"):
         ServeConfig(publish={"mqtt_host": "h", "decisions": ["scrap"]})
+
+
+def test_inspectors_disagreement_is_on_the_endpoints_metrics(deployed, tiny_dataset, tmp_path):
+    """An answer in the store shows on /metrics per version and class: a drift signal Prometheus can alert on."""
+    from defectops.feedback.answers import answer
+
+    server = Server(serve_params(tmp_path, MODEL, deployed, archive_accept_share=1.0)).wait_ready()
+    try:
+        body = _bodies(tiny_dataset, 1)[0]
+        decided = httpx.post(f"{server.url}/v1/predict", content=body,
+                             headers={"x-api-key": API_KEY, "x-part-id": "ASKED"}).json()
+        store = DecisionStore(tmp_path / "decisions.db")
+        deadline = time.monotonic() + 10
+        while not store.query(part="ASKED") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = store.query(part="ASKED")[0]
+        # The inspector says the opposite of the model: one answer, one disagreement.
+        verdict = "good" if decided["decision"] == "reject" else "defect"
+        answer(store, record["id"], "ines", verdict, [{"class_name": "scratch", "box": [1, 1, 9, 9]}])
+        text = httpx.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
+    version = decided["model_version"]
+    lines = [line for line in text.splitlines() if line.startswith("defectops_inspector_")]
+    assert any(line.startswith("defectops_inspector_answers{") and f'model_version="{version}"' in line
+               and line.endswith(" 1.0") for line in lines), lines
+    assert any(line.startswith("defectops_inspector_disagreement_ratio{") and f'model_version="{version}"' in line
+               and line.endswith(" 1.0") for line in lines), lines

@@ -303,10 +303,15 @@ def test_inspectors_answers_train_the_next_version(project, demo, tmp_path):
             drag((x2 - 0.5, y2 - 0.5), (x2 - shrink, y2 - shrink))
             drag((x1 + (x2 - shrink - x1) / 2, y1 + (y2 - shrink - y1) / 2),
                  (x1 + (x2 - shrink - x1) / 2 + dx, y1 + (y2 - shrink - y1) / 2 + dy))
+            relabel = next(o for o in page.eval_on_selector_all("#class-name option", "os => os.map(o => o.value)")
+                           if o != before[picked]["class_name"])
+            page.select_option("#class-name", relabel)  # the selected (just moved) box gets the right class
             after = json.loads(page.input_value("#boxes"))
+            assert after[picked]["class_name"] == relabel
             expected = [x1 + dx, y1 + dy, x2 - shrink + dx, y2 - shrink + dy]
             assert after[picked]["box"] == pytest.approx(expected, abs=1.0), (before[picked], after[picked])
-            assert [b for i, b in enumerate(after) if i != picked] == [b for i, b in enumerate(before) if i != picked]
+            assert [b for i, b in enumerate(after) if i != picked] == [
+                {"class_name": b["class_name"], "box": b["box"]} for i, b in enumerate(before) if i != picked]
             answered.append(_answer_current(page, truth))
             while len(answered) < len(review) - 1:
                 answered.append(_answer_current(page, truth))
@@ -333,6 +338,7 @@ def test_inspectors_answers_train_the_next_version(project, demo, tmp_path):
     model_boxes = [b["box"] for b in store.query(part=moved_part)[0]["boxes"]]
     moved = stored[moved_part]["boxes"][picked]["box"]
     assert moved != model_boxes[picked] and moved == pytest.approx(expected, abs=1.0)  # what was stored
+    assert stored[moved_part]["boxes"][picked]["class_name"] == relabel
     store.close()
 
     export = _run(project, "defectops.cli", "feedback", "export")

@@ -86,6 +86,7 @@
         drag = { mode: "draw", from: p };
       }
     }
+    show(selected);
     draw();
   });
   canvas.addEventListener("mousemove", function (e) {
@@ -111,6 +112,19 @@
     save();
     draw();
   });
+
+  if (classPick) {
+    // The class list names the selected box's class; choosing another relabels it (and any box drawn next).
+    classPick.addEventListener("change", function () {
+      if (selected >= 0) { boxes[selected].class_name = classPick.value; save(); draw(); }
+      classPick.blur();  // back to the answer keys: a focused list would take 'd' as a class's first letter
+    });
+  }
+  function show(i) {
+    if (classPick && i >= 0 && Array.from(classPick.options).some(function (o) { return o.value === boxes[i].class_name; })) {
+      classPick.value = boxes[i].class_name;
+    }
+  }
 
   function submit(verdict) {
     save();
