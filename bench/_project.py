@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,3 +68,13 @@ def image_ap(eval_dir: Path) -> float:
     with open(eval_dir / "per_image.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
     return float(average_precision_score([int(r["is_defect"]) for r in rows], [float(r["score"]) for r in rows]))
+
+
+def precision_at_recall(scores: np.ndarray, truth: np.ndarray, recall: float) -> float | None:
+    """Image-level precision at the highest threshold whose test recall is >= `recall`."""
+    if truth.all() or not truth.any():
+        return None  # every image defective (NEU-DET) or none: precision says nothing
+    order = np.argsort(-scores)
+    hits = np.cumsum(truth[order])
+    reached = np.nonzero(hits / truth.sum() >= recall)[0][0]
+    return float(hits[reached] / (reached + 1))

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from _project import keep_or_remove, print_table
+from _project import keep_or_remove, precision_at_recall, print_table
 from PIL import Image
 
 
@@ -62,15 +62,6 @@ def answered_feedback(work: Path, seed: int, n: int, size: int) -> Path:
     store.close()
     export(FeedbackConfig(records_url=str(work / f"decisions-{seed}.db")), work / f"feedback-{seed}", track=False)
     return work / f"feedback-{seed}"
-
-
-def precision_at_recall(scores: np.ndarray, truth: np.ndarray, recall: float) -> float:
-    """Image-level precision at the highest threshold still catching `recall` of the defective images: how many
-    good parts the line would scrap to keep the recall target, whatever threshold a model was deployed with."""
-    order = np.argsort(-np.asarray(scores))
-    hits = np.cumsum(truth[order])
-    reached = int(np.nonzero(hits >= recall * truth.sum())[0][0])
-    return float(hits[reached] / (reached + 1))
 
 
 def shifted_test(dataset: Path, target: Path) -> list[str]:

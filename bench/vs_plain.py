@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _project import print_table
+from _project import precision_at_recall, print_table
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -45,16 +45,6 @@ def plain_ultralytics(data_yaml: Path, imgsz: int, minutes: float, work: Path) -
     reply = subprocess.run([sys.executable, "-c", PLAIN, str(data_yaml), str(imgsz), str(minutes / 60),
                             str(work / "plain")], env=env, check=True, capture_output=True, text=True)
     return Path([line for line in reply.stdout.splitlines() if line.startswith("BEST")][-1].split(" ", 1)[1])
-
-
-def precision_at_recall(scores: np.ndarray, truth: np.ndarray, recall: float) -> float | None:
-    """Image-level precision at the highest threshold whose test recall is >= `recall`."""
-    if truth.all() or not truth.any():
-        return None  # every image defective (NEU-DET) or none: precision says nothing
-    order = np.argsort(-scores)
-    hits = np.cumsum(truth[order])
-    reached = np.nonzero(hits / truth.sum() >= recall)[0][0]
-    return float(hits[reached] / (reached + 1))
 
 
 def score(weights: Path, dataset: Path, imgsz: int, tiles=None) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from defectops.dataset import PROVENANCE, Box, label_path, write_dataset_yaml, write_labels, write_manifest
-from defectops.feedback.answers import answered
+from defectops.feedback.answers import FeedbackError, answered
 from defectops.feedback.config import FeedbackConfig
 from defectops.records.store import DecisionStore
 
@@ -35,8 +35,6 @@ def export(config: FeedbackConfig, out: Path | None = None, track: bool = True) 
     usable = {sha: r for sha, r in latest.items() if r["answer"] == "good" or r["boxes"]}
     missing = sorted(r["image_uri"] for r in usable.values() if not Path(r["image_uri"]).is_file())
     if missing:
-        from defectops.feedback.answers import FeedbackError
-
         raise FeedbackError(f"{len(missing)} answered images are gone from the archive (first: {missing[0]}); "
                             "restore serve.archive_root before exporting, or the version would silently lack them")
     names = sorted({b["class_name"] for r in usable.values() for b in r["boxes"]})
