@@ -1,4 +1,5 @@
-"""ONNX Runtime inference for exported Ultralytics detectors and classifiers, with no torch at serving time."""
+"""ONNX Runtime inference for exported Ultralytics detectors and classifiers and for anomaly models, with no
+torch at serving time."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from defectops.anomaly import ANOMALY, anomaly_input
 from defectops.dataset import GOOD
 from defectops.tiling import detect_tiled, needs_tiling, tiling_of
 
@@ -71,6 +73,9 @@ class OnnxDetector:
 
     def infer(self, rgb: np.ndarray, iou: float = 0.6, max_det: int = 100) -> tuple[list[Detection], np.ndarray | None]:
         """Detections, plus the pooled backbone embedding when the export carries it (see deploy)."""
+        if self.task == ANOMALY:
+            score, amap, embedding = self._anomaly(rgb)
+            return self._anomaly_region(score, amap, rgb.shape[:2]), embedding
         if self.task == "classify":
             blob = self._center_crop(rgb).transpose(2, 0, 1)[None].astype(np.float32) / 255.0
             outputs = self.session.run(None, {self.input_name: blob})
@@ -103,6 +108,29 @@ class OnnxDetector:
         outputs = self.session.run(None, {self.input_name: blob})
         embedding = outputs[1][0].mean(axis=(1, 2)) if len(outputs) > 1 else None
         return self._detections(outputs[0][0], rgb.shape[:2], scale, left, top, iou, max_det), embedding
+
+    def _anomaly(self, rgb: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        score, amap, embedding = self.session.run(None, {self.input_name: anomaly_input(rgb, self.imgsz)[None]})
+        return float(score[0]), amap[0], embedding[0]
+
+    def anomaly_map(self, rgb: np.ndarray) -> np.ndarray:
+        """Per-patch anomaly at the image's size, in units of a typical good image's worst patch (1.0)."""
+        h, w = rgb.shape[:2]
+        return cv2.resize(self._anomaly(rgb)[1], (w, h), interpolation=cv2.INTER_LINEAR)
+
+    @staticmethod
+    def _anomaly_region(score: float, amap: np.ndarray, shape: tuple[int, int]) -> list[Detection]:
+        """One detection: the calibrated score, boxed around the connected patches at least half as anomalous
+        as the worst one (where an inspector should look), in original pixels."""
+        if score < SCORE_FLOOR:
+            return []
+        peak = np.unravel_index(int(np.argmax(amap)), amap.shape)
+        _, components = cv2.connectedComponents((amap >= 0.5 * amap[peak]).astype(np.uint8))
+        ys, xs = np.nonzero(components == components[peak])
+        (h, w), (mh, mw) = shape, amap.shape
+        box = (float(xs.min() * w / mw), float(ys.min() * h / mh), float((xs.max() + 1) * w / mw),
+               float((ys.max() + 1) * h / mh))
+        return [Detection(-1, ANOMALY, score, box)]
 
     def _center_crop(self, rgb: np.ndarray) -> np.ndarray:
         """Ultralytics' classification preprocessing: shorter side to imgsz, then a centred square crop."""

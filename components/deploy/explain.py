@@ -70,9 +70,31 @@ class Explainer:
 
         h, w = rgb.shape[:2]
         tiled = self.tiles and needs_tiling(h, w, self.tiles[0])
-        cam = self._tiled_cam(rgb, *self.tiles) if tiled else self._cam(rgb)
-        heat = cv2.applyColorMap(np.uint8(255 * np.clip(cam, 0, 1)), cv2.COLORMAP_JET)[..., ::-1]
-        overlay = (0.55 * rgb + 0.45 * heat).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(overlay).save(buf, format="PNG")
-        return buf.getvalue()
+        return overlay_png(rgb, self._tiled_cam(rgb, *self.tiles) if tiled else self._cam(rgb))
+
+
+class AnomalyExplainer:
+    """An anomaly model's explanation is its own anomaly map (from the verified ONNX graph): red where a patch
+    is farthest from every remembered good patch; a typical good image's worst patch shows half-way up."""
+
+    def __init__(self, folder: Path):
+        from defectops.components.deploy.detector import OnnxDetector
+
+        self.detector = OnnxDetector(Path(folder))
+
+    def heatmap_png(self, rgb: np.ndarray) -> bytes:
+        return overlay_png(rgb, self.detector.anomaly_map(rgb) / 2.0)
+
+
+def explainer_for(folder: Path):
+    """The explainer an exported version needs: its anomaly map, or EigenCAM on its YOLO weights."""
+    meta = json.loads((Path(folder) / "model.json").read_text())
+    return AnomalyExplainer(folder) if meta.get("task") == "anomaly" else Explainer(folder)
+
+
+def overlay_png(rgb: np.ndarray, cam: np.ndarray) -> bytes:
+    heat = cv2.applyColorMap(np.uint8(255 * np.clip(cam, 0, 1)), cv2.COLORMAP_JET)[..., ::-1]
+    overlay = (0.55 * rgb + 0.45 * heat).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(overlay).save(buf, format="PNG")
+    return buf.getvalue()

@@ -170,14 +170,14 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         model = watcher.current
 
         def render() -> bytes:
-            from defectops.components.deploy.explain import Explainer
+            from defectops.components.deploy.explain import explainer_for
 
             rgb = np.asarray(decode_image(images[0], config))
             with model.lock:
                 if model.explainer is None:
                     # best.pt is a pickle: unpickled only once it hashes to what the registry recorded.
                     verify_artefacts(model.folder, model.info, ("best.pt", "model.json"))
-                    model.explainer = Explainer(model.folder)
+                    model.explainer = explainer_for(model.folder)
             return model.explainer.heatmap_png(rgb)
 
         return Response(await in_threadpool(render), media_type="image/png",

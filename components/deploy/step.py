@@ -103,6 +103,12 @@ def export_onnx(weights: Path, imgsz: int, out: Path) -> tuple[Path, str, list[s
     configure_ultralytics()
     from ultralytics import YOLO
 
+    from defectops.anomaly import memory as anomaly
+
+    checkpoint = anomaly.load(weights)
+    if checkpoint is not None:  # its graph already ends in (score, map, embedding)
+        anomaly.export_onnx(checkpoint, out / "model.onnx")
+        return out / "model.onnx", anomaly.ANOMALY, [anomaly.ANOMALY]
     model = YOLO(str(weights))
     backbone_end = len(model.model.yaml["backbone"]) - 1
     exported = model.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, verbose=False)

@@ -3,6 +3,7 @@ speak one language for both task types.
 
 Detector: a class's score is its best box confidence (0 when none). Classifier: the class's
 probability. An image's defect score is the best box (detector) or 1 - P(good) (classifier).
+Anomaly model: its calibrated anomaly score, for the image and (it knows no types) every class.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ SCORE_FLOOR = 0.001  # boxes below this are noise; an image with none scores 0
 
 
 def load_model(weights: Path):
-    """An Ultralytics model; the task (detect or classify) is read from the checkpoint."""
+    """An Ultralytics model, or an anomaly model; the task (detect, classify, anomaly) is read from the checkpoint."""
     from defectops.offline import configure_ultralytics
 
     configure_ultralytics()
     from ultralytics import YOLO
+
+    from defectops.anomaly import memory as anomaly
+
+    checkpoint = anomaly.load(weights)
+    if checkpoint is not None:
+        return anomaly.AnomalyModel(checkpoint)
 
     return YOLO(str(weights))
 
@@ -46,6 +53,9 @@ def score_images(model, root: Path, paths: list[str], imgsz: int, batch: int, de
     overlap), images larger than a tile are scored tile by tile: an image's score is its best tile's."""
     if tiles and model.task == "detect":
         return _score_tiled(model, root, paths, imgsz, device, names, tiles)
+    if model.task == "anomaly":  # one score per image and no defect type: every class column reads it
+        image = model.scores([Path(root) / p for p in paths])
+        return np.repeat(image[:, None], len(names), axis=1), image
     per_class = np.zeros((len(paths), len(names)))
     good = np.zeros(len(paths))
     column = {name: i for i, name in enumerate(names)}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from defectops.anomaly import ANOMALY
 from defectops.components.evaluate.evidence import false_negative_grid, model_card, per_class_recall, recall_lower_bound
 from defectops.components.evaluate.gate import champion_on_split, compare
 from defectops.components.evaluate.plots import plot_confusion_matrix, plot_pr_curves
@@ -21,7 +22,7 @@ from defectops.components.evaluate.scoring import (
 from defectops.components.evaluate.threshold import image_level_metrics, pr_curve, tune_threshold
 from defectops.components.evaluate.tiled import tiled_box_metrics
 from defectops.config import StepConfig
-from defectops.dataset import image_class, label_path, read_labels, read_manifest, read_names, ultralytics_view
+from defectops.dataset import GOOD, image_class, label_path, read_labels, read_manifest, read_names, ultralytics_view
 from defectops.metrics import StepTimer, write_metrics
 from defectops.registries import Registry, open_registry
 from defectops.tiling import tiling_of
@@ -117,16 +118,21 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path,
     val_m = image_level_metrics(split_scores["val"], split_truth["val"], threshold)
     test_m = image_level_metrics(split_scores["test"], split_truth["test"], threshold)
     test_labels = split_labels["test"]
-    classified = classification_report(
-        predicted_classes(split_class_scores["test"], split_scores["test"], threshold, names),
-        [image_class(test_labels[p], names) for p in split_paths["test"]], names)
+    truth_classes = [image_class(test_labels[p], names) for p in split_paths["test"]]
+    if model.task == ANOMALY:  # no defect type to call: the image-level call is anomaly or good
+        classified = classification_report([ANOMALY if s >= threshold else GOOD for s in split_scores["test"]],
+                                           [GOOD if t == GOOD else ANOMALY for t in truth_classes], [ANOMALY])
+    else:
+        classified = classification_report(
+            predicted_classes(split_class_scores["test"], split_scores["test"], threshold, names), truth_classes,
+            names)
     if model.task == "detect" and tiles:  # boxes merged across tiles on whole images; image-level confusion
         box_metrics = {**tiled_box_metrics(model, dataset, split_paths["test"], test_labels, names, imgsz, tiles,
                                            config.device),
                        "confusion_labels": classified["labels"], "confusion": classified["matrix"]}
     elif model.task == "detect":
         box_metrics = detection_metrics(model, dataset, imgsz, config)
-    else:  # a classifier has no boxes: its confusion matrix is the image-level one
+    else:  # a classifier or anomaly model has no boxes: its confusion matrix is the image-level one
         box_metrics = {"test_map50": None, "test_map50_95": None, "confusion_labels": classified["labels"],
                        "confusion": classified["matrix"]}
     missed = [p for p, s, t in zip(split_paths["test"], split_scores["test"], split_truth["test"])

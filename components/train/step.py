@@ -22,14 +22,15 @@ from defectops.tracking import configure_mlflow, metric_key, tracking_uri
 if TYPE_CHECKING:
     from defectops.registries import Registry
 
-DEFAULT_MODELS = {"detect": "yolov8n.yaml", "classify": "yolov8n-cls.yaml"}
+DEFAULT_MODELS = {"detect": "yolov8n.yaml", "classify": "yolov8n-cls.yaml", "anomaly": "yolov8n.yaml"}
 DEFAULT_LR0 = {"AdamW": 0.001, "Adam": 0.001, "SGD": 0.01, "MuSGD": 0.01}  # auto picks its own
 
 
 class TrainConfig(StepConfig):
-    task: Literal["detect", "classify"] = Field(
+    task: Literal["detect", "classify", "anomaly"] = Field(
         "detect", description="detect: boxes per defect (YOLO detect); classify: one class per image, 'good' for "
-                              "defect-free ones (YOLO classify).")
+                              "defect-free ones (YOLO classify); anomaly: no defect labels needed, a memory of "
+                              "defect-free training patches over a YOLO backbone (weights: its features).")
     model: str = Field(None, description="Ultralytics model yaml, built from scratch and never downloaded; "
                                                 "null = yolov8n.yaml (detect) or yolov8n-cls.yaml (classify).")
     weights: str | None = Field(None, description="Start from these weights instead of random ones: a local .pt "
@@ -57,6 +58,8 @@ class TrainConfig(StepConfig):
     threads: int | None = Field(None, ge=1, description="torch threads on CPU; null = every core this process "
                                                         "may use (Ultralytics alone leaves one idle).")
     seed: int = 0
+    memory_patches: int = Field(8000, ge=16, description="anomaly: good patches remembered (a greedy coreset); "
+                                                         "more = fewer false rejects on rare normal looks, slower.")
     optimizer: Literal["AdamW", "Adam", "SGD", "MuSGD", "auto"] = Field(
         "AdamW", description="Named, not Ultralytics' 'auto': auto ignores lr0 and switches to MuSGD past 10,000 "
                              "planned iterations (a wall-clock budget with many epochs), ~6x slower per batch on CPU.")
@@ -102,8 +105,8 @@ class TrainConfig(StepConfig):
 
     @model_validator(mode="after")
     def _model_fits_task(self):
-        if self.model.endswith((".yaml", ".yml")) and (Path(self.model).stem.endswith("-cls")) != (
-                self.task == "classify"):
+        if self.task != "anomaly" and self.model.endswith((".yaml", ".yml")) and (
+                Path(self.model).stem.endswith("-cls")) != (self.task == "classify"):
             raise ValueError(f"model '{self.model}' does not fit task '{self.task}': classification model yamls "
                              f"end in '-cls' (e.g. {DEFAULT_MODELS['classify']}), detection ones do not "
                              f"(e.g. {DEFAULT_MODELS['detect']})")
@@ -143,7 +146,7 @@ def resolve_size(config: TrainConfig, dataset: Path) -> dict:
     """The image size (and tile size) this run trains at: fixed in the config, or chosen from the data."""
     from defectops.dataset_profile import choose_size
 
-    if config.task == "classify":  # a classifier sees the whole image; tiling would change what a label means
+    if config.task in ("classify", "anomaly"):  # the whole image: tiling would change what a label means
         size = choose_size(dataset, config.max_imgsz, tile=False) if config.imgsz == "auto" else {}
         return {"imgsz": size.get("imgsz", config.imgsz), "tile": None, "reason": size.get("reason", "fixed")}
     if isinstance(config.tile, int):
@@ -250,6 +253,13 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     lineage = {**lineage, **start.lineage}
     size = resolve_size(config, dataset)
     imgsz, tile = int(size["imgsz"]), size["tile"]
+    if config.task == "anomaly":
+        from defectops.components.train.anomaly import fit_anomaly
+
+        try:  # a fit takes minutes and has nothing to resume
+            return fit_anomaly(config, dataset, out, lineage, start, imgsz, timer, parent_run_id)
+        finally:
+            shutil.rmtree(checkpoint, ignore_errors=True)
     if config.task == "classify":
         data = build_classification_view(dataset, checkpoint / "view")
     else:

@@ -54,9 +54,9 @@ class Inspection:
                 if not (folder / "best.pt").is_file():
                     raise HTTPException(404, f"v{version} is not exported under {self.deploy_root}: no heatmap")
                 verify_artefacts(folder, self.backend.get(version), ("best.pt", "model.json"))
-                from defectops.components.deploy.explain import Explainer
+                from defectops.components.deploy.explain import explainer_for
 
-                self._explainers[version] = Explainer(folder)
+                self._explainers[version] = explainer_for(folder)
             explainer = self._explainers[version]
         import numpy as np
         from PIL import Image

@@ -1,0 +1,69 @@
+"""`train.task: anomaly`: fit a patch memory on the defect-free training images only.
+
+Defect images in the train split are left out (they would teach the memory that defects are normal); val
+and test keep theirs, so evaluate tunes the recall-first threshold and the gate reads the same metrics as
+for a detector. The backbone comes from `train.weights` (a local .pt or the champion) or `train.model`'s
+yaml with random weights: see defectops/anomaly for why.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from defectops.anomaly import memory as anomaly
+from defectops.dataset import label_path, read_labels, read_manifest, read_provenance
+from defectops.metrics import StepTimer, write_metrics
+from defectops.tracking import configure_mlflow, tracking_uri
+
+
+def good_training_images(dataset: Path) -> list[Path]:
+    return [dataset / r["path"] for r in read_manifest(dataset)
+            if r["split"] == "train" and not read_labels(label_path(dataset, r["path"]))]
+
+
+def backbone_model(start, yaml: str):
+    """The YOLO network whose first blocks give the features: the starting checkpoint's (an earlier anomaly
+    model's own backbone too), else the yaml's with random weights."""
+    from ultralytics import YOLO
+
+    if start.path is None:
+        return YOLO(yaml).model
+    earlier = anomaly.load(start.path)
+    if earlier is not None:  # e.g. a retraining from an anomaly champion: keep the features it was fitted on
+        return earlier["memory"]
+    return YOLO(str(start.path)).model
+
+
+def fit_anomaly(config, dataset: Path, out: Path, lineage: dict, start, imgsz: int, timer: StepTimer,
+                parent_run_id: str | None = None) -> dict:
+    import mlflow
+    import torch
+
+    from defectops.lineage import git_commit
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    source = str(start.path) if start.path else f"{config.model} (random weights)"
+    memory, report = anomaly.fit(backbone_model(start, config.model), source, good_training_images(dataset),
+                                 imgsz, config.memory_patches, config.seed)
+    weights = out / "weights" / "best.pt"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    anomaly.save(memory, weights, imgsz, source, report)
+    configure_mlflow(config.experiment)
+    with mlflow.start_run(run_name="train", nested=parent_run_id is not None, parent_run_id=parent_run_id) as run:
+        mlflow.log_params({"task": config.task, "model": config.model, "weights": config.weights,
+                           "imgsz_used": imgsz, "memory_patches": config.memory_patches, "seed": config.seed})
+        mlflow.set_tags({**lineage, "git_commit": git_commit(), "step": "train", "initialised_from": start.note[:500]})
+        mlflow.log_metrics({f"fit/{k}": float(v) for k, v in report.__dict__.items()})
+        mlflow.log_artifact(str(weights), artifact_path="model")
+        run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                    "tracking_uri": tracking_uri(), "model_artifact": "model/best.pt", **lineage, "imgsz": imgsz,
+                    "tile": None, "tile_overlap": None, "task": config.task, "resumed": False,
+                    "feedback": read_provenance(dataset).get("feedback", {})}
+    (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    metrics = {"task": config.task, "epochs": 0, "imgsz": imgsz, "tile": None, "backbone": source,
+               **report.__dict__, "seconds": timer.seconds(), "run_id": run_info["run_id"], "resumed": False,
+               **lineage}
+    write_metrics(out / "metrics.json", metrics)
+    return metrics
