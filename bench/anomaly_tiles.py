@@ -1,7 +1,7 @@
 """Label-free anomaly detection vs the supervised detector on the magnetic tile set, same split, same budget.
 
     .venv/bin/python bench/anomaly_tiles.py                       # both, 20 CPU-min for the detector
-    .venv/bin/python bench/anomaly_tiles.py --backbone some.pt    # the anomaly model's features from a checkpoint
+    .venv/bin/python bench/anomaly_tiles.py --backbone some.pt --anomaly-only   # features from a checkpoint
 
 The anomaly model (`train.task: anomaly`) is fitted on the defect-free training images only; the detector
 (`train.task: detect`, params.yaml's defaults) trains on every labelled training image for the budget. Both
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="the detector's wall-clock training budget")
     parser.add_argument("--backbone", default=None, help="train.weights for the anomaly model (default: random)")
     parser.add_argument("--imgsz", default="auto")
+    parser.add_argument("--anomaly-only", action="store_true", help="skip the detector (e.g. to compare backbones)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="defectops-anomaly-tiles-"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
@@ -67,6 +68,8 @@ def main() -> None:
             ("detector (all labels)", TrainConfig(epochs=1000, time_hours=args.minutes / 60, imgsz=imgsz,
                                                   checkpoint_dir=work / "ck"), work / "aug")):
         if data != raw:
+            if args.anomaly_only:
+                break
             augment(AugmentConfig(), raw, data)
         started = time.perf_counter()
         trained = train(config, data, work / name[:7])

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from defectops.components.deploy.decision import decide
+from defectops.components.deploy.decision import apply_severity, decide
 from defectops.components.deploy.http_input import decode_image, sniff_format
 from defectops.components.deploy.observe import observe
 from defectops.components.deploy.serve_config import ServeConfig
@@ -70,6 +70,7 @@ class Inference:
         shown = [d for d in detections if d.score >= threshold * config.review_band[0]]
         boxes = [{"class_id": d.class_id, "class_name": d.class_name, "score": d.score,
                   "box": [round(v, 1) for v in d.box]} for d in shown]
+        decision = apply_severity(decision, boxes, threshold, config.severity, config.mm_per_px)
         sha256 = hashlib.sha256(data).hexdigest()
         keep = decision != "accept" or random.random() < config.archive_accept_share
         image_uri = self.archive.store(sha256, data, sniff_format(data, config.allowed_formats)) if keep else None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from defectops.components.deploy.decision import SeverityRule
 from defectops.config import StepConfig
 from defectops.records.publish import PublishConfig
 
@@ -38,6 +39,18 @@ class ServeConfig(StepConfig):
     max_queued: int = Field(64, ge=1, description="Images waiting for an inference thread; beyond this a request "
                                                   "gets 503 at once instead of piling up.")
     review_band: tuple[float, float] = Field((0.5, 1.0), description="Scores in [thr*lo, thr*hi) go to review.")
+    severity: dict[str, SeverityRule] = Field({}, description="Per defect class, area limits that grade a "
+                                              "rejected part's defects into accept / review / reject, e.g. "
+                                              "pit: {review_mm2: 0.2, reject_mm2: 1.0}.")
+    mm_per_px: float | None = Field(None, gt=0, description="The camera's scale: areas are also reported in mm², "
+                                                            "and severity rules may use mm².")
     reload_interval_s: float = Field(2.0, gt=0, description="How often the registry is checked for a new champion.")
     canary_share: float = Field(0.0, ge=0, le=0.5, description="Share of requests for a challenger cleared for "
                                                                "canary traffic ('defectops registry canary').")
+
+    @model_validator(mode="after")
+    def _mm2_rules_need_a_scale(self):
+        in_mm2 = sorted(name for name, rule in self.severity.items() if rule.in_mm2)
+        if in_mm2 and not self.mm_per_px:
+            raise ValueError(f"serve.severity {in_mm2}: limits in mm² need serve.mm_per_px (the camera's scale)")
+        return self

@@ -27,6 +27,7 @@ def site(tmp_path):
     rows = [decide(0, "review", 0.3, archive, part_id="P-0"), decide(1, "review", 0.4, archive, part_id="P-1"),
             decide(2, "review", 0.45, None, part_id="P-2", image_uri=str(tmp_path / "decisions.db"))]
     rows[1]["boxes"][0]["class_name"] = HOSTILE  # a class name is data: it must never become markup
+    rows[0]["boxes"][0].update(area_px=420.0, area_mm2=0.042, severity="review")  # as serve.severity records it
     ids = store.record_many(rows)
     users = tmp_path / "users.json"
     auth.add_user(users, "ines", PASSWORDS["ines"], ("inspector",))
@@ -78,6 +79,15 @@ def test_an_inspector_lands_on_the_newest_uncertain_part_and_answers_it(site):
 
     refused = client.post("/versions/1/decide", data={"action": "approve", "reason": "fine", "csrf": csrf})
     assert refused.status_code == 403 and "ines is inspector; to decide needs the role approver" in refused.text
+
+
+def test_each_box_shows_its_area_and_severity(site):
+    client, _, ids = site
+    _login(client, "ines")
+    listed = re.search(r'<ul class="muted" id="model-boxes">(.*?)</ul>', client.get(f"/inspect/{ids[0]}").text).group(1)
+    assert "420 px²" in listed and "(0.042 mm²)" in listed and 'severity <b class="severity">review</b>' in listed
+    other = re.search(r'id="model-boxes">(.*?)</ul>', client.get(f"/inspect/{ids[1]}").text).group(1)
+    assert "px²" not in other and "severity" not in other  # decided before any rule: nothing invented
 
 
 def test_approvers_see_the_disagreement_per_version_and_class(site):
