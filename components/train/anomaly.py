@@ -22,17 +22,17 @@ def good_training_images(dataset: Path) -> list[Path]:
             if r["split"] == "train" and not read_labels(label_path(dataset, r["path"]))]
 
 
-def backbone_model(start, yaml: str):
-    """The YOLO network whose first blocks give the features: the starting checkpoint's (an earlier anomaly
-    model's own backbone too), else the yaml's with random weights."""
+def backbone(start, yaml: str, source: str):
+    """The blocks whose features are remembered: the starting checkpoint's (an earlier anomaly model's own,
+    e.g. a retraining from an anomaly champion), else those of the yaml's network with random weights."""
     from ultralytics import YOLO
 
     if start.path is None:
-        return YOLO(yaml).model
+        return anomaly.backbone_layers(YOLO(yaml).model, source)
     earlier = anomaly.load(start.path)
-    if earlier is not None:  # e.g. a retraining from an anomaly champion: keep the features it was fitted on
-        return earlier["memory"]
-    return YOLO(str(start.path)).model
+    if earlier is not None:  # keep the features it was fitted on
+        return earlier["memory"].layers
+    return anomaly.backbone_layers(YOLO(str(start.path)).model, source)
 
 
 def fit_anomaly(config, dataset: Path, out: Path, lineage: dict, start, imgsz: int, timer: StepTimer,
@@ -45,8 +45,8 @@ def fit_anomaly(config, dataset: Path, out: Path, lineage: dict, start, imgsz: i
     if config.threads:
         torch.set_num_threads(config.threads)
     source = str(start.path) if start.path else f"{config.model} (random weights)"
-    memory, report = anomaly.fit(backbone_model(start, config.model), source, good_training_images(dataset),
-                                 imgsz, config.memory_patches, config.seed)
+    memory, report = anomaly.fit(backbone(start, config.model, source), good_training_images(dataset), imgsz,
+                                 config.memory_patches, config.seed)
     weights = out / "weights" / "best.pt"
     weights.parent.mkdir(parents=True, exist_ok=True)
     anomaly.save(memory, weights, imgsz, source, report)

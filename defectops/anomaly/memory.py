@@ -92,9 +92,10 @@ def _greedy_coreset(patches, size: int, seed: int):
     return pool[chosen]
 
 
-def fit(model, source: str, good_images: list[Path], imgsz: int, bank_size: int, seed: int = 0,
+def fit(layers: torch.nn.ModuleList, good_images: list[Path], imgsz: int, bank_size: int, seed: int = 0,
         calibration_share: float = 0.2, batch: int = 16):
-    """A fitted PatchMemory from defect-free images: most fill the memory, the rest calibrate the score."""
+    """A fitted PatchMemory over `layers` (see backbone_layers) from defect-free images: most fill the
+    memory, the rest calibrate the score."""
     if len(good_images) < 5:
         raise AnomalyError(f"train.task anomaly needs defect-free training images: found {len(good_images)} "
                            "(expected at least 5; images with no boxes in the train split)")
@@ -102,7 +103,7 @@ def fit(model, source: str, good_images: list[Path], imgsz: int, bank_size: int,
     n_cal = max(1, int(round(len(good_images) * calibration_share)))
     calibration = [good_images[i] for i in order[:n_cal]]
     remembered = [good_images[i] for i in order[n_cal:]]
-    memory = PatchMemory(backbone_layers(model, source).float().eval(), torch.zeros(1, 1), 1.0)
+    memory = PatchMemory(layers.float().eval(), torch.zeros(1, 1), 1.0)
 
     def run(paths, fn):
         out = []

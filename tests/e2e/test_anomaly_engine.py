@@ -1,0 +1,46 @@
+"""A label-free anomaly model through the same DAG on the local DVC engine: the demo as a new user runs it,
+with only `train.task: anomaly` changed."""
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from .project import make_project, project_env
+
+ANOMALY = {
+    "ingest": {"n_images": 40, "image_size": 64, "seed": 5},
+    "validate": {"min_images_per_class": 1},
+    "train": {"task": "anomaly", "imgsz": 64, "memory_patches": 64},
+    "monitor": {"min_window": 5},
+}
+
+
+def test_anomaly_model_goes_from_clone_to_a_served_drift_checked_champion(tmp_path):
+    project = make_project(tmp_path / "project", ANOMALY)
+    demo = subprocess.run([sys.executable, "-m", "defectops.cli", "demo", "--approver", "qa.lead"], cwd=project,
+                          env=project_env(project), capture_output=True, text=True, timeout=900)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-6000:]
+
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"ingest", "validate", "augment", "train", "evaluate", "register"}
+    trained = json.loads((project / "models/train/metrics.json").read_text())
+    assert trained["task"] == "anomaly" and trained["bank_patches"] == 64
+    evaluation = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    assert evaluation["task"] == "anomaly" and evaluation["val"]["recall"] >= evaluation["tuning_recall"]
+    assert json.loads((project / "deploy/versions/v1/model.json").read_text())["task"] == "anomaly"
+    verdict = json.loads((project / "monitoring/verdict.json").read_text())
+    assert verdict["status"] == "drift" and "brightness" in verdict["drifted_features"]
+    from defectops.records.store import DecisionStore
+
+    n_test = json.loads((project / "data/raw/ingest_metrics.json").read_text())["per_split"]["test"]
+    assert DecisionStore(project / "monitoring/decisions.db").count() == 2 * n_test
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    check = subprocess.run([sys.executable, "-c", "from defectops import registry; v = registry.get_version("
+                            "'defectops-detector', '1'); print(v.tags['task'], v.tags['approval'], *v.aliases)"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert check.stdout.split() == ["anomaly", "approved", "champion"], check.stderr
+    assert not (project / "network_attempts.jsonl").exists()
