@@ -8,13 +8,13 @@ yaml with random weights: see defectops/anomaly for why.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from defectops.anomaly import memory as anomaly
-from defectops.dataset import label_path, read_labels, read_manifest, read_provenance
+from defectops.components.train.step import write_run_record
+from defectops.dataset import label_path, read_labels, read_manifest
 from defectops.metrics import StepTimer, write_metrics
-from defectops.tracking import configure_mlflow, tracking_uri
+from defectops.tracking import configure_mlflow
 
 
 def good_training_images(dataset: Path) -> list[Path]:
@@ -57,11 +57,7 @@ def fit_anomaly(config, dataset: Path, out: Path, lineage: dict, start, imgsz: i
         mlflow.set_tags({**lineage, "git_commit": git_commit(), "step": "train", "initialised_from": start.note[:500]})
         mlflow.log_metrics({f"fit/{k}": float(v) for k, v in report.__dict__.items()})
         mlflow.log_artifact(str(weights), artifact_path="model")
-        run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                    "tracking_uri": tracking_uri(), "model_artifact": "model/best.pt", **lineage, "imgsz": imgsz,
-                    "tile": None, "tile_overlap": None, "task": config.task, "resumed": False,
-                    "feedback": read_provenance(dataset).get("feedback", {})}
-    (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+        run_info = write_run_record(out, run, lineage, dataset, config.task, imgsz, None, None, resumed=False)
     metrics = {"task": config.task, "epochs": 0, "imgsz": imgsz, "tile": None, "backbone": source,
                **report.__dict__, "seconds": timer.seconds(), "run_id": run_info["run_id"], "resumed": False,
                **lineage}

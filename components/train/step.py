@@ -201,6 +201,18 @@ def run_key(config: TrainConfig, lineage: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def write_run_record(out: Path, run, lineage: dict, dataset: Path, task: str, imgsz: int, tile: int | None,
+                     tile_overlap: float | None, resumed: bool) -> dict:
+    """run.json: what evaluate, register and the engines read about a training, whatever its task."""
+    run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "tracking_uri": tracking_uri(),
+                "model_artifact": "model/best.pt", **lineage, "imgsz": imgsz, "tile": tile,
+                "tile_overlap": tile_overlap, "task": task, "resumed": resumed,
+                # inspector-answered images among the training data, and whose answers (four-eyes reads it)
+                "feedback": read_provenance(dataset).get("feedback", {})}
+    (Path(out) / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    return run_info
+
+
 def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | None = None,
           on_epoch: Callable[[int, float], bool] | None = None, registry: Registry | None = None) -> dict:
     """Train on the canonical dataset at `dataset`; write weights and run info under `out`.
@@ -324,13 +336,8 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         mlflow.set_tags({"optimizer_used": optimizer_used["optimizer"], "lr0_used": optimizer_used["lr0"]})
         mlflow.log_metrics({f"final/{k}": v for k, v in final.items()})
         mlflow.log_artifact(str(weights), artifact_path="model")
-        run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                    "tracking_uri": tracking_uri(), "model_artifact": "model/best.pt",
-                    **lineage, "imgsz": imgsz, "tile": tile, "tile_overlap": config.tile_overlap if tile else None,
-                    "task": config.task, "resumed": resuming,
-                    # inspector-answered images among the training data, and whose answers (four-eyes reads it)
-                    "feedback": read_provenance(dataset).get("feedback", {})}
-    (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+        run_info = write_run_record(out, run, lineage, dataset, config.task, imgsz, tile,
+                                    config.tile_overlap if tile else None, resuming)
     shutil.rmtree(checkpoint, ignore_errors=True)  # finished: the next run with these settings starts fresh
     epochs_run, loop_seconds = _epochs_and_seconds(out / "results.csv")
     metrics = {"task": config.task, "epochs": epochs_run or config.epochs, "device": device, "imgsz": imgsz,
