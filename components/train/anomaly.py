@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectops.anomaly import memory as anomaly
-from defectops.components.train.step import write_run_record
+from defectops.components.train.record import write_run_record
 from defectops.dataset import label_path, read_labels, read_manifest
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow

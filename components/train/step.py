@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from defectops.components.train.record import write_run_record
 from defectops.config import StepConfig
-from defectops.dataset import build_classification_view, build_ultralytics_view, read_names, read_provenance
+from defectops.dataset import build_classification_view, build_ultralytics_view, read_names
 from defectops.lineage import dvc_dir_md5, git_commit
 from defectops.metrics import StepTimer, write_metrics
-from defectops.tracking import configure_mlflow, metric_key, tracking_uri
+from defectops.tracking import configure_mlflow, metric_key
 
 if TYPE_CHECKING:
     from defectops.registries import Registry
@@ -199,18 +200,6 @@ def run_key(config: TrainConfig, lineage: dict[str, str]) -> str:
     settings = config.model_dump(mode="json", exclude={"checkpoint_dir", "resume", "experiment", "threads", "workers"})
     blob = json.dumps({"settings": settings, "data": lineage["train_data_md5"]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def write_run_record(out: Path, run, lineage: dict, dataset: Path, task: str, imgsz: int, tile: int | None,
-                     tile_overlap: float | None, resumed: bool) -> dict:
-    """run.json: what evaluate, register and the engines read about a training, whatever its task."""
-    run_info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "tracking_uri": tracking_uri(),
-                "model_artifact": "model/best.pt", **lineage, "imgsz": imgsz, "tile": tile,
-                "tile_overlap": tile_overlap, "task": task, "resumed": resumed,
-                # inspector-answered images among the training data, and whose answers (four-eyes reads it)
-                "feedback": read_provenance(dataset).get("feedback", {})}
-    (Path(out) / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
-    return run_info
 
 
 def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | None = None,
