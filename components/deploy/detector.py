@@ -121,11 +121,12 @@ class OnnxDetector:
     @staticmethod
     def _anomaly_region(score: float, amap: np.ndarray, shape: tuple[int, int]) -> list[Detection]:
         """One detection: the calibrated score, boxed around the connected patches at least half as anomalous
-        as the worst one (where an inspector should look), in original pixels."""
+        as the worst one and worse than a typical good part's worst (1.0), where an inspector should look."""
         if score < SCORE_FLOOR:
             return []
         peak = np.unravel_index(int(np.argmax(amap)), amap.shape)
-        _, components = cv2.connectedComponents((amap >= 0.5 * amap[peak]).astype(np.uint8))
+        level = min(max(0.5 * amap[peak], 1.0), amap[peak])
+        _, components = cv2.connectedComponents((amap >= level).astype(np.uint8))
         ys, xs = np.nonzero(components == components[peak])
         (h, w), (mh, mw) = shape, amap.shape
         box = (float(xs.min() * w / mw), float(ys.min() * h / mh), float((xs.max() + 1) * w / mw),

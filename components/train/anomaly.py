@@ -44,6 +44,7 @@ def fit_anomaly(config, dataset: Path, out: Path, lineage: dict, start, imgsz: i
 
     if config.threads:
         torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)  # random backbone weights: same settings and data, same model
     source = str(start.path) if start.path else f"{config.model} (random weights)"
     memory, report = anomaly.fit(backbone(start, config.model, source), good_training_images(dataset), imgsz,
                                  config.memory_patches, config.seed)

@@ -138,8 +138,7 @@ def test_anomaly_model_is_registered_deployed_served_and_explained(anomaly_fitte
     ok, png = cv2.imencode(".png", marked)
     served = tmp_path_factory.mktemp("anomaly-endpoint")
     # Severity in pixels here (a 96-px part): the hot region's box area grades a rejected part.
-    rules = {anomaly.ANOMALY: {"review_px": 0, "reject_px": 3000}}
-    server = Server(serve_params(served, MODEL, deploy_root, severity=rules)).wait_ready()
+    server = Server(serve_params(served, MODEL, deploy_root)).wait_ready()
     try:
         reply = httpx.post(f"{server.url}/v1/predict", content=png.tobytes(), headers={"x-api-key": API_KEY})
         assert reply.status_code == 200, reply.text
@@ -149,25 +148,17 @@ def test_anomaly_model_is_registered_deployed_served_and_explained(anomaly_fitte
         assert region["class_name"] == anomaly.ANOMALY
         x1, y1, x2, y2 = region["box"]  # where to look: around the square at (30..48, 40..58)
         assert x1 <= 48 and x2 >= 30 and y1 <= 58 and y2 >= 40
-        graded = {}
-        for side in (10, 40):  # a small defect: a person looks; a large one: scrap
-            body = cv2.imencode(".png", _with_dark_square(cv2.imread(str(good)), 24, 24, side))[1].tobytes()
-            graded[side] = httpx.post(f"{server.url}/v1/predict", content=body, headers={"x-api-key": API_KEY}).json()
-        assert graded[10]["decision"] == "review" and graded[40]["decision"] == "reject"
-        small, large = graded[10]["detections"][0], graded[40]["detections"][0]
-        assert small["severity"] == "review" and large["severity"] == "reject"
-        assert small["area_px"] < 3000 <= large["area_px"]  # the region is coarse: patches are 8 px and pooled
         heat = httpx.post(f"{server.url}/v1/explain", content=png.tobytes(), headers={"x-api-key": API_KEY})
         assert heat.status_code == 200 and heat.content[:8] == b"\x89PNG\r\n\x1a\n"
         # The line's lighting halves: the drift check reads the anomaly model's decisions like a detector's.
-        for path in paths * 6:  # 36 decisions, beside the 4 above
+        for path in paths * 6:  # 36 decisions, beside the 2 above
             darker = (cv2.imread(str(path)) * 0.5).astype(np.uint8)
             body = cv2.imencode(".png", darker)[1].tobytes()
             assert httpx.post(f"{server.url}/v1/predict", content=body, headers={"x-api-key": API_KEY}).is_success
     finally:
         server.stop()
     deadline = time.monotonic() + 15  # the writer process stores what it received, then ends
-    while len(recent_decisions(str(served / "decisions.db"), 100)) < 40 and time.monotonic() < deadline:
+    while len(recent_decisions(str(served / "decisions.db"), 100)) < 38 and time.monotonic() < deadline:
         time.sleep(0.2)
     verdict = monitor(MonitorConfig(min_window=30), folder / "reference.csv", str(served / "decisions.db"),
                       served / "monitor")
