@@ -33,10 +33,12 @@ class Crop:
     # Other defects reaching into the crop, clipped to it: they are pasted too, so they stay labelled
     # (an unlabelled scratch in a pasted patch would teach the model that scratches are background).
     neighbours: tuple[PixelBox, ...] = ()
+    mask: np.ndarray | None = None  # the source's canonical mask over `pixels`, when it has one
 
 
-def crops_of(img: np.ndarray, boxes: list[Box], class_id: int, source: str) -> list[Crop]:
-    """Every box of `class_id` in an image, with margin, as pasteable crops."""
+def crops_of(img: np.ndarray, boxes: list[Box], class_id: int, source: str,
+             mask: np.ndarray | None = None) -> list[Crop]:
+    """Every box of `class_id` in an image, with margin, as pasteable crops (with their piece of `mask`)."""
     h, w = img.shape[:2]
     found = []
     for i, b in enumerate(boxes):
@@ -55,7 +57,8 @@ def crops_of(img: np.ndarray, boxes: list[Box], class_id: int, source: str) -> l
             if j != i and ix2 - ix1 >= 1 and iy2 - iy1 >= 1:
                 neighbours.append((other.cls, ix1 - cx1, iy1 - cy1, ix2 - cx1, iy2 - cy1))
         found.append(Crop(img[cy1:cy2, cx1:cx2].copy(), (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1),
-                          ((cx2 - cx1) / w, (cy2 - cy1) / h), source, tuple(neighbours)))
+                          ((cx2 - cx1) / w, (cy2 - cy1) / h), source, tuple(neighbours),
+                          None if mask is None else mask[cy1:cy2, cx1:cx2].copy()))
     return found
 
 
@@ -67,10 +70,12 @@ def _feather(height: int, width: int) -> np.ndarray:
 
 
 def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Generator, scale: float = 1.0,
-          avoid: tuple[Rect, ...] = (), tries: int = 20) -> tuple[np.ndarray, list[Box], Rect] | None:
+          avoid: tuple[Rect, ...] = (), tries: int = 20,
+          mask: np.ndarray | None = None) -> tuple[np.ndarray, list[Box], Rect] | None:
     """The background with the crop blended in at a random place clear of `avoid`, `scale` x its size:
     (image, the new boxes — the defect first, then the neighbours that came with it — and the place
-    taken). None when no place clear of `avoid` was found in `tries` draws."""
+    taken). None when no place clear of `avoid` was found in `tries` draws. With `mask` (the background's
+    canonical mask) and a crop that carries one, the crop's defect pixels are written into it, moved alike."""
     h, w = background.shape[:2]
     # Keep the defect's size relative to the image (backgrounds may have another resolution).
     cw = int(np.clip(round(crop.relative_size[0] * w * scale), 4, w))
@@ -98,6 +103,11 @@ def paste(background: np.ndarray, crop: Crop, class_id: int, rng: np.random.Gene
             y1, y2 = ch - y2, ch - y1
         return x1, y1, x2, y2
 
+    if mask is not None and crop.mask is not None:
+        piece = cv2.resize(crop.mask, (cw, ch), interpolation=cv2.INTER_NEAREST)[::-1 if flip_y else 1,
+                                                                                 ::-1 if flip_x else 1]
+        target = mask[top:top + ch, left:left + cw]
+        target[piece > 0] = piece[piece > 0]
     x1, y1, x2, y2 = placed(*crop.box)
     region = background[top:top + ch, left:left + cw].astype(np.float32)
     # Match brightness on the margin only: the defect keeps its contrast to its surroundings (a dark
@@ -124,20 +134,23 @@ def inject(backgrounds: list[str], load, crops: list[Crop], class_id: int, n: in
     Each crop is resized by a factor in [1/(1+scale_jitter), 1+scale_jitter] (log-uniform): a handful
     of real defects then teach more than their own few sizes.
 
-    Yields (background name, image, boxes, crop sources)."""
+    Yields (background name, image, boxes, crop sources, mask: the pasted defects' pixels when the crops carry
+    masks, else None)."""
+    with_masks = any(c.mask is not None for c in crops)
     for _ in range(n):
         name = backgrounds[int(rng.integers(len(backgrounds)))]
         image, boxes, taken, sources = load(name), [], (), []
+        mask = np.zeros(image.shape[:2], np.uint8) if with_masks else None
         for _ in range(int(rng.integers(1, max_per_image + 1))):
             crop = crops[int(rng.integers(len(crops)))]
             scale = float(np.exp(rng.uniform(-1, 1) * np.log1p(scale_jitter)))
-            pasted = paste(image, crop, class_id, rng, scale, avoid=taken)
+            pasted = paste(image, crop, class_id, rng, scale, avoid=taken, mask=mask)
             if pasted is None:
                 break
             image, new_boxes, place = pasted
             boxes, taken = boxes + new_boxes, (*taken, place)
             sources.append(crop.source)
-        yield name, image, boxes, sources
+        yield name, image, boxes, sources, mask
 
 
 def load_rgb(path: Path) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Augment: rebalance rare defect classes in the training split, with box-consistent variants of
 their images and with their real defects pasted onto defect-free images (synthetic injection).
 
-Validation and test splits are copied untouched: evaluation must see the data as it comes.
+Validation and test splits are copied untouched: evaluation must see the data as it comes. Pixel masks
+(a segmentation dataset) travel with every image: copied, flipped with their variant, pasted with their crop.
 Everything is seeded; what was generated from what is written to augment_log.csv.
 """
 
@@ -24,6 +25,7 @@ from defectops.dataset import (
     copy_provenance,
     image_dir,
     label_path,
+    mask_path,
     read_labels,
     read_manifest,
     read_names,
@@ -67,9 +69,10 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
     rows = read_manifest(dataset)
     if out.exists():
         shutil.rmtree(out)
-    for row in rows:  # originals of every split, unchanged
+    for row in rows:  # originals of every split, unchanged (with their pixel masks)
         for src, dst in ((dataset / row["path"], out / row["path"]),
-                         (label_path(dataset, row["path"]), label_path(out, row["path"]))):
+                         (label_path(dataset, row["path"]), label_path(out, row["path"])),
+                         (mask_path(dataset, row["path"]), mask_path(out, row["path"]))):
             dst.parent.mkdir(parents=True, exist_ok=True)
             if src.exists():
                 shutil.copyfile(src, dst)
@@ -95,30 +98,40 @@ def augment(config: AugmentConfig, dataset: Path, out: Path) -> dict:
             loaded[rel] = load_rgb(dataset / rel)
         return loaded[rel]
 
+    def load_mask(rel: str) -> np.ndarray | None:
+        """The canonical mask, so generated images of a segmentation dataset keep exact outlines."""
+        path = mask_path(dataset, rel)
+        return np.asarray(Image.open(path)) if path.exists() else None
+
+    def save(rel: str, img: np.ndarray, boxes: list, mask: np.ndarray | None) -> None:
+        Image.fromarray(img).save(out / rel)
+        write_labels(label_path(out, rel), boxes)
+        if mask is not None:
+            mask_path(out, rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask).save(mask_path(out, rel))
+
     log = []
     for cls_name, n_new in sorted(plan.items()):
         sources = class_images[cls_name]
         class_id = names.index(cls_name)
         crops = [c for rel in sources for c in crops_of(load(rel), read_labels(label_path(dataset, rel)), class_id,
-                                                        rel)] if config.inject and backgrounds else []
+                                                        rel, load_mask(rel))] if config.inject and backgrounds else []
         n_inject = round(n_new * config.inject_share) if crops else 0
-        for k, (background, img, boxes, crop_sources) in enumerate(
+        for k, (background, img, boxes, crop_sources, mask) in enumerate(
                 inject(backgrounds, load, crops, class_id, n_inject, rng, config.inject_scale_jitter,
                        config.inject_max_per_image)):
             new_rel = f"images/train/inj_{cls_name}_{k:04d}_{Path(background).stem}.png"
-            Image.fromarray(img).save(out / new_rel)
-            write_labels(label_path(out, new_rel), boxes)
+            save(new_rel, img, boxes, mask)
             log.append({"image": new_rel, "kind": "injection", "class": cls_name, "from": ";".join(crop_sources),
                         "onto": background})
             injected[cls_name] += 1
             pasted[cls_name] += len(crop_sources)
         for k in range(n_new - n_inject):
             rel = sources[int(rng.integers(len(sources)))]
-            img, boxes, applied = random_variant(load(rel), read_labels(label_path(dataset, rel)), rng,
-                                                 config.photometric_strength)
+            img, boxes, applied, mask = random_variant(load(rel), read_labels(label_path(dataset, rel)), rng,
+                                                       config.photometric_strength, load_mask(rel))
             new_rel = f"images/train/aug_{cls_name}_{k:04d}_{Path(rel).stem}.png"
-            Image.fromarray(img).save(out / new_rel)
-            write_labels(label_path(out, new_rel), boxes)
+            save(new_rel, img, boxes, mask)
             log.append({"image": new_rel, "kind": "+".join(applied) or "copy", "class": cls_name, "from": rel,
                         "onto": ""})
             transforms_used.update(applied)

@@ -26,17 +26,20 @@ def jitter_photometric(img: np.ndarray, rng: np.random.Generator, strength: floa
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-def random_variant(img: np.ndarray, boxes: list[Box], rng: np.random.Generator,
-                   photometric_strength: float) -> tuple[np.ndarray, list[Box], list[str]]:
-    """A new training example from an existing one; returns the names of what was applied."""
+def random_variant(img: np.ndarray, boxes: list[Box], rng: np.random.Generator, photometric_strength: float,
+                   mask: np.ndarray | None = None) -> tuple[np.ndarray, list[Box], list[str], np.ndarray | None]:
+    """A new training example from an existing one (its pixel mask moved with it); returns the names of what
+    was applied."""
     applied = []
     if rng.random() < 0.5:
         img, boxes = hflip(img, boxes)
+        mask = None if mask is None else mask[:, ::-1].copy()
         applied.append("hflip")
     if rng.random() < 0.5:
         img, boxes = vflip(img, boxes)
+        mask = None if mask is None else mask[::-1].copy()
         applied.append("vflip")
     if photometric_strength > 0:
         img = jitter_photometric(img, rng, photometric_strength)
         applied.append("photometric")
-    return img, boxes, applied
+    return img, boxes, applied, mask

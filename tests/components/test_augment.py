@@ -6,7 +6,7 @@ from PIL import Image
 
 from defectops.components.augment.step import AugmentConfig, augment, plan_balancing
 from defectops.components.augment.transforms import hflip, jitter_photometric, vflip
-from defectops.dataset import Box, read_manifest, read_names
+from defectops.dataset import Box, label_path, read_labels, read_manifest, read_names
 
 
 def test_plan_fills_rare_classes_up_to_the_largest():
@@ -105,7 +105,7 @@ def test_several_pastes_per_image_never_overlap():
     crops = crops_of(source, [Box.from_pixels(1, 45, 45, 55, 55, 100, 100)], 1, "src.png")
     background = np.full((100, 100, 3), 150, np.uint8)
     counts = []
-    for _, image, boxes, sources in inject(["bg.png"], lambda _: background, crops, 1, 20,
+    for _, image, boxes, sources, _ in inject(["bg.png"], lambda _: background, crops, 1, 20,
                                            np.random.default_rng(0), scale_jitter=0.25, max_per_image=3):
         assert len(boxes) == len(sources) >= 1 and all(b.cls == 1 for b in boxes)
         rects = [b.to_pixels(100, 100) for b in boxes]
@@ -158,3 +158,40 @@ def test_without_defect_free_images_injection_is_skipped_and_said(tiny_dataset, 
     assert metrics["defect_free_backgrounds"] == 0 and sum(metrics["generated_per_class"].values()) > 0
     assert metrics["injected_per_class"] == {}
     assert "no defect-free training images" in caplog.text
+
+
+def test_pixel_masks_travel_with_every_generated_image(tmp_path):
+    """A segmentation dataset's rare class is rebalanced by flipped copies and pasted crops: each new image's
+    mask is moved with it, so its outlines still sit on its boxes (not a rectangle standing in for them)."""
+    from defectops.components.evaluate.segmentation import true_regions
+    from defectops.components.ingest.step import IngestConfig, ingest
+    from defectops.dataset import mask_path
+
+    from ..masked_parts import write_parts
+
+    write_parts(tmp_path / "src", n_per_class=12, n_good=8)
+    for path in sorted((tmp_path / "src" / "blister" / "Imgs").iterdir())[8:]:  # 4 blisters vs 12 pits
+        path.unlink()
+    ingest(IngestConfig(source="folders", path=tmp_path / "src"), tmp_path / "raw")
+    metrics = augment(AugmentConfig(seed=3), tmp_path / "raw", tmp_path / "aug")
+    assert metrics["injected_per_class"]["blister"] > 0 and metrics["generated_per_class"]["blister"] > \
+        metrics["injected_per_class"]["blister"]  # both kinds of new image
+    generated = [r["path"] for r in read_manifest(tmp_path / "aug") if "/aug_" in r["path"] or "/inj_" in r["path"]]
+    masked = [r["path"] for r in read_manifest(tmp_path / "raw") if mask_path(tmp_path / "raw", r["path"]).exists()]
+    assert len(masked) == 16 and all(mask_path(tmp_path / "aug", p).exists() for p in masked)
+    for rel in generated:
+        mask = np.asarray(Image.open(mask_path(tmp_path / "aug", rel)))
+        regions = true_regions(mask)
+        boxes = read_labels(label_path(tmp_path / "aug", rel))
+        assert len(regions) == len(boxes) >= 1, rel
+        h, w = mask.shape
+        for box in boxes:  # each box is covered by a region of its class whose extent is the box's
+            x1, y1, x2, y2 = box.to_pixels(w, h)
+            ious = []
+            for cls, region in regions:
+                ys, xs = np.nonzero(region)
+                rx1, ry1, rx2, ry2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+                inter = max(0, min(x2, rx2) - max(x1, rx1)) * max(0, min(y2, ry2) - max(y1, ry1))
+                union = (x2 - x1) * (y2 - y1) + (rx2 - rx1) * (ry2 - ry1) - inter
+                ious.append(inter / union if cls == box.cls else 0.0)
+            assert max(ious) > 0.7, (rel, box, ious)
