@@ -365,7 +365,7 @@ def build_classification_view(root: Path, view: Path) -> Path:
 
 
 @contextlib.contextmanager
-def ultralytics_view(root: Path):
+def ultralytics_view(root: Path, segments: bool = False):
     """A throw-away view (see build_ultralytics_view), removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="defectops-view-") as tmp:
-        yield build_ultralytics_view(root, Path(tmp))
+        yield build_ultralytics_view(root, Path(tmp), segments=segments)

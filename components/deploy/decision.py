@@ -61,11 +61,13 @@ def apply_severity(decision: str, boxes: list[dict], threshold: float, rules: di
                    mm_per_px: float | None) -> str:
     """After the recall-first call: every box gets its area (px, and mm² when the scale is known); a rejected
     image's defects at or above the threshold are graded by their class's rule (a class without one stays a
-    reject) and the image takes the worst grade, or review if a near-miss box is also shown. Boxes are from
-    the detector (an anomaly model: its hottest region): a mask would measure area more exactly."""
+    reject) and the image takes the worst grade, or review if a near-miss box is also shown. The area is the
+    mask's where a segmentation model traced one (`area_px` already set), else the box's, which overstates
+    it (a detector; an anomaly model's hottest region): `area_from` says which."""
     for box in boxes:
         x1, y1, x2, y2 = box["box"]
-        box["area_px"] = round(max(x2 - x1, 0.0) * max(y2 - y1, 0.0), 1)
+        box["area_from"] = "mask" if "area_px" in box else "box"
+        box.setdefault("area_px", round(max(x2 - x1, 0.0) * max(y2 - y1, 0.0), 1))
         if mm_per_px:
             box["area_mm2"] = round(box["area_px"] * mm_per_px ** 2, 4)
     if decision != "reject" or not rules:

@@ -17,6 +17,9 @@ from defectops.dataset import GOOD
 from defectops.tiling import detect_tiled, needs_tiling, tiling_of
 
 SCORE_FLOOR = 0.001
+# A segmentation model's outlines are traced for detections from this share of the threshold: every box a
+# decision or a person can see (the review band starts at half the threshold by default), not the noise.
+OUTLINE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class Detection:
     class_name: str
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in original image pixels (classifier: whole image)
+    polygon: tuple[tuple[int, int], ...] | None = None  # a segmentation model's outline, original pixels
+    area_px: int | None = None  # pixels inside that outline's mask (the box overstates a defect's area)
 
 
 class OnnxDetector:
@@ -106,8 +111,9 @@ class OnnxDetector:
         canvas, scale, (left, top) = self._letterbox(rgb)
         blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         outputs = self.session.run(None, {self.input_name: blob})
+        protos = outputs.pop(1)[0] if self.task == "segment" else None  # YOLO-seg: (32, imgsz/4, imgsz/4)
         embedding = outputs[1][0].mean(axis=(1, 2)) if len(outputs) > 1 else None
-        return self._detections(outputs[0][0], rgb.shape[:2], scale, left, top, iou, max_det), embedding
+        return self._detections(outputs[0][0], rgb.shape[:2], scale, left, top, iou, max_det, protos), embedding
 
     def _anomaly(self, rgb: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         score, amap, embedding = self.session.run(None, {self.input_name: anomaly_input(rgb, self.imgsz)[None]})
@@ -153,13 +159,17 @@ class OnnxDetector:
         return [Detection(class_id, name, float(score), (0.0, 0.0, float(w), float(h)))]
 
     def _detections(self, out: np.ndarray, shape: tuple[int, int], scale: float, left: int, top: int, iou: float,
-                    max_det: int) -> list[Detection]:
-        """Decode (4 + classes, anchors) into boxes in original pixels, with class-aware NMS."""
-        boxes_xywh, class_scores = out[:4].T, out[4:].T
+                    max_det: int, protos: np.ndarray | None = None) -> list[Detection]:
+        """Decode (4 + classes [+ mask coefficients], anchors) into boxes in original pixels, with class-aware
+        NMS; with `protos` (a segmentation model) each box at or above OUTLINE_SHARE x threshold gets its outline."""
+        n_coef = len(protos) if protos is not None else 0
+        boxes_xywh, class_scores = out[:4].T, out[4:len(out) - n_coef].T
+        coefficients = out[len(out) - n_coef:].T
         class_ids = class_scores.argmax(1)
         scores = class_scores[np.arange(len(class_ids)), class_ids]
         keep = scores >= SCORE_FLOOR
         boxes_xywh, scores, class_ids = boxes_xywh[keep], scores[keep], class_ids[keep]
+        coefficients = coefficients[keep]
         if len(scores) == 0:
             return []
         xyxy = np.column_stack([boxes_xywh[:, 0] - boxes_xywh[:, 2] / 2, boxes_xywh[:, 1] - boxes_xywh[:, 3] / 2,
@@ -174,5 +184,33 @@ class OnnxDetector:
             x1, y1, x2, y2 = xyxy[i]
             box = (float(np.clip((x1 - left) / scale, 0, w)), float(np.clip((y1 - top) / scale, 0, h)),
                    float(np.clip((x2 - left) / scale, 0, w)), float(np.clip((y2 - top) / scale, 0, h)))
-            detections.append(Detection(int(class_ids[i]), self.names[int(class_ids[i])], float(scores[i]), box))
+            outline = {}
+            if n_coef and scores[i] >= OUTLINE_SHARE * self.threshold:
+                outline = self._outline(coefficients[i], protos, box, scale, left, top)
+            detections.append(Detection(int(class_ids[i]), self.names[int(class_ids[i])], float(scores[i]), box,
+                                        **outline))
         return sorted(detections, key=lambda d: -d.score)
+
+    def _outline(self, coefficients: np.ndarray, protos: np.ndarray, box: tuple[float, float, float, float],
+                 scale: float, left: int, top: int) -> dict:
+        """YOLO-seg's mask for one detection, only inside its box: the logits (coefficients x prototypes) sampled
+        bilinearly at each original pixel's centre, positive = defect, pixels cut to the box as Ultralytics cuts
+        them (so the served area is the one evaluation measured). Returns the outline (largest region, simplified
+        to about a pixel) and the mask's area in original pixels."""
+        c, mh, mw = protos.shape
+        x1, y1, x2, y2 = (int(np.ceil(v)) for v in box)
+        if x2 <= x1 or y2 <= y1:
+            return {"area_px": 0}
+        logits = (coefficients @ protos.reshape(c, -1)).reshape(mh, mw).astype(np.float32)
+        per_cell = mw / self.imgsz  # prototype cells per letterboxed input pixel
+        xs = ((left + (np.arange(x1, x2) + 0.5) * scale) * per_cell - 0.5).astype(np.float32)
+        ys = ((top + (np.arange(y1, y2) + 0.5) * scale) * per_cell - 0.5).astype(np.float32)
+        map_x, map_y = np.meshgrid(xs, ys)
+        region = (cv2.remap(logits, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) > 0)
+        region = region.astype(np.uint8)
+        contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        if not contours:
+            return {"area_px": 0}
+        largest = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 1.0, True).reshape(-1, 2)
+        polygon = tuple((int(x + x1), int(y + y1)) for x, y in largest)
+        return {"polygon": polygon, "area_px": int(region.sum())}

@@ -69,7 +69,9 @@ class Inference:
         decision = decide(best, threshold, config.review_band)
         shown = [d for d in detections if d.score >= threshold * config.review_band[0]]
         boxes = [{"class_id": d.class_id, "class_name": d.class_name, "score": d.score,
-                  "box": [round(v, 1) for v in d.box]} for d in shown]
+                  "box": [round(v, 1) for v in d.box],
+                  **({"polygon": [list(p) for p in d.polygon]} if d.polygon else {}),
+                  **({"area_px": d.area_px} if d.area_px is not None else {})} for d in shown]
         decision = apply_severity(decision, boxes, threshold, config.severity, config.mm_per_px)
         sha256 = hashlib.sha256(data).hexdigest()
         keep = decision != "accept" or random.random() < config.archive_accept_share

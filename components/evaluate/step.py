@@ -19,6 +19,7 @@ from defectops.components.evaluate.scoring import (
     predicted_classes,
     score_images,
 )
+from defectops.components.evaluate.segmentation import area_errors
 from defectops.components.evaluate.threshold import image_level_metrics, pr_curve, tune_threshold
 from defectops.components.evaluate.tiled import tiled_box_metrics
 from defectops.config import StepConfig
@@ -80,14 +81,18 @@ def class_threshold(class_id: int, paths: dict, labels: dict, scores: dict, tuni
 
 
 def detection_metrics(model, dataset: Path, imgsz: int, config: EvaluateConfig) -> dict:
-    """Box-level mAP and confusion matrix on the test split (Ultralytics' validator)."""
-    with ultralytics_view(dataset) as data_yaml, tempfile.TemporaryDirectory() as scratch:
+    """Box-level mAP (a segmentation model: mask mAP too) and confusion matrix on the test split (Ultralytics'
+    validator)."""
+    segments = model.task == "segment"
+    with ultralytics_view(dataset, segments) as data_yaml, tempfile.TemporaryDirectory() as scratch:
         result = model.val(data=str(data_yaml), split="test", imgsz=imgsz, batch=config.batch,
                            device=config.device, verbose=False, project=scratch, name="val",
                            # Ultralytics fills its confusion matrix only when plotting; the plots go to
                            # scratch (fonts are local, see offline.py) and we draw our own figure.
                            plots=True)
-    return {"test_map50": float(result.box.map50), "test_map50_95": float(result.box.map),
+    masks = ({"test_mask_map50": float(result.seg.map50), "test_mask_map50_95": float(result.seg.map)}
+             if segments else {})
+    return {"test_map50": float(result.box.map50), "test_map50_95": float(result.box.map), **masks,
             "confusion_labels": [*read_names(dataset), "background"], "confusion": result.confusion_matrix.matrix}
 
 
@@ -130,8 +135,10 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path,
         box_metrics = {**tiled_box_metrics(model, dataset, split_paths["test"], test_labels, names, imgsz, tiles,
                                            config.device),
                        "confusion_labels": classified["labels"], "confusion": classified["matrix"]}
-    elif model.task == "detect":
+    elif model.task in ("detect", "segment"):
         box_metrics = detection_metrics(model, dataset, imgsz, config)
+        if model.task == "segment":  # how exactly it measures what severity rules grade
+            box_metrics.update(area_errors(model, dataset, split_paths["test"], imgsz, threshold, config.device))
     else:  # a classifier or anomaly model has no boxes: its confusion matrix is the image-level one
         box_metrics = {"test_map50": None, "test_map50_95": None, "confusion_labels": classified["labels"],
                        "confusion": classified["matrix"]}
@@ -175,6 +182,8 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path,
         "test_map50": box_metrics["test_map50"],
         "test_map50_95": box_metrics["test_map50_95"],
         "test_accuracy": classified["accuracy"],
+        **{k: v for k, v in box_metrics.items() if k.startswith(("test_mask", "test_area", "test_box_area",
+                                                                  "test_defects"))},
         "test_false_negatives": missed,
         "val_recall_lower_bound": lower_bound,
         "small_validation_warning": warning,
@@ -193,7 +202,9 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path,
         logged = {"eval/threshold": threshold, "eval/test_recall": test_m["recall"],
                   "eval/test_precision": test_m["precision"], "eval/test_f1": test_m["f1"],
                   "eval/val_recall": val_m["recall"], "eval/test_accuracy": classified["accuracy"],
-                  "eval/test_map50": metrics["test_map50"], "eval/test_map50_95": metrics["test_map50_95"]}
+                  "eval/test_map50": metrics["test_map50"], "eval/test_map50_95": metrics["test_map50_95"],
+                  "eval/test_mask_map50": metrics.get("test_mask_map50"),
+                  "eval/test_area_mae_px": metrics.get("test_area_mae_px")}
         mlflow.log_metrics({k: v for k, v in logged.items() if v is not None})
         for name in ("metrics.json", "threshold.json", "per_image.csv", "pr_curve.png", "per_class.json",
                      "false_negatives.png", "model_card.md", "confusion_matrix.png"):

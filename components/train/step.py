@@ -23,17 +23,22 @@ from defectops.tracking import configure_mlflow, metric_key
 if TYPE_CHECKING:
     from defectops.registries import Registry
 
-DEFAULT_MODELS = {"detect": "yolov8n.yaml", "classify": "yolov8n-cls.yaml", "anomaly": "yolov8n.yaml"}
+DEFAULT_MODELS = {"detect": "yolov8n.yaml", "classify": "yolov8n-cls.yaml", "segment": "yolov8n-seg.yaml",
+                  "anomaly": "yolov8n.yaml"}
+YAML_SUFFIX = {"classify": "-cls", "segment": "-seg"}  # Ultralytics' naming of a task's model yamls
 DEFAULT_LR0 = {"AdamW": 0.001, "Adam": 0.001, "SGD": 0.01, "MuSGD": 0.01}  # auto picks its own
 
 
 class TrainConfig(StepConfig):
-    task: Literal["detect", "classify", "anomaly"] = Field(
+    task: Literal["detect", "classify", "segment", "anomaly"] = Field(
         "detect", description="detect: boxes per defect (YOLO detect); classify: one class per image, 'good' for "
-                              "defect-free ones (YOLO classify); anomaly: no defect labels needed, a memory of "
-                              "defect-free training patches over a YOLO backbone (weights: its features).")
+                              "defect-free ones (YOLO classify); segment: a pixel outline per defect from the "
+                              "dataset's masks (YOLO-seg; area for severity rules); anomaly: no defect labels "
+                              "needed, a memory of defect-free training patches over a YOLO backbone (weights: its "
+                              "features).")
     model: str = Field(None, description="Ultralytics model yaml, built from scratch and never downloaded; "
-                                                "null = yolov8n.yaml (detect) or yolov8n-cls.yaml (classify).")
+                                                "null = yolov8n.yaml (detect, anomaly), yolov8n-cls.yaml "
+                                                "(classify), yolov8n-seg.yaml (segment).")
     weights: str | None = Field(None, description="Start from these weights instead of random ones: a local .pt "
                                                   "(a pretrained checkpoint, any earlier defectops model; its "
                                                   "architecture wins over `model`) or 'champion' (the registry's "
@@ -106,10 +111,15 @@ class TrainConfig(StepConfig):
 
     @model_validator(mode="after")
     def _model_fits_task(self):
-        if self.task != "anomaly" and self.model.endswith((".yaml", ".yml")) and (
-                Path(self.model).stem.endswith("-cls")) != (self.task == "classify"):
+        if self.task == "anomaly" or not self.model.endswith((".yaml", ".yml")):
+            return self
+        stem = Path(self.model).stem
+        fits = stem.endswith(YAML_SUFFIX[self.task]) if self.task in YAML_SUFFIX else not stem.endswith(
+            tuple(YAML_SUFFIX.values()))
+        if not fits:
             raise ValueError(f"model '{self.model}' does not fit task '{self.task}': classification model yamls "
-                             f"end in '-cls' (e.g. {DEFAULT_MODELS['classify']}), detection ones do not "
+                             f"end in '-cls' (e.g. {DEFAULT_MODELS['classify']}), segmentation ones in '-seg' "
+                             f"(e.g. {DEFAULT_MODELS['segment']}), detection ones in neither "
                              f"(e.g. {DEFAULT_MODELS['detect']})")
         return self
 
@@ -147,7 +157,8 @@ def resolve_size(config: TrainConfig, dataset: Path) -> dict:
     """The image size (and tile size) this run trains at: fixed in the config, or chosen from the data."""
     from defectops.dataset_profile import choose_size
 
-    if config.task in ("classify", "anomaly"):  # the whole image: tiling would change what a label means
+    if config.task in ("classify", "anomaly", "segment"):
+        # The whole image: tiling would change what a label means (a class, a good part), or cut outlines.
         size = choose_size(dataset, config.max_imgsz, tile=False) if config.imgsz == "auto" else {}
         return {"imgsz": size.get("imgsz", config.imgsz), "tile": None, "reason": size.get("reason", "fixed")}
     if isinstance(config.tile, int):
@@ -264,7 +275,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     if config.task == "classify":
         data = build_classification_view(dataset, checkpoint / "view")
     else:
-        data = build_ultralytics_view(dataset, checkpoint / "view",
+        data = build_ultralytics_view(dataset, checkpoint / "view", segments=config.task == "segment",
                                       tiles=(tile, config.tile_overlap, config.seed) if tile else None)
 
     with mlflow.start_run(run_id=run_id_file.read_text().strip() if resuming else None, run_name="train",

@@ -104,9 +104,12 @@ def reinitialise_class_outputs(net, nc: int) -> None:
     (Ultralytics' own initialisation), where their shape matches; a different class count gets fresh
     layers anyway when Ultralytics builds the model for the new dataset."""
     import torch
-    from ultralytics.nn.tasks import ClassificationModel, DetectionModel
+    from ultralytics.nn.modules.head import Segment
+    from ultralytics.nn.tasks import ClassificationModel, DetectionModel, SegmentationModel
 
-    fresh_type = ClassificationModel if hasattr(net.model[-1], "linear") else DetectionModel
+    head = net.model[-1]
+    fresh_type = (ClassificationModel if hasattr(head, "linear") else
+                  SegmentationModel if isinstance(head, Segment) else DetectionModel)
     fresh = fresh_type(net.yaml, nc=nc, verbose=False).state_dict()
     current = net.state_dict()
     with torch.no_grad():
