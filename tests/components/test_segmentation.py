@@ -39,7 +39,7 @@ def masked_parts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def segment_fitted(masked_parts, tmp_path_factory):
     root = tmp_path_factory.mktemp("segment")
-    config = TrainConfig(task="segment", imgsz=96, epochs=60, mosaic=0.0, checkpoint_dir=root / "ckpt")
+    config = TrainConfig(task="segment", imgsz=96, epochs=100, lr0=0.002, mosaic=0.0, checkpoint_dir=root / "ckpt")
     metrics = train(config, masked_parts, root / "model")
     evaluation = evaluate(EvaluateConfig(model_name=MODEL), root / "model", masked_parts, root / "eval")
     return root, metrics, evaluation
@@ -118,7 +118,7 @@ def test_severity_rules_grade_served_defects_by_their_mask_area_then_drift_is_ch
             reply = httpx.post(f"{server.url}/v1/predict", content=png, headers={"x-api-key": API_KEY})
             assert reply.status_code == 200, reply.text
             replies[name] = reply.json()
-        heat = httpx.post(f"{server.url}/v1/explain", content=png, headers={"x-api-key": API_KEY})
+        heat = httpx.post(f"{server.url}/v1/explain", content=png, headers={"x-api-key": API_KEY}, timeout=60)
         assert heat.status_code == 200 and heat.content[:8] == b"\x89PNG\r\n\x1a\n"  # EigenCAM on YOLO-seg
         paths = [masked_parts / r["path"] for r in read_manifest(masked_parts) if r["split"] == "val"][:6]
         for path in paths * 6:  # 36 decisions under half the light, beside the 2 above
