@@ -12,14 +12,15 @@ from ..masked_parts import write_parts
 from .project import make_project, project_env
 
 
+def segment_settings(source) -> dict:
+    return {"ingest": {"source": "folders", "path": str(source)},
+            "validate": {"min_images_per_class": 1},
+            "train": {"task": "segment", "imgsz": 96, "epochs": 30, "mosaic": 0.0},
+            "monitor": {"min_window": 5, "critical_features": ["brightness"]}}
+
+
 def test_segment_model_goes_from_masked_images_to_a_served_drift_checked_champion(tmp_path):
-    source = write_parts(tmp_path / "masked-parts")
-    project = make_project(tmp_path / "project", {
-        "ingest": {"source": "folders", "path": str(source)},
-        "validate": {"min_images_per_class": 1},
-        "train": {"task": "segment", "imgsz": 96, "epochs": 30, "mosaic": 0.0},
-        "monitor": {"min_window": 5, "critical_features": ["brightness"]},
-    })
+    project = make_project(tmp_path / "project", segment_settings(write_parts(tmp_path / "masked-parts")))
     demo = subprocess.run([sys.executable, "-m", "defectops.cli", "demo", "--approver", "qa.lead"], cwd=project,
                           env=project_env(project), capture_output=True, text=True, timeout=900)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-6000:]
@@ -42,3 +43,18 @@ def test_segment_model_goes_from_masked_images_to_a_served_drift_checked_champio
                            env=env, capture_output=True, text=True, timeout=120)
     assert check.stdout.split() == ["segment", "approved", "champion"], check.stderr
     assert not (project / "network_attempts.jsonl").exists()
+
+
+def test_the_same_segment_settings_run_on_kubeflow_pipelines_local_runner(tmp_path):
+    settings = segment_settings(write_parts(tmp_path / "masked-parts"))
+    project = make_project(tmp_path / "kfp-project", {**settings, "tune": {"trials": 2, "epochs_per_trial": 1}})
+    result = subprocess.run([sys.executable, "-m", "defectops.cli", "pipeline", "run", "--engine", "kfp"], cwd=project,
+                            env=project_env(project), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    summary = json.loads(result.stdout[result.stdout.rindex('{\n  "engine"'):])
+    assert summary["status"] == "succeeded" and summary["registered_version"] == "1"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    check = subprocess.run([sys.executable, "-c", "from defectops import registry; v = registry.get_version("
+                            "'defectops-detector', '1'); print(v.tags['task'], v.tags['approval'])"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert check.stdout.split() == ["segment", "pending"], check.stderr  # a person still has to approve it
