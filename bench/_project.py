@@ -32,6 +32,14 @@ def copy_project(prefix: str, params_update: dict | None = None) -> Path:
     return root
 
 
+def scratch_work(prefix: str) -> Path:
+    """A fresh work folder with its own MLflow store and artefact root: a bench never writes into the project's."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    os.environ["DEFECTOPS_ARTIFACT_ROOT"] = (work / "mlartifacts").as_uri()
+    return work
+
+
 def project_env() -> dict[str, str]:
     """This interpreter's tools first on PATH; no tracking settings leaking in from the caller."""
     env = {k: v for k, v in os.environ.items()

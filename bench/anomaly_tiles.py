@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _project import precision_at_recall, print_table
+from _project import precision_at_recall, print_table, scratch_work
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -50,9 +49,7 @@ def main() -> None:
     parser.add_argument("--imgsz", default="auto")
     parser.add_argument("--anomaly-only", action="store_true", help="skip the detector (e.g. to compare backbones)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="defectops-anomaly-tiles-"))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
-    os.environ["DEFECTOPS_ARTIFACT_ROOT"] = (work / "mlartifacts").as_uri()
+    work = scratch_work("defectops-anomaly-tiles-")
     from defectops.components.augment.step import AugmentConfig, augment
     from defectops.components.evaluate.step import EvaluateConfig, evaluate
     from defectops.components.ingest.step import IngestConfig, ingest

@@ -16,12 +16,11 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _project import print_table
+from _project import print_table, scratch_work
 
 HEAD = "/model.22/"  # yolov8n's Detect block in the exported graph
 
@@ -31,8 +30,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--calibration", type=int, default=64)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="defectops-int8-"))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    work = scratch_work("defectops-int8-")
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
-from _project import print_table
+from _project import print_table, scratch_work
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -30,9 +29,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock training budget")
     parser.add_argument("--imgsz", default="auto")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="defectops-segment-tiles-"))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
-    os.environ["DEFECTOPS_ARTIFACT_ROOT"] = (work / "mlartifacts").as_uri()
+    work = scratch_work("defectops-segment-tiles-")
     from defectops.components.augment.step import AugmentConfig, augment
     from defectops.components.evaluate.step import EvaluateConfig, evaluate
     from defectops.components.ingest.step import IngestConfig, ingest

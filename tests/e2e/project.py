@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -41,3 +42,22 @@ def project_env(root: Path) -> dict:
     env["DEFECTOPS_NET_LOG"] = str(root / "network_attempts.jsonl")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return env
+
+
+def run_on_kfp(root: Path) -> dict:
+    """`defectops pipeline run --engine kfp` in the project; its summary, printed after the task logs."""
+    result = subprocess.run([sys.executable, "-m", "defectops.cli", "pipeline", "run", "--engine", "kfp"], cwd=root,
+                            env=project_env(root), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return json.loads(result.stdout[result.stdout.rindex('{\n  "engine"'):])
+
+
+def version_tags(root: Path, version: str = "1") -> list[str]:
+    """A registered version's task and approval tags, then its aliases (a pending one may be the challenger),
+    read from the project's own registry by a process of its own."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    script = (f"from defectops import registry; v = registry.get_version('defectops-detector', '{version}'); "
+              "print(v.tags['task'], v.tags['approval'], *v.aliases)")
+    check = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    return check.stdout.split()

@@ -2,13 +2,12 @@
 with only `train.task: anomaly` changed."""
 
 import json
-import os
 import subprocess
 import sys
 
 import yaml
 
-from .project import make_project, project_env
+from .project import make_project, project_env, run_on_kfp, version_tags
 
 ANOMALY = {
     "ingest": {"n_images": 40, "image_size": 64, "seed": 5},
@@ -40,23 +39,12 @@ def test_anomaly_model_goes_from_clone_to_a_served_drift_checked_champion(tmp_pa
     n_test = json.loads((project / "data/raw/ingest_metrics.json").read_text())["per_split"]["test"]
     assert DecisionStore(project / "monitoring/decisions.db").count() == 2 * n_test
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    check = subprocess.run([sys.executable, "-c", "from defectops import registry; v = registry.get_version("
-                            "'defectops-detector', '1'); print(v.tags['task'], v.tags['approval'], *v.aliases)"],
-                           env=env, capture_output=True, text=True, timeout=120)
-    assert check.stdout.split() == ["anomaly", "approved", "champion"], check.stderr
+    assert version_tags(project) == ["anomaly", "approved", "champion"]
     assert not (project / "network_attempts.jsonl").exists()
 
 
 def test_the_same_anomaly_settings_run_on_kubeflow_pipelines_local_runner(tmp_path):
     project = make_project(tmp_path / "kfp-project", {**ANOMALY, "tune": {"trials": 2, "epochs_per_trial": 1}})
-    result = subprocess.run([sys.executable, "-m", "defectops.cli", "pipeline", "run", "--engine", "kfp"], cwd=project,
-                            env=project_env(project), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    summary = json.loads(result.stdout[result.stdout.rindex('{\n  "engine"'):])
+    summary = run_on_kfp(project)
     assert summary["status"] == "succeeded" and summary["registered_version"] == "1"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    check = subprocess.run([sys.executable, "-c", "from defectops import registry; v = registry.get_version("
-                            "'defectops-detector', '1'); print(v.tags['task'], v.tags['approval'])"],
-                           env=env, capture_output=True, text=True, timeout=120)
-    assert check.stdout.split() == ["anomaly", "pending"], check.stderr  # a person still has to approve it
+    assert version_tags(project)[:2] == ["anomaly", "pending"]  # a person still has to approve it

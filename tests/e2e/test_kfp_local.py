@@ -1,14 +1,12 @@
 """The same DAG on Kubeflow Pipelines' local runner: every component a real subprocess on this machine."""
 
 import json
-import subprocess
-import sys
 
 import mlflow
 import pytest
 import yaml
 
-from .project import make_project, project_env
+from .project import make_project, run_on_kfp
 
 TINY = {
     "ingest": {"n_images": 40, "image_size": 64, "seed": 5},
@@ -21,10 +19,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def kfp_run(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("kfp-project"), TINY)
-    result = subprocess.run([sys.executable, "-m", "defectops.cli", "pipeline", "run", "--engine", "kfp"], cwd=root,
-                            env=project_env(root), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return root, json.loads(result.stdout[result.stdout.rindex('{\n  "engine"'):])  # after the task logs
+    return root, run_on_kfp(root)
 
 
 def test_kfp_local_runs_the_dag_end_to_end_and_registers_pending(kfp_run):

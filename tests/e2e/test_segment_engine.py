@@ -2,14 +2,13 @@
 it, with only the import source and `train.task: segment` changed."""
 
 import json
-import os
 import subprocess
 import sys
 
 import yaml
 
 from ..masked_parts import write_parts
-from .project import make_project, project_env
+from .project import make_project, project_env, run_on_kfp, version_tags
 
 
 def segment_settings(source) -> dict:
@@ -37,24 +36,13 @@ def test_segment_model_goes_from_masked_images_to_a_served_drift_checked_champio
     verdict = json.loads((project / "monitoring/verdict.json").read_text())
     assert verdict["status"] == "drift" and "brightness" in verdict["drifted_features"]
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    check = subprocess.run([sys.executable, "-c", "from defectops import registry; v = registry.get_version("
-                            "'defectops-detector', '1'); print(v.tags['task'], v.tags['approval'], *v.aliases)"],
-                           env=env, capture_output=True, text=True, timeout=120)
-    assert check.stdout.split() == ["segment", "approved", "champion"], check.stderr
+    assert version_tags(project) == ["segment", "approved", "champion"]
     assert not (project / "network_attempts.jsonl").exists()
 
 
 def test_the_same_segment_settings_run_on_kubeflow_pipelines_local_runner(tmp_path):
     settings = segment_settings(write_parts(tmp_path / "masked-parts"))
     project = make_project(tmp_path / "kfp-project", {**settings, "tune": {"trials": 2, "epochs_per_trial": 1}})
-    result = subprocess.run([sys.executable, "-m", "defectops.cli", "pipeline", "run", "--engine", "kfp"], cwd=project,
-                            env=project_env(project), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    summary = json.loads(result.stdout[result.stdout.rindex('{\n  "engine"'):])
+    summary = run_on_kfp(project)
     assert summary["status"] == "succeeded" and summary["registered_version"] == "1"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    check = subprocess.run([sys.executable, "-c", "from defectops import registry; v = registry.get_version("
-                            "'defectops-detector', '1'); print(v.tags['task'], v.tags['approval'])"],
-                           env=env, capture_output=True, text=True, timeout=120)
-    assert check.stdout.split() == ["segment", "pending"], check.stderr  # a person still has to approve it
+    assert version_tags(project)[:2] == ["segment", "pending"]  # a person still has to approve it
