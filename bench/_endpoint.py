@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 
-def build_endpoint(work: Path, image_size: int = 128, n_images: int = 32, reason: str = "bench"):
-    """Train one epoch, register, approve, deploy; returns (the dataset's image bodies, serve params file).
+def build_endpoint(work: Path, image_size: int = 128, n_images: int = 32, reason: str = "bench", epochs: int = 1,
+                   deploy_config: dict | None = None):
+    """Train, register, approve, deploy; returns (the dataset's image bodies, serve params file).
 
-    What the benches measure is serving, not accuracy: one epoch is enough."""
+    Benches that measure serving, not accuracy, train one epoch; `deploy_config`: DeployConfig fields."""
     import yaml
 
     from defectops import registry
@@ -27,12 +28,12 @@ def build_endpoint(work: Path, image_size: int = 128, n_images: int = 32, reason
     from defectops.dataset import read_manifest
 
     ingest(IngestConfig(n_images=n_images, image_size=image_size), work / "raw")
-    train(TrainConfig(epochs=1, imgsz=image_size, workers=0), work / "raw", work / "model")
+    train(TrainConfig(epochs=epochs, imgsz=image_size, workers=0), work / "raw", work / "model")
     evaluate(EvaluateConfig(), work / "model", work / "raw", work / "eval")
     os.environ["DEFECTOPS_USER"] = "bench.trainer"
     version = register(RegisterConfig(), work / "model", work / "eval", work / "reg")["version"]
     registry.approve("defectops-detector", version, "bench.approver", reason)
-    deploy(DeployConfig(), work / "raw", work / "deploy")
+    deploy(DeployConfig(**(deploy_config or {})), work / "raw", work / "deploy")
     (work / "params.yaml").write_text(yaml.safe_dump({"serve": {
         "deploy_root": str(work / "deploy"), "records_url": str(work / "decisions.db"),
         "archive_root": str(work / "archive")}}))

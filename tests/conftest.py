@@ -17,7 +17,8 @@ NEU_DET = REPO.parent / "shared" / "datasets" / "neu-det"
 # are marked `e2e` here, so `make test-fast` (pytest -m "not e2e", the inner loop) needs no marker on each
 # new test; the few slow ones without such a fixture (a SageMaker compile, a training inside the test, the
 # whole NEU-DET set) carry @pytest.mark.e2e themselves.
-SLOW_FIXTURES = frozenset({"trained", "evaluated", "classifier", "anomaly_fitted", "segment_fitted", "tiled", "browser",
+SLOW_FIXTURES = frozenset({"trained", "evaluated", "classifier", "anomaly_fitted", "segment_fitted",
+                           "quantisable_detector", "tiled", "browser",
                            "kfp_cluster", "kfp_local_spec", "kfp_run", "sm_definition", "register_node"})
 
 

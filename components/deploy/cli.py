@@ -12,16 +12,21 @@ def command(
                                  help="Dataset whose held-out splits form the drift reference."),
     out: Path = typer.Option(Path("deploy"), help="Root folder; the version lands in <out>/versions/v<N>/."),
     alias: str = typer.Option(None, help="Override params: champion, or challenger (once cleared for canary)."),
+    precision: str = typer.Option(None, help="Override params: fp32 | fp16 | int8 (re-validated before serving)."),
+    runtime: str = typer.Option(None, help="Override params: onnxruntime | openvino."),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    """Export the approved champion (or canary-cleared challenger) to ONNX and build the drift reference."""
+    """Export the approved champion (or canary-cleared challenger) to ONNX and build the drift reference.
+
+    Any variant other than FP32 on ONNX Runtime is scored on val and test, gets its own recall-first threshold
+    and is refused (exit 4) when its test recall misses the target or its precision drops too far."""
     from defectops.components.deploy.step import DeployConfig, deploy
     from defectops.registries import open_registry_from
 
     def from_the_configured_registry(config: DeployConfig, *paths: Path) -> dict:
         return deploy(config, *paths, registry=open_registry_from(params, config.model_name))
 
-    overrides = {"alias": alias} if alias else {}
+    overrides = {k: v for k, v in {"alias": alias, "precision": precision, "runtime": runtime}.items() if v}
     run_step("deploy", DeployConfig, from_the_configured_registry, dataset, out, params=params, overrides=overrides)
 
 

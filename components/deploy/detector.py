@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image
 
 from defectops.anomaly import ANOMALY, anomaly_input
+from defectops.components.deploy.batching import MicroBatcher
+from defectops.components.deploy.runtimes import open_runner
 from defectops.dataset import GOOD
 from defectops.tiling import detect_tiled, needs_tiling, tiling_of
 
@@ -39,17 +41,15 @@ class OnnxDetector:
     1 - P(good), so the endpoint's threshold, decision and drift features mean the same for both.
     """
 
-    def __init__(self, model_dir: Path, threads: int | None = None):
-        import onnxruntime as ort
-
+    def __init__(self, model_dir: Path, threads: int | None = None, batching: tuple[int, float] | None = None):
+        """`batching` = (max_batch, wait_ms): concurrent callers share model calls (when the file's batch axis
+        is dynamic). The runtime (ONNX Runtime or OpenVINO) is the one model.json names."""
         model_dir = Path(model_dir)
         self.meta = json.loads((model_dir / "model.json").read_text())
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(model_dir / "model.onnx"), options,
-                                            providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.runner = open_runner(model_dir / "model.onnx", self.meta.get("runtime", "onnxruntime"), threads,
+                                  self.meta.get("precision", "fp32"))
+        if batching and batching[0] > 1 and self.runner.batched:
+            self.runner = MicroBatcher(self.runner, *batching)
         self.imgsz = int(self.meta["imgsz"])
         self.names = list(self.meta["names"])
         self.threshold = float(self.meta["threshold"])
@@ -73,6 +73,21 @@ class OnnxDetector:
         canvas[top:top + nh, left:left + nw] = resized
         return canvas, scale, (left, top)
 
+    def close(self) -> None:
+        """Let a micro-batcher's thread go (after a model swap); calls still in flight finish unbatched."""
+        if isinstance(self.runner, MicroBatcher):
+            self.runner.close()
+
+    @staticmethod
+    def _tensor(canvas: np.ndarray) -> np.ndarray:
+        return canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+
+    def blob(self, rgb: np.ndarray) -> np.ndarray:
+        """The model's input for one whole image, as the endpoint prepares it (INT8 calibration uses it)."""
+        if self.task == ANOMALY:
+            return anomaly_input(rgb, self.imgsz)[None]
+        return self._tensor(self._center_crop(rgb) if self.task == "classify" else self._letterbox(rgb)[0])
+
     def predict(self, rgb: np.ndarray, iou: float = 0.6, max_det: int = 100) -> list[Detection]:
         return self.infer(rgb, iou, max_det)[0]
 
@@ -82,8 +97,7 @@ class OnnxDetector:
             score, amap, embedding = self._anomaly(rgb)
             return self._anomaly_region(score, amap, rgb.shape[:2]), embedding
         if self.task == "classify":
-            blob = self._center_crop(rgb).transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-            outputs = self.session.run(None, {self.input_name: blob})
+            outputs = self.runner.run(self.blob(rgb))
             embedding = outputs[1][0].mean(axis=(1, 2)) if len(outputs) > 1 else None
             return self._classification(outputs[0][0], rgb.shape[:2]), embedding
         if self.tiles and needs_tiling(*rgb.shape[:2], self.tiles[0]):
@@ -109,14 +123,13 @@ class OnnxDetector:
 
     def _infer_whole(self, rgb: np.ndarray, iou: float, max_det: int) -> tuple[list[Detection], np.ndarray | None]:
         canvas, scale, (left, top) = self._letterbox(rgb)
-        blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        outputs = self.session.run(None, {self.input_name: blob})
+        outputs = self.runner.run(self._tensor(canvas))
         protos = outputs.pop(1)[0] if self.task == "segment" else None  # YOLO-seg: (32, imgsz/4, imgsz/4)
         embedding = outputs[1][0].mean(axis=(1, 2)) if len(outputs) > 1 else None
         return self._detections(outputs[0][0], rgb.shape[:2], scale, left, top, iou, max_det, protos), embedding
 
     def _anomaly(self, rgb: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        score, amap, embedding = self.session.run(None, {self.input_name: anomaly_input(rgb, self.imgsz)[None]})
+        score, amap, embedding = self.runner.run(self.blob(rgb))
         return float(score[0]), amap[0], embedding[0]
 
     def anomaly_map(self, rgb: np.ndarray) -> np.ndarray:

@@ -32,9 +32,13 @@ class ServeConfig(StepConfig):
     max_aspect_ratio: float = Field(64.0, ge=1, description="Longer side / shorter side above this is refused: no "
                                     "camera frame is that thin, and resizing one to the model's size leaves no pixels.")
     allowed_formats: list[str] = ["PNG", "JPEG", "BMP", "TIFF"]
-    max_batch: int = Field(16, ge=1)
+    max_batch: int = Field(16, ge=1, description="Images per request, and per model call: concurrent requests' "
+                                                 "images share one call (micro-batching); 1 turns it off.")
+    batch_wait_ms: float = Field(2.0, ge=0, le=100, description="How long a model call waits for more images "
+                                                                "after its first one.")
     inference_timeout_s: float = Field(10.0, gt=0)
-    inference_workers: int = Field(2, ge=1, description="Threads that run inference; health probes never wait "
+    inference_workers: int = Field(4, ge=1, description="Threads that decode, prepare and judge images (the model "
+                                                        "calls themselves are batched); health probes never wait "
                                                         "for them.")
     max_queued: int = Field(64, ge=1, description="Images waiting for an inference thread; beyond this a request "
                                                   "gets 503 at once instead of piling up.")

@@ -159,7 +159,9 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         part = part_of(request)
         images, batch = await read_images(request, config)
         model, role = watcher.pick()  # pinned for this request, whatever a swap does meanwhile
-        results = [await in_threadpool(inference.predict_one, model, role, data, part) for data in images]
+        # Concurrently: a batch request's images share model calls (micro-batching) like separate requests' do.
+        results = await asyncio.gather(*(in_threadpool(inference.predict_one, model, role, data, part)
+                                         for data in images))
         return {"results": results} if batch else results[0]
 
     @app.post("/v1/explain")

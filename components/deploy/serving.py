@@ -14,6 +14,7 @@ from pathlib import Path
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.serve_config import ServeConfig
 from defectops.components.deploy.step import DeployError, verify_artefacts, version_dir
+from defectops.components.deploy.variants import variant_key
 from defectops.drift_features import EmbeddingReducer
 from defectops.errors import DefectopsError
 from defectops.registries import Registry, open_registry
@@ -48,7 +49,8 @@ def load_verified(config: ServeConfig, info: VersionInfo, role: str = CHAMPION,
         raise DeployError(f"{config.model_name} v{info.version} is {role} but not exported to {folder}: "
                           "run 'defectops deploy'")
     verify_artefacts(folder, info, SERVED_FILES)
-    return LoadedModel(info.version, OnnxDetector(folder), folder, info, EmbeddingReducer.load(folder))
+    detector = OnnxDetector(folder, batching=(config.max_batch, config.batch_wait_ms))
+    return LoadedModel(info.version, detector, folder, info, EmbeddingReducer.load(folder))
 
 
 class ChampionWatcher:
@@ -83,11 +85,15 @@ class ChampionWatcher:
     def _refresh_canary(self) -> None:
         challenger = self.registry.by_alias(CHALLENGER)
         if challenger is None or challenger.tags.get("canary") != "approved":
+            if self.canary is not None:
+                self.canary.detector.close()
             self.canary, self.canary_error = None, None
             return
         if self.canary is not None and self.canary.version == challenger.version:
             return
         try:
+            if self.canary is not None:
+                self.canary.detector.close()
             self.canary, self.canary_error = load_verified(self.config, challenger, "canary", self.registry), None
             log.warning("canary v%s takes %.0f%% of requests", challenger.version, 100 * self.config.canary_share)
         except DefectopsError as exc:
@@ -109,9 +115,14 @@ class ChampionWatcher:
                           f"v{self.current.version}" if self.current else "nothing", exc)
             self.last_error = str(exc)
             return
-        previous = self.current.version if self.current else None
+        previous = self.current
         self.current, self.last_error = loaded, None
-        log.warning("serving %s v%s (was %s)", self.config.model_name, loaded.version, previous)
+        if previous is not None:
+            previous.detector.close()
+        log.warning("serving %s v%s %s (was %s)", self.config.model_name, loaded.version,
+                    variant_key(loaded.detector.meta.get("precision", "fp32"),
+                                loaded.detector.meta.get("runtime", "onnxruntime")),
+                    f"v{previous.version}" if previous else None)
 
     def run(self) -> None:
         while not self._stop.wait(self.config.reload_interval_s):

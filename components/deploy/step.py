@@ -9,15 +9,24 @@ import csv
 import json
 import shutil
 import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.observe import observe
+from defectops.components.deploy.variants import (
+    REFERENCE,
+    VERIFIED,
+    judge,
+    measure,
+    recorded_variants,
+    variant_key,
+)
 from defectops.config import StepConfig
 from defectops.dataset import read_manifest, read_names, sha256_file
 from defectops.drift_features import EMBEDDING_DIMS, EmbeddingReducer
@@ -25,7 +34,7 @@ from defectops.errors import RefusedError
 from defectops.metrics import StepTimer, write_metrics
 from defectops.registries import Registry, open_registry
 from defectops.registry import CHAMPION, VersionInfo
-from defectops.tiling import tiling_of
+from defectops.tiling import needs_tiling, tiling_of
 
 
 class DeployConfig(StepConfig):
@@ -33,6 +42,21 @@ class DeployConfig(StepConfig):
     alias: Literal["champion", "challenger"] = Field(
         "champion", description="champion (approved) or challenger (only once cleared for canary traffic).")
     reference_splits: list[str] = Field(["val"], description="Held-out splits that define 'normal' for drift.")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="int8: static quantisation calibrated on training images; fp16: OpenVINO on CPUs with "
+                            "FP16 units. Anything but fp32 on ONNX Runtime is re-validated before it is served.")
+    runtime: Literal["onnxruntime", "openvino"] = Field("onnxruntime", description="The engine the endpoint runs.")
+    max_precision_drop: float = Field(0.02, ge=0, le=1, description="A variant whose test precision falls more "
+                                      "than this below the FP32 export's is refused (its recall must meet the "
+                                      "target at its own val-tuned threshold).")
+    calibration_images: int = Field(64, ge=1, description="Training images that set INT8 activation ranges.")
+
+    @model_validator(mode="after")
+    def _fp16_needs_openvino(self):
+        if self.precision == "fp16" and self.runtime != "openvino":
+            raise ValueError("deploy.precision fp16: ONNX Runtime's CPU provider gains nothing from FP16 (it "
+                             "converts back to FP32); use runtime openvino, or precision int8")
+        return self
 
 
 class DeployError(RefusedError):
@@ -80,11 +104,29 @@ def verify_artefacts(folder: Path, info: VersionInfo, names: tuple[str, ...] = L
         if actual != recorded[name]:
             raise DeployError(f"{path}: sha256 {actual} differs from the registry's {recorded[name]} for "
                               f"{info.name} v{info.version}; refusing to load a modified artefact")
-    if "model.json" in names and "threshold" in info.tags:
-        served = json.loads((Path(folder) / "model.json").read_text())["threshold"]
-        if float(served) != float(info.tags["threshold"]):
-            raise DeployError(f"{folder}/model.json: threshold {served} differs from the registry's "
-                              f"{info.tags['threshold']} for {info.name} v{info.version}")
+    if "model.json" in names:
+        verify_variant(folder, info)
+
+
+def verify_variant(folder: Path, info: VersionInfo) -> None:
+    """The served threshold is the registry's; a variant (INT8, another runtime) is served only with a verified
+    record of this very file. Only the evaluated FP32 ONNX Runtime export needs none."""
+    meta = json.loads((Path(folder) / "model.json").read_text())
+    key = variant_key(meta.get("precision", "fp32"), meta.get("runtime", "onnxruntime"))
+    expected = info.tags.get("threshold")
+    if key != REFERENCE:
+        record = recorded_variants(info.tags).get(key, {})
+        if record.get("verdict") != VERIFIED:
+            raise DeployError(f"{folder}/model.json: variant {key} of {info.name} v{info.version} has "
+                              f"{'verdict ' + record['verdict'] if record else 'no record'} in the registry; only a "
+                              "variant the re-validation gate verified is served ('defectops deploy --precision')")
+        if record.get("sha256") != sha256_file(Path(folder) / "model.onnx"):
+            raise DeployError(f"{folder}/model.onnx is not the {key} file the gate verified for {info.name} "
+                              f"v{info.version}")
+        expected = record["threshold"]
+    if expected is not None and float(meta["threshold"]) != float(expected):
+        raise DeployError(f"{folder}/model.json: threshold {meta['threshold']} differs from the registry's "
+                          f"{expected} for {info.name} v{info.version} ({key})")
 
 
 def version_dir(deploy_root: Path, version: str) -> Path:
@@ -111,7 +153,8 @@ def export_onnx(weights: Path, imgsz: int, out: Path) -> tuple[Path, str, list[s
         return out / "model.onnx", anomaly.ANOMALY, [anomaly.ANOMALY]
     model = YOLO(str(weights))
     backbone_end = len(model.model.yaml["backbone"]) - 1
-    exported = model.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, verbose=False)
+    # A dynamic batch axis lets the endpoint run concurrent requests' images in one call (micro-batching).
+    exported = model.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=True, verbose=False)
     target = out / "model.onnx"
     shutil.move(str(exported), target)
     graph = onnx.load(str(target))
@@ -152,6 +195,57 @@ def write_reference(detector: OnnxDetector, dataset: Path, splits: list[str], fo
     return len(rows)
 
 
+def calibration_blobs(detector: OnnxDetector, dataset: Path, n: int):
+    """`n` training images spread over the split (defective and good alike), as the endpoint feeds them (a model
+    trained on tiles sees a tile: the centre one)."""
+    train = [r["path"] for r in read_manifest(dataset) if r["split"] == "train"]
+    if not train:
+        raise DeployError(f"{dataset}: no training images to calibrate INT8 on (manifest.csv split 'train')")
+    for i in np.linspace(0, len(train) - 1, min(n, len(train))).round().astype(int):
+        rgb = detector.decode((dataset / train[i]).read_bytes())
+        if detector.tiles and needs_tiling(*rgb.shape[:2], detector.tiles[0]):
+            side, (h, w) = detector.tiles[0], rgb.shape[:2]
+            top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+            rgb = np.ascontiguousarray(rgb[top:top + side, left:left + side])
+        yield detector.blob(rgb)
+
+
+def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging: Path,
+                 registry: Registry) -> dict:
+    """Turn the FP32 export in `staging` into the requested variant, in place, and put it through the gate.
+
+    Both the FP32 reference and the variant are recorded in the registry, verified or refused, so the approver
+    sees them side by side; a refused variant raises (nothing is deployed)."""
+    from defectops.components.deploy.quantize import quantize_int8
+
+    meta = json.loads((staging / "model.json").read_text())
+    if config.precision == "int8" and meta["task"] != "detect":
+        raise DeployError(f"deploy.precision int8: verified for detectors only; this version's task is "
+                          f"'{meta['task']}' (deploy it as fp32, or fp32/fp16 on openvino)")
+    target = float(info.tags.get("target_recall", 0.95))
+    # The recall evaluation tuned its threshold for (a version registered before that tag: the target itself).
+    tuning = float(info.tags.get("tuning_recall") or target)
+    reference, _ = measure(staging, dataset, sha256_file(staging / "model.onnx"), tuning, meta["threshold"])
+    reference = replace(reference, verdict="reference")
+    if config.precision == "int8":
+        quantize_int8(staging / "model.onnx", staging / "model.int8.onnx",
+                      calibration_blobs(OnnxDetector(staging), dataset, config.calibration_images))
+        (staging / "model.int8.onnx").replace(staging / "model.onnx")
+    meta.update(precision=config.precision, runtime=config.runtime, evaluated_threshold=meta["threshold"],
+                onnx_sha256=sha256_file(staging / "model.onnx"))
+    (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    measured, flagged = measure(staging, dataset, meta["onnx_sha256"], tuning)
+    variant, refusal = judge(measured, reference, target, config.max_precision_drop)
+    registry.record(info.version, {**reference.tag(), **variant.tag()})
+    checks = {c.key: {**asdict(c), **extra} for c, extra in ((reference, {}), (variant, flagged))}
+    if refusal:
+        raise DeployError(f"{info.name} v{info.version} as {variant.key} refused by the re-validation gate: "
+                          f"{refusal}. Nothing deployed: what the endpoint serves is unchanged")
+    meta["threshold"] = variant.threshold
+    (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return checks
+
+
 def deploy(config: DeployConfig, dataset: Path, out: Path, registry: Registry | None = None) -> dict:
     """Export the aliased version to `out/versions/v<N>/` and record the ONNX sha256 in the registry.
 
@@ -184,14 +278,21 @@ def deploy(config: DeployConfig, dataset: Path, out: Path, registry: Registry | 
                 "onnx_sha256": sha256_file(onnx_path), "weights_sha256": info.tags.get("weights_sha256"),
                 "approved_by": info.tags.get("approved_by")}
         (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        checks = {}
+        if variant_key(config.precision, config.runtime) != REFERENCE:
+            checks = make_variant(config, info, dataset, staging, registry)
+            meta = json.loads((staging / "model.json").read_text())
         n_ref = write_reference(OnnxDetector(staging), dataset, config.reference_splits, staging)
-        registry.record(info.version, {"onnx_sha256": meta["onnx_sha256"], **artefact_tags(staging)})
+        registry.record(info.version, {"onnx_sha256": meta["onnx_sha256"], **artefact_tags(staging),
+                                       "served_variant": variant_key(config.precision, config.runtime)})
         target = version_dir(out, info.version)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
     metrics = {"model_name": info.name, "version": info.version, "path": str(target),
-               "reference_images": n_ref, "onnx_bytes": (target / "model.onnx").stat().st_size,
+               "precision": meta.get("precision", "fp32"), "runtime": meta.get("runtime", "onnxruntime"),
+               "threshold": meta["threshold"], "variants": checks, "reference_images": n_ref,
+               "onnx_bytes": (target / "model.onnx").stat().st_size,
                "seconds": timer.seconds()}
     write_metrics(target / "deploy_metrics.json", metrics)
     return metrics

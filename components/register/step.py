@@ -72,6 +72,7 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
         # at the endpoint and in the champion/challenger gate.
         "threshold": repr(float(evaluation["threshold"])),
         "target_recall": evaluation["target_recall"],
+        "tuning_recall": evaluation.get("tuning_recall", evaluation["target_recall"]),
         "test_recall": f"{evaluation['test']['recall']:.4f}",
         "test_precision": f"{evaluation['test']['precision']:.4f}",
         "task": evaluation.get("task", "detect"),

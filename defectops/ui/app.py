@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from defectops import identity, registry
+from defectops.components.deploy.variants import REFUSED_TAG, recorded_variants
 from defectops.errors import DefectopsError
 from defectops.registries import Registry, open_registry
 from defectops.ui import auth, evidence
@@ -256,7 +257,9 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         markdown = mistune.create_markdown(escape=True, plugins=["table"])
         return page(request, "review.html", status=status, name=model_name, ev=ev, champ=champ, rows=ROWS, fmt=_fmt,
                     model_card=markdown(card.read_text()) if card else None, trigger=trigger,
-                    trigger_report=trigger.get("report"), history=evidence.history(model_name), **extra)
+                    trigger_report=trigger.get("report"), history=evidence.history(model_name),
+                    variants=recorded_variants(ev.info.tags),
+                    refused=recorded_variants(ev.info.tags, REFUSED_TAG), **extra)
 
     @app.get("/versions/{version}", response_class=HTMLResponse)
     def version_page(request: Request, version: str, message: str | None = None):

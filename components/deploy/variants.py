@@ -1,0 +1,104 @@
+"""The re-validation gate for faster variants of an export (INT8, another runtime), and how the registry
+records each one.
+
+A variant moves scores (quantisation error, a different engine's arithmetic), so the threshold tuned on the
+FP32 model can silently lose recall. Each variant is scored on val and test by the endpoint's own code path, gets
+its own recall-first threshold (tuned on val, at the recall evaluation tuned for), and is refused when its test
+recall at that threshold falls below the line's target or its test precision drops by more than the allowed
+amount against the FP32 export scored the same way. The endpoint serves a variant only if the registry holds its
+`verified` record with the file's sha256 and threshold (`step.verify_artefacts`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from defectops.components.deploy.detector import OnnxDetector
+from defectops.components.evaluate.threshold import image_level_metrics, tune_threshold
+from defectops.dataset import label_path, read_labels, read_manifest
+
+REFERENCE = "fp32-onnxruntime"  # what evaluation measured: served without a variant record
+VARIANT_TAG = "variant/"  # the last verified (or reference) measurement of each variant: what serving trusts
+REFUSED_TAG = "variant_refused/"  # the last refused attempt, kept apart: a refused re-deploy must not unverify
+# the file that still serves
+VERIFIED, REFUSED = "verified", "refused"
+
+
+def variant_key(precision: str, runtime: str) -> str:
+    return f"{precision}-{runtime}"
+
+
+@dataclass(frozen=True)
+class VariantCheck:
+    key: str
+    sha256: str
+    threshold: float
+    val_recall: float
+    test_recall: float
+    test_precision: float
+    ms_per_image: float
+    verdict: str  # verified | refused | reference (the FP32 export, measured for comparison)
+
+    def tag(self) -> dict[str, str]:
+        """One registry tag per variant, `key=value` pairs separated by spaces: short, and characters every
+        registry accepts (SageMaker's metadata allows no commas or semicolons)."""
+        fields = {**asdict(self), "threshold": repr(float(self.threshold))}
+        fields.pop("key")
+        prefix = REFUSED_TAG if self.verdict == REFUSED else VARIANT_TAG
+        return {prefix + self.key: " ".join(f"{k}={v}" for k, v in fields.items())}
+
+
+def recorded_variants(tags: dict[str, str], prefix: str = VARIANT_TAG) -> dict[str, dict[str, str]]:
+    """Variant key -> its recorded fields, as `VariantCheck.tag` wrote them (`REFUSED_TAG`: the refused ones)."""
+    return {k[len(prefix):]: dict(pair.split("=", 1) for pair in v.split())
+            for k, v in tags.items() if k.startswith(prefix)}
+
+
+def score_split(detector: OnnxDetector, dataset: Path, paths: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
+    """The endpoint's image score (best detection) per image, the truth, and ms per image for predict."""
+    scores, seconds = [], 0.0
+    for path in paths:
+        rgb = detector.decode((dataset / path).read_bytes())
+        started = time.perf_counter()
+        scores.append(max((d.score for d in detector.predict(rgb)), default=0.0))
+        seconds += time.perf_counter() - started
+    truth = np.array([bool(read_labels(label_path(dataset, p))) for p in paths])
+    return np.array(scores), truth, 1000 * seconds / max(len(paths), 1)
+
+
+def measure(folder: Path, dataset: Path, sha256: str, tuning_recall: float,
+            threshold: float | None = None) -> tuple[VariantCheck, dict]:
+    """Score the export in `folder` on val and test. `threshold`: keep this one (the FP32 reference keeps the
+    evaluated threshold); None: tune the variant's own on val."""
+    detector = OnnxDetector(folder)
+    rows = read_manifest(dataset)
+    split = {s: [r["path"] for r in rows if r["split"] == s] for s in ("val", "test")}
+    val_scores, val_truth, _ = score_split(detector, dataset, split["val"])
+    test_scores, test_truth, ms = score_split(detector, dataset, split["test"])
+    if threshold is None:
+        threshold = tune_threshold(val_scores, val_truth, tuning_recall)
+    val = image_level_metrics(val_scores, val_truth, threshold)
+    test = image_level_metrics(test_scores, test_truth, threshold)
+    key = variant_key(detector.meta.get("precision", "fp32"), detector.meta.get("runtime", "onnxruntime"))
+    check = VariantCheck(key, sha256, float(threshold), round(val["recall"], 4), round(test["recall"], 4),
+                         round(test["precision"], 4), round(ms, 2), "measured")
+    return check, {"test_flagged": int((test_scores >= threshold).sum()), "test_images": len(test_scores)}
+
+
+def judge(variant: VariantCheck, reference: VariantCheck, target_recall: float,
+          max_precision_drop: float) -> tuple[VariantCheck, str | None]:
+    """The gate: the variant with its verdict, and the reason when refused."""
+    reasons = []
+    if not variant.test_recall >= target_recall:  # NaN (no defective test image) refuses too
+        reasons.append(f"test recall {variant.test_recall:.4f} < target {target_recall} at its val-tuned "
+                       f"threshold {variant.threshold:.4g}")
+    drop = reference.test_precision - variant.test_precision
+    if drop > max_precision_drop:
+        reasons.append(f"test precision {variant.test_precision:.4f} is {drop:.4f} below FP32's "
+                       f"{reference.test_precision:.4f} (deploy.max_precision_drop {max_precision_drop})")
+    verdict = REFUSED if reasons else VERIFIED
+    return replace(variant, verdict=verdict), "; ".join(reasons) or None
