@@ -28,37 +28,50 @@ def percentiles(latencies_ms: list[float]) -> str:
 
 
 def drive(url: str, key: str, bodies: list[bytes], rate: float, clients: int, seconds: float):
-    """Offer `rate` requests/s spread over `clients` threads (open loop; 0 = closed loop, flat out)."""
-    import httpx
+    """Offer `rate` requests/s spread over `clients` threads (open loop; 0 = closed loop, flat out).
 
+    Plain keep-alive `http.client` connections: the load generator shares the machine's cores with the endpoint,
+    so it should spend as little of them as it can."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url)
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
     start = time.perf_counter() + 0.5
     deadline = start + seconds
+    headers = {"x-api-key": key, "content-type": "image/png"}
+
+    def post(connection, body: bytes) -> int:
+        connection.request("POST", "/v1/predict", body=body, headers=headers)
+        reply = connection.getresponse()
+        reply.read()
+        return reply.status
 
     def client(index: int) -> None:
         nonlocal errors
         rng = np.random.default_rng(index)
         interval = clients / rate if rate else 0.0
         next_send = start + index * (interval / clients if rate else 0)
-        with httpx.Client(timeout=30, headers={"x-api-key": key, "content-type": "image/png"}) as http:
-            http.post(f"{url}/v1/predict", content=bodies[0])  # warm the connection
-            while True:
-                now = time.perf_counter()
-                if next_send > now:
-                    time.sleep(next_send - now)
-                if time.perf_counter() >= deadline:
-                    return
-                t0 = time.perf_counter()
-                reply = http.post(f"{url}/v1/predict", content=bodies[int(rng.integers(len(bodies)))])
-                elapsed = (time.perf_counter() - t0) * 1000
-                with lock:
-                    if reply.status_code == 200:
-                        latencies.append(elapsed)
-                    else:
-                        errors += 1
-                next_send = next_send + interval if rate else time.perf_counter()
+        connection = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+        post(connection, bodies[0])  # warm the connection
+        while True:
+            now = time.perf_counter()
+            if next_send > now:
+                time.sleep(next_send - now)
+            if time.perf_counter() >= deadline:
+                connection.close()
+                return
+            t0 = time.perf_counter()
+            status = post(connection, bodies[int(rng.integers(len(bodies)))])
+            elapsed = (time.perf_counter() - t0) * 1000
+            with lock:
+                if status == 200:
+                    latencies.append(elapsed)
+                else:
+                    errors += 1
+            next_send = next_send + interval if rate else time.perf_counter()
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:

@@ -26,8 +26,9 @@ from serve_load import drive
 
 ROWS = (  # label, precision, runtime, serve settings
     ("fp32 onnxruntime, unbatched (before)", "fp32", "onnxruntime", {"max_batch": 1, "inference_workers": 2}),
-    ("fp32 onnxruntime", "fp32", "onnxruntime", {}),
+    ("fp32 onnxruntime, batched", "fp32", "onnxruntime", {}),
     ("int8 onnxruntime", "int8", "onnxruntime", {}),
+    ("int8 onnxruntime, batch_wait_ms 0", "int8", "onnxruntime", {"batch_wait_ms": 0}),
     ("fp32 openvino", "fp32", "openvino", {}),
     ("int8 openvino", "int8", "openvino", {}),
 )

@@ -34,6 +34,9 @@ class OnnxRuntimeRunner:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Idle intra-op threads sleep instead of spinning: at the endpoint the same cores decode, judge and answer
+        # requests between model calls, and a spinning pool takes their time.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         first = self.session.get_inputs()[0]
         self.input_name, self.batched = first.name, _dynamic_batch(first.shape[0])

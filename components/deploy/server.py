@@ -37,6 +37,37 @@ from defectops.registries import Registry
 log = logging.getLogger("defectops.serve")
 
 
+class CountRequests:
+    """Requests and latency per route, and a JSON 500 for a bug (not bad input) that keeps the endpoint serving.
+
+    Plain ASGI rather than `@app.middleware("http")`: that wrapper streams every response through an extra task
+    and queue, a cost paid on each of the line's requests."""
+
+    def __init__(self, app, metrics: Metrics, routes: set[str]):
+        self.app, self.metrics, self.routes = app, metrics, routes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), {"code": None}
+
+        async def send_counted(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        except Exception:  # noqa: BLE001 - a bug, not bad input: keep serving, report it
+            log.exception("unhandled error on %s", scope["path"])
+            if status["code"] is None:
+                await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send_counted)
+        finally:
+            route = scope["path"] if scope["path"] in self.routes else "other"
+            self.metrics.requests.labels(route, str(status["code"] or 500)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
 def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI:
     """The endpoint serving `registry`'s champion (the CLI opens the one params.yaml names; default MLflow's)."""
     keys = load_api_keys(config)
@@ -77,18 +108,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                   docs_url=None, redoc_url=None)  # the Swagger page pulls JS from a CDN; /openapi.json is local
     app.state.watcher, app.state.writer, app.state.publisher = watcher, writer, publisher
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 - a bug, not bad input: keep serving, report it
-            log.exception("unhandled error on %s", request.url.path)
-            response = JSONResponse({"detail": "internal error"}, status_code=500)
-        route = request.url.path if request.url.path in routes else "other"
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(CountRequests, metrics=metrics, routes=routes)
 
     async def in_threadpool(fn, *args):
         if waiting["n"] >= config.max_queued:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import asdict, replace
@@ -36,15 +37,19 @@ from defectops.registries import Registry, open_registry
 from defectops.registry import CHAMPION, VersionInfo
 from defectops.tiling import needs_tiling, tiling_of
 
+log = logging.getLogger("defectops.deploy")
+
 
 class DeployConfig(StepConfig):
     model_name: str = Field("defectops-detector", min_length=1)
     alias: Literal["champion", "challenger"] = Field(
         "champion", description="champion (approved) or challenger (only once cleared for canary traffic).")
     reference_splits: list[str] = Field(["val"], description="Held-out splits that define 'normal' for drift.")
-    precision: Literal["fp32", "fp16", "int8"] = Field(
-        "fp32", description="int8: static quantisation calibrated on training images; fp16: OpenVINO on CPUs with "
-                            "FP16 units. Anything but fp32 on ONNX Runtime is re-validated before it is served.")
+    precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
+        "auto", description="auto: a detector tries int8 and keeps it only if the gate verifies it, else fp32 (no "
+                            "error). int8: static quantisation calibrated on training images, refused (exit 4) if "
+                            "the gate says no; fp16: OpenVINO on CPUs with FP16 units. Anything but fp32 on ONNX "
+                            "Runtime is re-validated before it is served.")
     runtime: Literal["onnxruntime", "openvino"] = Field("onnxruntime", description="The engine the endpoint runs.")
     max_precision_drop: float = Field(0.02, ge=0, le=1, description="A variant whose test precision falls more "
                                       "than this below the FP32 export's is refused (its recall must meet the "
@@ -210,16 +215,28 @@ def calibration_blobs(detector: OnnxDetector, dataset: Path, n: int):
         yield detector.blob(rgb)
 
 
-def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging: Path,
-                 registry: Registry) -> dict:
-    """Turn the FP32 export in `staging` into the requested variant, in place, and put it through the gate.
+AUTO_PRECISION = "int8"  # the fastest variant that kept recall on the default model (bench/serve_precision.py)
 
-    Both the FP32 reference and the variant are recorded in the registry, verified or refused, so the approver
-    sees them side by side; a refused variant raises (nothing is deployed)."""
+
+def wanted_variant(config: DeployConfig, task: str) -> tuple[str, str]:
+    """(precision, runtime) to try. `auto` tries INT8 for detectors (the quantiser's head rule is theirs) and
+    stays FP32 for other tasks."""
+    if config.precision != "auto":
+        return config.precision, config.runtime
+    return (AUTO_PRECISION if task == "detect" else "fp32"), config.runtime
+
+
+def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging: Path, registry: Registry,
+                 precision: str) -> dict:
+    """Build the variant beside the FP32 export in `staging`, put both through the gate, and move the variant
+    into place only if verified.
+
+    Both are recorded in the registry, verified or refused, so the approver sees them side by side. A refusal
+    raises (nothing is deployed) unless the precision was `auto`, where the FP32 export stays."""
     from defectops.components.deploy.quantize import quantize_int8
 
     meta = json.loads((staging / "model.json").read_text())
-    if config.precision == "int8" and meta["task"] != "detect":
+    if precision == "int8" and meta["task"] != "detect":
         raise DeployError(f"deploy.precision int8: verified for detectors only; this version's task is "
                           f"'{meta['task']}' (deploy it as fp32, or fp32/fp16 on openvino)")
     target = float(info.tags.get("target_recall", 0.95))
@@ -227,22 +244,30 @@ def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging
     tuning = float(info.tags.get("tuning_recall") or target)
     reference, _ = measure(staging, dataset, sha256_file(staging / "model.onnx"), tuning, meta["threshold"])
     reference = replace(reference, verdict="reference")
-    if config.precision == "int8":
-        quantize_int8(staging / "model.onnx", staging / "model.int8.onnx",
+    candidate = staging / "variant"
+    candidate.mkdir()
+    if precision == "int8":
+        quantize_int8(staging / "model.onnx", candidate / "model.onnx",
                       calibration_blobs(OnnxDetector(staging), dataset, config.calibration_images))
-        (staging / "model.int8.onnx").replace(staging / "model.onnx")
-    meta.update(precision=config.precision, runtime=config.runtime, evaluated_threshold=meta["threshold"],
-                onnx_sha256=sha256_file(staging / "model.onnx"))
-    (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    measured, flagged = measure(staging, dataset, meta["onnx_sha256"], tuning)
+    else:
+        shutil.copyfile(staging / "model.onnx", candidate / "model.onnx")
+    meta.update(precision=precision, runtime=config.runtime, evaluated_threshold=meta["threshold"],
+                onnx_sha256=sha256_file(candidate / "model.onnx"))
+    (candidate / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    measured, flagged = measure(candidate, dataset, meta["onnx_sha256"], tuning)
     variant, refusal = judge(measured, reference, target, config.max_precision_drop)
     registry.record(info.version, {**reference.tag(), **variant.tag()})
     checks = {c.key: {**asdict(c), **extra} for c, extra in ((reference, {}), (variant, flagged))}
-    if refusal:
-        raise DeployError(f"{info.name} v{info.version} as {variant.key} refused by the re-validation gate: "
-                          f"{refusal}. Nothing deployed: what the endpoint serves is unchanged")
-    meta["threshold"] = variant.threshold
-    (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    refused = (f"{info.name} v{info.version} as {variant.key} refused by the re-validation gate: {refusal}"
+               if refusal else None)
+    if refused and config.precision != "auto":
+        raise DeployError(f"{refused}. Nothing deployed: what the endpoint serves is unchanged")
+    if refused:
+        log.warning("%s; deploying FP32 (deploy.precision auto)", refused)
+    else:
+        (candidate / "model.onnx").replace(staging / "model.onnx")
+        (staging / "model.json").write_text(json.dumps({**meta, "threshold": variant.threshold}, indent=2) + "\n")
+    shutil.rmtree(candidate)
     return checks
 
 
@@ -279,12 +304,14 @@ def deploy(config: DeployConfig, dataset: Path, out: Path, registry: Registry | 
                 "approved_by": info.tags.get("approved_by")}
         (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         checks = {}
-        if variant_key(config.precision, config.runtime) != REFERENCE:
-            checks = make_variant(config, info, dataset, staging, registry)
+        precision, runtime = wanted_variant(config, task)
+        if variant_key(precision, runtime) != REFERENCE:
+            checks = make_variant(config, info, dataset, staging, registry, precision)
             meta = json.loads((staging / "model.json").read_text())
         n_ref = write_reference(OnnxDetector(staging), dataset, config.reference_splits, staging)
         registry.record(info.version, {"onnx_sha256": meta["onnx_sha256"], **artefact_tags(staging),
-                                       "served_variant": variant_key(config.precision, config.runtime)})
+                                       "deployed_variant": variant_key(meta.get("precision", "fp32"),
+                                                                       meta.get("runtime", "onnxruntime"))})
         target = version_dir(out, info.version)
         if target.exists():
             shutil.rmtree(target)

@@ -84,7 +84,7 @@ def test_an_int8_variant_is_verified_recorded_and_served_at_its_own_threshold(in
     assert meta["threshold"] == checked["threshold"] and meta["evaluated_threshold"] == float(info.tags["threshold"])
     recorded = recorded_variants(info.tags)["int8-onnxruntime"]
     assert recorded["verdict"] == "verified" and recorded["sha256"] == sha256_file(folder / "model.onnx")
-    assert info.tags["served_variant"] == "int8-onnxruntime"
+    assert info.tags["deployed_variant"] == "int8-onnxruntime"
 
     # The endpoint loads it and calls exactly the test images the gate counted.
     served = load_verified(ServeConfig(model_name=MODEL, deploy_root=root), info).detector
@@ -153,15 +153,6 @@ def test_the_endpoint_never_loads_an_unverified_variant(int8_deployed, tmp_path)
         verify_artefacts(version_dir(root, "1"), without_record)
 
 
-def test_openvino_runs_the_same_file_through_the_gate(quantisable_detector, tmp_path):
-    metrics = deploy(DeployConfig(model_name=MODEL, precision="int8", runtime="openvino"), quantisable_detector,
-                     tmp_path)
-    checked = metrics["variants"]["int8-openvino"]
-    assert checked["verdict"] == "verified" and checked["test_recall"] >= 0.95
-    loaded = load_verified(ServeConfig(model_name=MODEL, deploy_root=tmp_path), open_registry(MODEL).champion())
-    assert type(loaded.detector.runner.runner).__name__ == "OpenVinoRunner"  # micro-batched OpenVINO
-
-
 def test_micro_batching_gives_each_caller_its_own_outputs(int8_deployed, quantisable_detector):
     root, _ = int8_deployed
     single = OnnxDetector(version_dir(root, "1"))
@@ -181,3 +172,48 @@ def test_micro_batching_gives_each_caller_its_own_outputs(int8_deployed, quantis
     for i, reference in enumerate(alone):
         for mine, theirs in zip(together[i], reference, strict=True):
             np.testing.assert_allclose(mine, theirs, atol=1e-4, err_msg=f"caller {i}")
+
+
+def test_the_review_page_shows_the_variants_side_by_side(int8_deployed, tmp_path):
+    import httpx
+
+    from defectops.ui import auth
+
+    from ..ui.review_site import review_page
+
+    auth.add_user(tmp_path / "users.json", "qa.lead", "quality-first-2026")
+    with review_page(tmp_path / "users.json", MODEL) as url, httpx.Client(base_url=url) as http:
+        token = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
+        http.post("/login", data={"username": "qa.lead", "password": "quality-first-2026", "csrf": token})
+        page = http.get("/versions/1").text
+    table = page.split('id="variants"')[1].split("</table>")[0]
+    rows = [(row.split("<td>")[1].split("</td>")[0], row.split('class="badge ')[1].split('"')[0])
+            for row in table.split("<tr>")[2:]]
+    # The earlier test's refused attempt is listed too, beside (not instead of) the verified file.
+    assert {("fp32-onnxruntime", "reference"), ("int8-onnxruntime", "verified"),
+            ("int8-onnxruntime", "refused")} == set(rows)
+    assert 'id="deployed-variant">int8-onnxruntime<' in page
+
+
+def test_auto_precision_falls_back_to_fp32_when_the_gate_refuses(quantisable_detector, tmp_path, monkeypatch):
+    """Near the end of this file: it deploys v1 again (to another folder), as the OpenVINO test does."""
+    calibrate = step.calibration_blobs
+    monkeypatch.setattr(step, "calibration_blobs",
+                        lambda *args: (np.zeros_like(blob) for blob in calibrate(*args)))
+    metrics = deploy(DeployConfig(model_name=MODEL), quantisable_detector, tmp_path)  # precision: auto
+    assert metrics["variants"]["int8-onnxruntime"]["verdict"] == "refused"
+    info = open_registry(MODEL).champion()
+    assert metrics["precision"] == "fp32" and metrics["threshold"] == float(info.tags["threshold"])
+    assert load_verified(ServeConfig(model_name=MODEL, deploy_root=tmp_path), info).detector.meta.get(
+        "precision", "fp32") == "fp32"
+
+
+def test_openvino_runs_the_same_file_through_the_gate(quantisable_detector, tmp_path):
+    """Last in this file: deploying v1 again (to another folder) replaces the registry's record of what v1's
+    deployment is, as on a line."""
+    metrics = deploy(DeployConfig(model_name=MODEL, precision="int8", runtime="openvino"), quantisable_detector,
+                     tmp_path)
+    checked = metrics["variants"]["int8-openvino"]
+    assert checked["verdict"] == "verified" and checked["test_recall"] >= 0.95
+    loaded = load_verified(ServeConfig(model_name=MODEL, deploy_root=tmp_path), open_registry(MODEL).champion())
+    assert type(loaded.detector.runner.runner).__name__ == "OpenVinoRunner"  # micro-batched OpenVINO
