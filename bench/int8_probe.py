@@ -1,5 +1,6 @@
-"""Groundwork for the edge-speed issue: ONNX Runtime static INT8 (QDQ) of the default detector, which nodes must
-stay FP32, and what each variant does to recall at its own re-tuned threshold. All variants in one run.
+"""Which nodes of the default detector must stay FP32 under ONNX Runtime static INT8 (QDQ), and what each choice
+does to recall at its own re-tuned threshold. All variants in one run; the product's quantiser
+(`components/deploy/quantize.py`) keeps the head's decode FP32 because of what this measured.
 
     .venv/bin/python bench/int8_probe.py --epochs 15
 
@@ -16,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +31,14 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=64)
     args = parser.parse_args()
     work = scratch_work("defectops-int8-")
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     from defectops.components.deploy.detector import OnnxDetector
+    from defectops.components.deploy.quantize import head_decode_nodes, quantize_int8
     from defectops.components.deploy.step import export_onnx
+    from defectops.components.deploy.variants import score_split
     from defectops.components.evaluate.threshold import image_level_metrics, tune_threshold
     from defectops.components.ingest.step import IngestConfig, ingest
     from defectops.components.train.step import TrainConfig, train
-    from defectops.dataset import label_path, read_labels, read_manifest, read_names
+    from defectops.dataset import read_manifest, read_names
 
     raw = work / "raw"
     ingest(IngestConfig(), raw)
@@ -59,47 +57,25 @@ def main() -> None:
     reference = OnnxDetector(fp32, threads=2)
     calibration = [r["path"] for r in rows if r["split"] == "train"][:args.calibration]
 
-    class Calibration(CalibrationDataReader):
+    def calibration_blobs():
         """The endpoint's own preprocessing of training images."""
+        return (reference.blob(reference.decode((raw / path).read_bytes())) for path in calibration)
 
-        def __init__(self):
-            self.paths = iter(calibration)
+    def class_logits_too(graph) -> list[str]:
+        head = [n.name for n in graph.node if n.name.startswith(HEAD)]
+        return head_decode_nodes(graph) + [n for n in head if "/cv3." in n and n.split("/")[-2].endswith(".2")]
 
-        def get_next(self):
-            path = next(self.paths, None)
-            if path is None:
-                return None
-            canvas, _, _ = reference._letterbox(reference.decode((raw / path).read_bytes()))
-            return {reference.input_name: canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0}
-
-    prepared = work / "prepared.onnx"
-    quant_pre_process(str(fp32 / "model.onnx"), str(prepared), skip_symbolic_shape=True)
-    head = [n.name for n in onnx.load(str(prepared)).graph.node if n.name.startswith(HEAD)]
-    decode = [n for n in head if "/cv2." not in n and "/cv3." not in n]
-    class_logits = [n for n in head if "/cv3." in n and n.split("/")[-2].endswith(".2")]
     variants = {"fp32": fp32}
-    for name, exclude in (("int8 everything", []), ("int8, head decode fp32", decode),
-                          ("int8, decode + class logits fp32", decode + class_logits)):
+    for name, keep_fp32 in (("int8 everything", lambda graph: []), ("int8, head decode fp32", head_decode_nodes),
+                            ("int8, decode + class logits fp32", class_logits_too)):
         folder = work / name.replace(" ", "_").replace(",", "").replace("+", "and")
         folder.mkdir()
-        quantize_static(str(prepared), str(folder / "model.onnx"), Calibration(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=exclude)
+        quantize_int8(fp32 / "model.onnx", folder / "model.onnx", calibration_blobs(), keep_fp32)
         describe(folder)
         variants[name] = folder
 
     def scored(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, float]:
-        detector = OnnxDetector(folder, threads=2)
-        paths = [r["path"] for r in rows if r["split"] == split]
-        scores, seconds = [], 0.0
-        for path in paths:
-            rgb = detector.decode((raw / path).read_bytes())
-            started = time.perf_counter()
-            found = detector.predict(rgb)
-            seconds += time.perf_counter() - started
-            scores.append(max((d.score for d in found), default=0.0))
-        truth = np.array([bool(read_labels(label_path(raw, p))) for p in paths])
-        return np.array(scores), truth, 1000 * seconds / len(paths)
+        return score_split(OnnxDetector(folder, threads=2), raw, [r["path"] for r in rows if r["split"] == split])
 
     table = []
     for name, folder in variants.items():

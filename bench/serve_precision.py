@@ -7,8 +7,9 @@ goes outside the model.
 Trains the default detector (yolov8n, 256 px) on the synthetic default, registers and approves it, then for each
 variant runs `defectops deploy --precision P --runtime R` (the re-validation gate decides; a refused variant is
 reported and not served), starts `defectops serve` on loopback with the decision store on (SQLite), and drives
-it with concurrent clients posting 256 px PNGs. The first row is the endpoint as it was before micro-batching
-(FP32 ONNX Runtime, one model call per image, 2 inference threads): the reference every gain is measured against.
+it with concurrent clients posting 256 px PNGs. The first row is the endpoint as it was before this work (FP32 ONNX
+Runtime, one model call per image, 2 inference threads): the reference every gain is measured against.
+`--work DIR` reuses an earlier run's trained and approved model; `--only TEXT` runs the rows whose label has it.
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ from _endpoint import build_endpoint, served
 from _project import print_table, scratch_work
 from serve_load import drive
 
-ROWS = (  # label, precision, runtime, serve settings
-    ("fp32 onnxruntime, unbatched (before)", "fp32", "onnxruntime", {"max_batch": 1, "inference_workers": 2}),
-    ("fp32 onnxruntime, batched", "fp32", "onnxruntime", {}),
+# The endpoint's settings before this work (2 inference threads, one model call per image, FP32), on today's code.
+BEFORE = {"inference_workers": 2}
+BATCHED = {"micro_batch": 16}
+ROWS = (  # label, precision, runtime, serve settings (else the defaults)
+    ("fp32 onnxruntime, before", "fp32", "onnxruntime", BEFORE),
+    ("fp32 onnxruntime", "fp32", "onnxruntime", {}),
+    ("fp32 onnxruntime, micro-batched", "fp32", "onnxruntime", BATCHED),
     ("int8 onnxruntime", "int8", "onnxruntime", {}),
-    ("int8 onnxruntime, batch_wait_ms 0", "int8", "onnxruntime", {"batch_wait_ms": 0}),
+    ("int8 onnxruntime, micro-batched", "int8", "onnxruntime", BATCHED),
+    ("int8 onnxruntime, micro-batched, batch_wait_ms 2", "int8", "onnxruntime", {**BATCHED, "batch_wait_ms": 2}),
     ("fp32 openvino", "fp32", "openvino", {}),
     ("int8 openvino", "int8", "openvino", {}),
 )
@@ -67,20 +73,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rates", default="20,60")
+    parser.add_argument("--only", default="", help="rows whose label contains this text")
+    parser.add_argument("--work", type=Path, help="reuse an earlier run's work dir (its trained, approved model)")
     args = parser.parse_args()
-    work = scratch_work("defectops-precision-")
-    os.environ["DEFECTOPS_AUDIT_LOG"] = str(work / "audit.jsonl")
+    work = args.work or scratch_work("defectops-precision-")
+    os.environ.update(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}",
+                      DEFECTOPS_ARTIFACT_ROOT=(work / "mlartifacts").as_uri(),
+                      DEFECTOPS_AUDIT_LOG=str(work / "audit.jsonl"))
     from defectops.components.deploy.serve_config import ServeConfig
     from defectops.components.deploy.step import DeployConfig, DeployError, deploy, version_dir
     from defectops.dataset import read_manifest
 
-    print(f"training the default detector ({args.epochs} epochs, 256 px) ...", flush=True)
-    bodies, params = build_endpoint(work, image_size=256, n_images=400, reason="precision bench", epochs=args.epochs)
+    if args.work:
+        params = work / "params.yaml"
+    else:
+        print(f"training the default detector ({args.epochs} epochs, 256 px) ...", flush=True)
+        params = build_endpoint(work, image_size=256, n_images=400, reason="precision bench", epochs=args.epochs)[1]
     test = [(work / "raw" / r["path"]).read_bytes() for r in read_manifest(work / "raw") if r["split"] == "test"]
-    base = yaml.safe_load(params.read_text())["serve"]
+    # A reused work dir's params.yaml still holds its last row's settings.
+    base = {k: v for k, v in yaml.safe_load(params.read_text())["serve"].items()
+            if k not in ("micro_batch", "inference_workers", "batch_wait_ms", "max_batch")}
     rates = [float(r) for r in args.rates.split(",")]
     key, table, breakdown, gate = "bench-key", [], [], {}
-    for label, precision, runtime, serve in ROWS:
+    for label, precision, runtime, serve in [row for row in ROWS if args.only in row[0]]:
         try:
             deployed = deploy(DeployConfig(precision=precision, runtime=runtime), work / "raw", work / "deploy")
         except DeployError as exc:

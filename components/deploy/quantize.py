@@ -12,7 +12,7 @@ FP32; its convolutions and the whole backbone run INT8 (VNNI on this CPU). The r
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +33,10 @@ def head_decode_nodes(graph) -> list[str]:
 
 
 def quantize_int8(source: Path, target: Path, calibration: Iterable[np.ndarray],
-                  keep_head_fp32: bool = True) -> list[str]:
+                  keep_fp32: Callable[[object], list[str]] = head_decode_nodes) -> list[str]:
     """Write an INT8 (QDQ, per-channel int8 weights, uint8 activations) copy of `source`; returns the nodes left
-    FP32. `calibration`: input blobs exactly as the endpoint builds them."""
+    FP32 (`keep_fp32` picks them from the prepared graph). `calibration`: blobs exactly as the endpoint builds
+    them."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -52,7 +53,7 @@ def quantize_int8(source: Path, target: Path, calibration: Iterable[np.ndarray],
         prepared = Path(tmp) / "prepared.onnx"
         # Symbolic shape inference stops at Ultralytics' dynamic axes; ONNX's own shape inference is enough here.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        excluded = head_decode_nodes(onnx.load(str(prepared)).graph) if keep_head_fp32 else []
+        excluded = keep_fp32(onnx.load(str(prepared)).graph)
         quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
     return excluded

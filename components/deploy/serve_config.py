@@ -32,10 +32,13 @@ class ServeConfig(StepConfig):
     max_aspect_ratio: float = Field(64.0, ge=1, description="Longer side / shorter side above this is refused: no "
                                     "camera frame is that thin, and resizing one to the model's size leaves no pixels.")
     allowed_formats: list[str] = ["PNG", "JPEG", "BMP", "TIFF"]
-    max_batch: int = Field(16, ge=1, description="Images per request, and per model call: concurrent requests' "
-                                                 "images share one call (micro-batching); 1 turns it off.")
-    batch_wait_ms: float = Field(2.0, ge=0, le=100, description="How long a model call waits for more images "
-                                                                "after its first one.")
+    max_batch: int = Field(16, ge=1, description="Images in one request.")
+    micro_batch: int = Field(1, ge=1, le=256, description="Images from concurrent requests per model call "
+                             "(micro-batching). 1 = one call per image: on a 2-core CPU that measured faster "
+                             "(bench/serve_precision.py); a many-core box or a GPU gains from 8-16.")
+    batch_wait_ms: float = Field(0.0, ge=0, le=100, description="How long a model call waits for more images "
+                                 "after its first one; 0: it takes what queued while the previous call ran (no "
+                                 "added latency; measured fastest, bench/serve_precision.py).")
     inference_timeout_s: float = Field(10.0, gt=0)
     inference_workers: int = Field(4, ge=1, description="Threads that decode, prepare and judge images (the model "
                                                         "calls themselves are batched); health probes never wait "

@@ -49,7 +49,7 @@ def load_verified(config: ServeConfig, info: VersionInfo, role: str = CHAMPION,
         raise DeployError(f"{config.model_name} v{info.version} is {role} but not exported to {folder}: "
                           "run 'defectops deploy'")
     verify_artefacts(folder, info, SERVED_FILES)
-    detector = OnnxDetector(folder, batching=(config.max_batch, config.batch_wait_ms))
+    detector = OnnxDetector(folder, batching=(config.micro_batch, config.batch_wait_ms))
     return LoadedModel(info.version, detector, folder, info, EmbeddingReducer.load(folder))
 
 

@@ -82,6 +82,7 @@ def deployed(trained, evaluated, tiny_dataset, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def endpoint(deployed, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("endpoint")
-    server = Server(serve_params(tmp, MODEL, deployed, max_pixels=1_000_000, max_batch=4)).wait_ready()
+    # Micro-batching on: the batch requests below share model calls.
+    server = Server(serve_params(tmp, MODEL, deployed, max_pixels=1_000_000, max_batch=4, micro_batch=4)).wait_ready()
     yield server, tmp / "decisions.db"
     server.stop()
