@@ -29,6 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--calibration", type=int, default=64)
+    parser.add_argument("--weights", type=Path, help="a detector already trained on the synthetic default (e.g. "
+                                                     "serve_precision.py's work dir/model/weights/best.pt)")
     args = parser.parse_args()
     work = scratch_work("defectops-int8-")
     from defectops.components.deploy.detector import OnnxDetector
@@ -42,11 +44,12 @@ def main() -> None:
 
     raw = work / "raw"
     ingest(IngestConfig(), raw)
-    train(TrainConfig(epochs=args.epochs, imgsz=256, checkpoint_dir=work / "ck"), raw, work / "model")
+    if not args.weights:
+        train(TrainConfig(epochs=args.epochs, imgsz=256, checkpoint_dir=work / "ck"), raw, work / "model")
     rows, names = read_manifest(raw), read_names(raw)
     fp32 = work / "fp32"
     fp32.mkdir()
-    shutil.copyfile(work / "model" / "weights" / "best.pt", fp32 / "best.pt")
+    shutil.copyfile(args.weights or work / "model" / "weights" / "best.pt", fp32 / "best.pt")
     export_onnx(fp32 / "best.pt", 256, fp32)
 
     def describe(folder: Path) -> None:
