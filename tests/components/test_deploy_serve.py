@@ -97,7 +97,7 @@ def _recorded(store_path, part_id: str, expected: int, timeout: float = 10.0) ->
     return rows
 
 
-def test_predict_raw_and_batch_and_every_decision_is_recorded(endpoint, tiny_dataset):
+def test_predict_raw_and_batch_and_every_decision_is_recorded(endpoint, deployed, tiny_dataset):
     server, store_path = endpoint
     rows = read_manifest(tiny_dataset)[:3]
     bodies = [(tiny_dataset / r["path"]).read_bytes() for r in rows]
@@ -114,8 +114,9 @@ def test_predict_raw_and_batch_and_every_decision_is_recorded(endpoint, tiny_dat
     records = _recorded(store_path, "P-000123", 4)
     assert len(records) == 4
     first = records[0]
+    served = json.loads((version_dir(deployed, single["model_version"]) / "model.json").read_text())
     assert (first["line"], first["station"], first["model_version"], first["precision"]) == (
-        "line-3", "cam-2", single["model_version"], "fp32")
+        "line-3", "cam-2", single["model_version"], served.get("precision", "fp32"))  # int8 when the gate verified it
     assert first["decision"] == single["decision"] and first["score"] == pytest.approx(single["max_confidence"])
     assert {"brightness", "contrast", "sharpness", "max_confidence"} <= set(first["features"])
     assert len(first["image_sha256"]) == 64 and first["latency_ms"] > 0

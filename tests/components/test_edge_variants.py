@@ -216,4 +216,4 @@ def test_openvino_runs_the_same_file_through_the_gate(quantisable_detector, tmp_
     checked = metrics["variants"]["int8-openvino"]
     assert checked["verdict"] == "verified" and checked["test_recall"] >= 0.95
     loaded = load_verified(ServeConfig(model_name=MODEL, deploy_root=tmp_path), open_registry(MODEL).champion())
-    assert type(loaded.detector.runner.runner).__name__ == "OpenVinoRunner"  # micro-batched OpenVINO
+    assert type(loaded.detector.runner).__name__ == "OpenVinoRunner"

@@ -13,6 +13,7 @@ from defectops.components.deploy.serve_config import ServeConfig
 from defectops.components.deploy.server import create_app
 from defectops.components.deploy.serving import load_verified
 from defectops.components.deploy.step import DeployError, version_dir
+from defectops.components.deploy.variants import recorded_variants
 
 
 @pytest.fixture
@@ -28,7 +29,9 @@ def export_copy(secured, tmp_path):
 
 def test_the_untouched_export_loads(export_copy):
     config, _, info = export_copy
-    assert load_verified(config, info).detector.threshold == float(info.tags["threshold"])
+    # The evaluated threshold, or the one the re-validation gate tuned for the variant deploy chose (auto: INT8).
+    gated = recorded_variants(info.tags).get(info.tags["deployed_variant"], {})
+    assert load_verified(config, info).detector.threshold == float(gated.get("threshold", info.tags["threshold"]))
 
 
 def test_a_laxer_threshold_in_model_json_is_refused(export_copy):
