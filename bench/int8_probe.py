@@ -90,7 +90,7 @@ def main() -> None:
                       f"{int((test >= threshold).sum())}/{len(test)}"))
     print_table(table, ("variant", "ms/image (predict, 2 threads)", "val-tuned threshold", "test recall",
                         "test precision", "test images flagged"))
-    print(f"\n{os.cpu_count()} cores; {args.epochs} epochs; work dir {work}")
+    print(f"\n{os.cpu_count()} cores; {args.weights or f'{args.epochs} epochs'}; work dir {work}")
 
 
 if __name__ == "__main__":
