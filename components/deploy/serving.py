@@ -14,7 +14,7 @@ from pathlib import Path
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.serve_config import ServeConfig
 from defectops.components.deploy.step import DeployError, verify_artefacts, version_dir
-from defectops.components.deploy.variants import variant_key
+from defectops.components.deploy.variants import variant_of
 from defectops.drift_features import EmbeddingReducer
 from defectops.errors import DefectopsError
 from defectops.registries import Registry, open_registry
@@ -84,16 +84,15 @@ class ChampionWatcher:
 
     def _refresh_canary(self) -> None:
         challenger = self.registry.by_alias(CHALLENGER)
-        if challenger is None or challenger.tags.get("canary") != "approved":
-            if self.canary is not None:
-                self.canary.detector.close()
+        cleared = challenger is not None and challenger.tags.get("canary") == "approved"
+        if cleared and self.canary is not None and self.canary.version == challenger.version:
+            return
+        if self.canary is not None:  # withdrawn or replaced
+            self.canary.detector.close()
+        if not cleared:
             self.canary, self.canary_error = None, None
             return
-        if self.canary is not None and self.canary.version == challenger.version:
-            return
         try:
-            if self.canary is not None:
-                self.canary.detector.close()
             self.canary, self.canary_error = load_verified(self.config, challenger, "canary", self.registry), None
             log.warning("canary v%s takes %.0f%% of requests", challenger.version, 100 * self.config.canary_share)
         except DefectopsError as exc:
@@ -120,9 +119,7 @@ class ChampionWatcher:
         if previous is not None:
             previous.detector.close()
         log.warning("serving %s v%s %s (was %s)", self.config.model_name, loaded.version,
-                    variant_key(loaded.detector.meta.get("precision", "fp32"),
-                                loaded.detector.meta.get("runtime", "onnxruntime")),
-                    f"v{previous.version}" if previous else None)
+                    variant_of(loaded.detector.meta), f"v{previous.version}" if previous else None)
 
     def run(self) -> None:
         while not self._stop.wait(self.config.reload_interval_s):

@@ -27,6 +27,7 @@ from defectops.components.deploy.variants import (
     measure,
     recorded_variants,
     variant_key,
+    variant_of,
 )
 from defectops.config import StepConfig
 from defectops.dataset import read_manifest, read_names, sha256_file
@@ -117,7 +118,7 @@ def verify_variant(folder: Path, info: VersionInfo) -> None:
     """The served threshold is the registry's; a variant (INT8, another runtime) is served only with a verified
     record of this very file. Only the evaluated FP32 ONNX Runtime export needs none."""
     meta = json.loads((Path(folder) / "model.json").read_text())
-    key = variant_key(meta.get("precision", "fp32"), meta.get("runtime", "onnxruntime"))
+    key = variant_of(meta)
     expected = info.tags.get("threshold")
     if key != REFERENCE:
         record = recorded_variants(info.tags).get(key, {})
@@ -227,22 +228,21 @@ def wanted_variant(config: DeployConfig, task: str) -> tuple[str, str]:
 
 
 def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging: Path, registry: Registry,
-                 precision: str) -> dict:
-    """Build the variant beside the FP32 export in `staging`, put both through the gate, and move the variant
-    into place only if verified.
+                 precision: str, meta: dict) -> tuple[dict, dict]:
+    """Build the variant beside the FP32 export in `staging` (described by `meta`), put both through the gate, and
+    move the variant into place only if verified. Returns the model.json now in `staging` and the checks.
 
     Both are recorded in the registry, verified or refused, so the approver sees them side by side. A refusal
     raises (nothing is deployed) unless the precision was `auto`, where the FP32 export stays."""
     from defectops.components.deploy.quantize import quantize_int8
 
-    meta = json.loads((staging / "model.json").read_text())
     if precision == "int8" and meta["task"] != "detect":
         raise DeployError(f"deploy.precision int8: verified for detectors only; this version's task is "
                           f"'{meta['task']}' (deploy it as fp32, or fp32/fp16 on openvino)")
     target = float(info.tags.get("target_recall", 0.95))
     # The recall evaluation tuned its threshold for (a version registered before that tag: the target itself).
     tuning = float(info.tags.get("tuning_recall") or target)
-    reference, _ = measure(staging, dataset, sha256_file(staging / "model.onnx"), tuning, meta["threshold"])
+    reference, _ = measure(staging, dataset, meta["onnx_sha256"], tuning, meta["threshold"])
     reference = replace(reference, verdict="reference")
     candidate = staging / "variant"
     candidate.mkdir()
@@ -251,10 +251,10 @@ def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging
                       calibration_blobs(OnnxDetector(staging), dataset, config.calibration_images))
     else:
         shutil.copyfile(staging / "model.onnx", candidate / "model.onnx")
-    meta.update(precision=precision, runtime=config.runtime, evaluated_threshold=meta["threshold"],
-                onnx_sha256=sha256_file(candidate / "model.onnx"))
-    (candidate / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    measured, flagged = measure(candidate, dataset, meta["onnx_sha256"], tuning)
+    candidate_meta = {**meta, "precision": precision, "runtime": config.runtime,
+                      "evaluated_threshold": meta["threshold"], "onnx_sha256": sha256_file(candidate / "model.onnx")}
+    (candidate / "model.json").write_text(json.dumps(candidate_meta, indent=2) + "\n")
+    measured, flagged = measure(candidate, dataset, candidate_meta["onnx_sha256"], tuning)
     variant, refusal = judge(measured, reference, target, config.max_precision_drop)
     registry.record(info.version, {**reference.tag(), **variant.tag()})
     checks = {c.key: {**asdict(c), **extra} for c, extra in ((reference, {}), (variant, flagged))}
@@ -265,10 +265,11 @@ def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging
     if refused:
         log.warning("%s; deploying FP32 (deploy.precision auto)", refused)
     else:
+        meta = {**candidate_meta, "threshold": variant.threshold}
         (candidate / "model.onnx").replace(staging / "model.onnx")
-        (staging / "model.json").write_text(json.dumps({**meta, "threshold": variant.threshold}, indent=2) + "\n")
+        (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     shutil.rmtree(candidate)
-    return checks
+    return meta, checks
 
 
 def deploy(config: DeployConfig, dataset: Path, out: Path, registry: Registry | None = None) -> dict:
@@ -306,12 +307,10 @@ def deploy(config: DeployConfig, dataset: Path, out: Path, registry: Registry | 
         checks = {}
         precision, runtime = wanted_variant(config, task)
         if variant_key(precision, runtime) != REFERENCE:
-            checks = make_variant(config, info, dataset, staging, registry, precision)
-            meta = json.loads((staging / "model.json").read_text())
+            meta, checks = make_variant(config, info, dataset, staging, registry, precision, meta)
         n_ref = write_reference(OnnxDetector(staging), dataset, config.reference_splits, staging)
         registry.record(info.version, {"onnx_sha256": meta["onnx_sha256"], **artefact_tags(staging),
-                                       "deployed_variant": variant_key(meta.get("precision", "fp32"),
-                                                                       meta.get("runtime", "onnxruntime"))})
+                                       "deployed_variant": variant_of(meta)})
         target = version_dir(out, info.version)
         if target.exists():
             shutil.rmtree(target)

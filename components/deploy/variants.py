@@ -32,6 +32,11 @@ def variant_key(precision: str, runtime: str) -> str:
     return f"{precision}-{runtime}"
 
 
+def variant_of(meta: dict) -> str:
+    """The variant a model.json describes (an export from before variants: the FP32 reference)."""
+    return variant_key(meta.get("precision", "fp32"), meta.get("runtime", "onnxruntime"))
+
+
 @dataclass(frozen=True)
 class VariantCheck:
     key: str
@@ -83,9 +88,8 @@ def measure(folder: Path, dataset: Path, sha256: str, tuning_recall: float,
         threshold = tune_threshold(val_scores, val_truth, tuning_recall)
     val = image_level_metrics(val_scores, val_truth, threshold)
     test = image_level_metrics(test_scores, test_truth, threshold)
-    key = variant_key(detector.meta.get("precision", "fp32"), detector.meta.get("runtime", "onnxruntime"))
-    check = VariantCheck(key, sha256, float(threshold), round(val["recall"], 4), round(test["recall"], 4),
-                         round(test["precision"], 4), round(ms, 2), "measured")
+    check = VariantCheck(variant_of(detector.meta), sha256, float(threshold), round(val["recall"], 4),
+                         round(test["recall"], 4), round(test["precision"], 4), round(ms, 2), "measured")
     return check, {"test_flagged": int((test_scores >= threshold).sum()), "test_images": len(test_scores)}
 
 
