@@ -2,8 +2,9 @@
 
 Defect images in the train split are left out (they would teach the memory that defects are normal); val
 and test keep theirs, so evaluate tunes the recall-first threshold and the gate reads the same metrics as
-for a detector. The backbone comes from `train.weights` (a local .pt or the champion) or `train.model`'s
-yaml with random weights: see defectops/anomaly for why.
+for a detector. The features come from `train.weights` (a local .pt or the champion), else the named ImageNet
+backbone (`train.backbone`, efficientnet_lite0 by default: see defectops/backbones.py), else `train.model`'s yaml
+with random weights (weak: near chance on real tiles).
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from defectops.anomaly import memory as anomaly
 from defectops.components.train.record import write_run_record
 from defectops.dataset import label_path, read_labels, read_manifest
 from defectops.metrics import StepTimer, write_metrics
+from defectops.pretrained import ImageNetBackbone
 from defectops.tracking import configure_mlflow
+
+# The ImageNet backbone's stride-8 and stride-16 maps (timm feature levels): small pits and larger textures.
+FEATURE_LEVELS = (2, 3)
 
 
 def good_training_images(dataset: Path) -> list[Path]:
@@ -22,16 +27,20 @@ def good_training_images(dataset: Path) -> list[Path]:
             if r["split"] == "train" and not read_labels(label_path(dataset, r["path"]))]
 
 
-def backbone(start, yaml: str, source: str):
-    """The blocks whose features are remembered: the starting checkpoint's (an earlier anomaly model's own,
-    e.g. a retraining from an anomaly champion), else those of the yaml's network with random weights."""
+def backbone(start, config, source: str):
+    """The features that are remembered: the starting checkpoint's (an earlier anomaly model's own, e.g. a
+    retraining from an anomaly champion, or a YOLO checkpoint's first blocks), else the named ImageNet backbone
+    (`train.backbone`, the default), else the yaml's network with random weights."""
     from ultralytics import YOLO
 
     if start.path is None:
-        return anomaly.backbone_layers(YOLO(yaml).model, source)
+        if config.backbone:
+            return ImageNetBackbone.of(config.backbone, FEATURE_LEVELS)
+        return anomaly.backbone_layers(YOLO(config.model).model, source)
     earlier = anomaly.load(start.path)
-    if earlier is not None:  # keep the features it was fitted on
-        return earlier["memory"].layers
+    if earlier is not None:  # keep the features it was fitted on (a memory from before extractors: its YOLO blocks)
+        memory = earlier["memory"]
+        return memory.extractor if hasattr(memory, "extractor") else anomaly.YoloFeatures(memory.layers)
     return anomaly.backbone_layers(YOLO(str(start.path)).model, source)
 
 
@@ -45,8 +54,9 @@ def fit_anomaly(config, dataset: Path, out: Path, lineage: dict, start, imgsz: i
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)  # random backbone weights: same settings and data, same model
-    source = str(start.path) if start.path else f"{config.model} (random weights)"
-    memory, report = anomaly.fit(backbone(start, config.model, source), good_training_images(dataset), imgsz,
+    source = (str(start.path) if start.path else config.backbone if config.backbone
+              else f"{config.model} (random weights)")
+    memory, report = anomaly.fit(backbone(start, config, source), good_training_images(dataset), imgsz,
                                  config.memory_patches, config.seed)
     weights = out / "weights" / "best.pt"
     weights.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +64,7 @@ def fit_anomaly(config, dataset: Path, out: Path, lineage: dict, start, imgsz: i
     configure_mlflow(config.experiment)
     with mlflow.start_run(run_name="train", nested=parent_run_id is not None, parent_run_id=parent_run_id) as run:
         mlflow.log_params({"task": config.task, "model": config.model, "weights": config.weights,
+                           "backbone": config.backbone,
                            "imgsz_used": imgsz, "memory_patches": config.memory_patches, "seed": config.seed})
         mlflow.set_tags({**lineage, "git_commit": git_commit(), "step": "train", "initialised_from": start.note[:500]})
         mlflow.log_metrics({f"fit/{k}": float(v) for k, v in report.__dict__.items()})

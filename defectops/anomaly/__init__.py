@@ -3,10 +3,10 @@
 Why this design (PatchCore's idea, our own small implementation): a new line has thousands of good parts
 and almost no labelled defects. Anomalib's feature models (PatchCore, PaDiM, STFPM, EfficientAd) need
 ImageNet backbones downloaded at run time, which an air-gapped line cannot do; its from-scratch DRAEM needs
-hundreds of GPU epochs. Here the features come from a YOLO backbone the user already has on disk: a
-pretrained checkpoint, any earlier defectops model (a detector trained on another dataset), or, with
-nothing, random weights (weak, but it runs). Fitting is one forward pass over the good training images —
-minutes on a CPU — and an image's anomaly map is each patch's distance to the nearest remembered good patch.
+hundreds of GPU epochs. Here the features come from ImageNet weights an installed package ships
+(defectops/backbones.py, the default), or a YOLO backbone the user already has on disk. Fitting is one
+forward pass over the good training images plus a coreset — minutes on a CPU — and an image's anomaly map
+is each patch's distance to the nearest remembered good patch.
 
 The score is calibrated on good images the memory did not see: `raw / (raw + typical good raw)`, so it lies
 in [0, 1), a typical good part scores about 0.5, and the recall-first threshold, the gate, the registry and

@@ -14,7 +14,23 @@ FEATURE_LAYERS = (4, 6)  # a YOLO backbone's stride-8 and stride-16 blocks: smal
 CHECKPOINT_KEY = "defectops_anomaly"
 
 
-def backbone_layers(model, source: str):
+class YoloFeatures(torch.nn.Module):
+    """A YOLO model's first blocks as a feature extractor: image -> [stride-8 map, stride-16 map]."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x):
+        maps = []
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i in FEATURE_LAYERS:
+                maps.append(x)
+        return maps
+
+
+def backbone_layers(model, source: str) -> YoloFeatures:
     """The first blocks of a YOLO model (detect or classify) up to the deepest feature layer; every one must
     read only its predecessor, so the blocks run as a plain sequence."""
     layers = list(model.model)[:max(FEATURE_LAYERS) + 1]
@@ -22,30 +38,29 @@ def backbone_layers(model, source: str):
     if len(layers) <= max(FEATURE_LAYERS) or bad:
         raise AnomalyError(f"{source}: its first {max(FEATURE_LAYERS) + 1} blocks are not a plain backbone sequence "
                            "(expected a YOLOv8/YOLO11 detect or classify model)")
-    return torch.nn.ModuleList(layers)
+    return YoloFeatures(torch.nn.ModuleList(layers))
 
 
 class PatchMemory(torch.nn.Module):
-    """Image -> (calibrated score, anomaly map in units of a typical good image's score, pooled features)."""
+    """Image -> (calibrated score, anomaly map in units of a typical good image's score, pooled features).
 
-    def __init__(self, layers, bank, scale: float):
+    `extractor`: image -> feature maps, finest first (YoloFeatures, or an ImageNet backbone from
+    defectops.pretrained); each patch is described by every map, upsampled to the finest."""
+
+    def __init__(self, extractor, bank, scale: float):
         super().__init__()
-        self.layers = layers
+        self.extractor = extractor
         self.register_buffer("bank", bank)
         self.register_buffer("bank_sq", (bank * bank).sum(1))
         self.register_buffer("scale", torch.tensor(float(scale)))
 
     def features(self, x):
-        maps = {}
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i in FEATURE_LAYERS:
-                maps[i] = x
-        fine = maps[FEATURE_LAYERS[0]]
-        coarse = torch.nn.functional.interpolate(maps[FEATURE_LAYERS[1]], size=fine.shape[-2:], mode="bilinear",
-                                                 align_corners=False)
+        maps = self.extractor(x)
+        fine = maps[0]
+        upsampled = [torch.nn.functional.interpolate(m, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+                     for m in maps[1:]]
         # Each patch described with its neighbours (PatchCore's local aggregation): robust to a pixel's shift.
-        return torch.nn.functional.avg_pool2d(torch.cat([fine, coarse], 1), 3, 1, 1)
+        return torch.nn.functional.avg_pool2d(torch.cat([fine, *upsampled], 1), 3, 1, 1)
 
     def distances(self, x):
         f = self.features(x)
@@ -92,10 +107,23 @@ def _greedy_coreset(patches, size: int, seed: int):
     return pool[chosen]
 
 
-def fit(layers: torch.nn.ModuleList, good_images: list[Path], imgsz: int, bank_size: int, seed: int = 0,
+def batches(paths: list[Path], imgsz: int, batch: int):
+    """Model inputs of consecutive images stacked while their shapes agree (parts of one aspect share one)."""
+    pending: list[np.ndarray] = []
+    for path in paths:
+        x = anomaly_input(read_rgb(path), imgsz)
+        if pending and (len(pending) == batch or x.shape != pending[0].shape):
+            yield torch.from_numpy(np.stack(pending))
+            pending = []
+        pending.append(x)
+    if pending:
+        yield torch.from_numpy(np.stack(pending))
+
+
+def fit(extractor: torch.nn.Module, good_images: list[Path], imgsz: int, bank_size: int, seed: int = 0,
         calibration_share: float = 0.2, batch: int = 16):
-    """A fitted PatchMemory over `layers` (see backbone_layers) from defect-free images: most fill the
-    memory, the rest calibrate the score."""
+    """A fitted PatchMemory over `extractor` (YoloFeatures or an ImageNet backbone) from defect-free images:
+    most fill the memory, the rest calibrate the score."""
     if len(good_images) < 5:
         raise AnomalyError(f"train.task anomaly needs defect-free training images: found {len(good_images)} "
                            "(expected at least 5; images with no boxes in the train split)")
@@ -103,15 +131,11 @@ def fit(layers: torch.nn.ModuleList, good_images: list[Path], imgsz: int, bank_s
     n_cal = max(1, int(round(len(good_images) * calibration_share)))
     calibration = [good_images[i] for i in order[:n_cal]]
     remembered = [good_images[i] for i in order[n_cal:]]
-    memory = PatchMemory(layers.float().eval(), torch.zeros(1, 1), 1.0)
+    memory = PatchMemory(extractor.float().eval(), torch.zeros(1, 1), 1.0)
 
     def run(paths, fn):
-        out = []
         with torch.no_grad():
-            for start in range(0, len(paths), batch):
-                x = torch.from_numpy(np.stack([anomaly_input(read_rgb(p), imgsz) for p in paths[start:start + batch]]))
-                out.append(fn(x))
-        return torch.cat(out)
+            return torch.cat([fn(x) for x in batches(paths, imgsz, batch)])
 
     def patch_rows(x):
         f = memory.features(x)
@@ -119,7 +143,7 @@ def fit(layers: torch.nn.ModuleList, good_images: list[Path], imgsz: int, bank_s
 
     patches = run(remembered, patch_rows)
     bank = _greedy_coreset(patches, bank_size, seed)
-    memory = PatchMemory(memory.layers, bank.contiguous(), 1.0)
+    memory = PatchMemory(memory.extractor, bank.contiguous(), 1.0)
     raw = run(calibration, lambda x: memory.distances(x)[0].flatten(1).max(1).values)
     scale = float(torch.median(raw)) or 1.0
     memory.scale.fill_(scale)
@@ -148,18 +172,16 @@ class AnomalyModel:
         self.names = dict(enumerate(checkpoint["names"]))
 
     def scores(self, images: list[Path], batch: int = 4) -> np.ndarray:
-        out = []
         with torch.no_grad():  # a few images at a time: each patch is compared with the whole memory
-            for start in range(0, len(images), batch):
-                x = torch.from_numpy(np.stack([anomaly_input(read_rgb(p), self.imgsz)
-                                               for p in images[start:start + batch]]))
-                out.append(self.memory(x)[0].numpy())
+            out = [self.memory(x)[0].numpy() for x in batches(images, self.imgsz, batch)]
         return np.concatenate(out) if out else np.zeros(0)
 
 
 def export_onnx(checkpoint: dict, target: Path) -> None:
-    """One graph: image in, (score, anomaly map, pooled features) out, so the endpoint needs no torch."""
+    """One graph: image in, (score, anomaly map, pooled features) out, so the endpoint needs no torch. Height and
+    width are free (an elongated part keeps its aspect: see anomaly_input)."""
     imgsz = int(checkpoint["imgsz"])
     torch.onnx.export(checkpoint["memory"].eval(), torch.zeros(1, 3, imgsz, imgsz), str(target),
                       input_names=["image"], output_names=["score", "anomaly_map", "embedding"], opset_version=17,
-                      dynamo=False)
+                      dynamo=False, dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "score": {0: "n"},
+                                                  "anomaly_map": {0: "n", 1: "mh", 2: "mw"}, "embedding": {0: "n"}})

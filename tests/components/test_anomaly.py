@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from defectops import anomaly, registry
+from defectops import anomaly, backbones, registry
 from defectops.anomaly import memory
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.step import DeployConfig, deploy, version_dir
@@ -59,6 +59,8 @@ def test_only_defect_free_training_images_are_remembered(anomaly_fitted, plain_p
     assert {str(p) for p in good_training_images(plain_parts)} == {str(plain_parts / r["path"]) for r in good_train}
     assert metrics["bank_images"] + metrics["calibration_images"] == len(good_train)
     assert metrics["bank_patches"] == 256 and metrics["task"] == "anomaly"
+    assert metrics["backbone"] == "efficientnet_lite0"  # the default: ImageNet features, so the tests below use them
+    assert metrics["backbone_sha256"] == backbones.BACKBONES["efficientnet_lite0"].sha256
     run = json.loads((root / "model" / "run.json").read_text())
     assert run["task"] == "anomaly" and run["imgsz"] == 96 and run["tile"] is None
 
@@ -108,7 +110,7 @@ def test_the_backbone_comes_from_a_checkpoint_or_an_earlier_anomaly_model(anomal
         assert metrics["parent_weights_sha256"] == sha256_file(weights)  # lineage for the registry
     refit = memory.load(tmp_path / "best" / "weights" / "best.pt")["memory"]
     original = memory.load(earlier)["memory"]
-    for a, b in zip(refit.layers.state_dict().values(), original.layers.state_dict().values(), strict=True):
+    for a, b in zip(refit.extractor.state_dict().values(), original.extractor.state_dict().values(), strict=True):
         assert a.shape == b.shape and bool((a == b).all())  # the earlier model's features, not new ones
     head_first = SimpleNamespace(model=YOLO("yolov8n.yaml").model.model[10:])  # blocks that read two inputs
     with pytest.raises(anomaly.AnomalyError, match="cut.pt: its first 7 blocks are not a plain backbone sequence"):
