@@ -20,11 +20,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 from PIL import Image
 
 from defectops.errors import DefectopsError
+from defectops.imaging import letterbox
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -346,9 +348,11 @@ def classification_names(root: Path) -> list[str]:
     return sorted([*names, GOOD] if has_good else names)
 
 
-def build_classification_view(root: Path, view: Path) -> Path:
-    """An Ultralytics classification view, `<view>/<split>/<class>/<image>` symlinks; returns `view`.
+def build_classification_view(root: Path, view: Path, size: int | None = None) -> Path:
+    """An Ultralytics classification view, `<view>/<split>/<class>/<image>`; returns `view`.
 
+    With `size`, each image is letterboxed into a size x size PNG (defectops.imaging: what evaluation and the
+    endpoint feed the classifier; Ultralytics' own centre crop would cut elongated parts); without, symlinks.
     Every split gets a folder for every class (empty where it has none), so class order is the
     same for all splits.
     """
@@ -358,9 +362,17 @@ def build_classification_view(root: Path, view: Path) -> Path:
         for name in classes:
             (view / split / name).mkdir(parents=True, exist_ok=True)
     for split, rel in iter_images(root):
-        link = view / split / image_class(read_labels(label_path(root, rel)), names) / Path(rel).name
-        if not link.is_symlink():
-            link.symlink_to(root / rel)
+        target = view / split / image_class(read_labels(label_path(root, rel)), names) / Path(rel).name
+        if size is None:
+            if not target.is_symlink():
+                target.symlink_to(root / rel)
+            continue
+        target = target.with_name(f"{Path(rel).stem}-{Path(rel).suffix[1:]}.png")  # lossless, names stay unique
+        if not target.exists():
+            image = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
+            if image is None:
+                raise DatasetError(f"{root / rel}: not a readable image")
+            cv2.imwrite(str(target), letterbox(image, size)[0])
     return view
 
 

@@ -16,6 +16,7 @@ from defectops.anomaly import ANOMALY, anomaly_input
 from defectops.components.deploy.batching import MicroBatcher
 from defectops.components.deploy.runtimes import open_runner
 from defectops.dataset import GOOD
+from defectops.imaging import letterbox
 from defectops.tiling import detect_tiled, needs_tiling, tiling_of
 
 SCORE_FLOOR = 0.001
@@ -64,14 +65,7 @@ class OnnxDetector:
             return np.asarray(im.convert("RGB"))
 
     def _letterbox(self, rgb: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
-        h, w = rgb.shape[:2]
-        scale = min(self.imgsz / h, self.imgsz / w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))  # a very thin image keeps one pixel row
-        resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else rgb
-        top, left = (self.imgsz - nh) // 2, (self.imgsz - nw) // 2
-        canvas = np.full((self.imgsz, self.imgsz, 3), 114, np.uint8)
-        canvas[top:top + nh, left:left + nw] = resized
-        return canvas, scale, (left, top)
+        return letterbox(rgb, self.imgsz)
 
     def close(self) -> None:
         """Let a micro-batcher's thread go (after a model swap); calls still in flight finish unbatched."""
@@ -86,7 +80,7 @@ class OnnxDetector:
         """The model's input for one whole image, as the endpoint prepares it (INT8 calibration uses it)."""
         if self.task == ANOMALY:
             return anomaly_input(rgb, self.imgsz)[None]
-        return self._tensor(self._center_crop(rgb) if self.task == "classify" else self._letterbox(rgb)[0])
+        return self._tensor(self._letterbox(rgb)[0])  # a classifier too: see defectops.imaging
 
     def predict(self, rgb: np.ndarray, iou: float = 0.6, max_det: int = 100) -> list[Detection]:
         return self.infer(rgb, iou, max_det)[0]
@@ -151,15 +145,6 @@ class OnnxDetector:
         box = (float(xs.min() * w / mw), float(ys.min() * h / mh), float((xs.max() + 1) * w / mw),
                float((ys.max() + 1) * h / mh))
         return [Detection(-1, ANOMALY, score, box)]
-
-    def _center_crop(self, rgb: np.ndarray) -> np.ndarray:
-        """Ultralytics' classification preprocessing: shorter side to imgsz, then a centred square crop."""
-        h, w = rgb.shape[:2]
-        scale = self.imgsz / min(h, w)
-        nh, nw = max(self.imgsz, round(h * scale)), max(self.imgsz, round(w * scale))
-        resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else rgb
-        top, left = (nh - self.imgsz) // 2, (nw - self.imgsz) // 2
-        return np.ascontiguousarray(resized[top:top + self.imgsz, left:left + self.imgsz])
 
     def _classification(self, probs: np.ndarray, shape: tuple[int, int]) -> list[Detection]:
         by_name = dict(zip(self.output_classes, probs.tolist()))

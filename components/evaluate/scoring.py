@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from defectops.dataset import GOOD
+from defectops.imaging import letterbox
 
 SCORE_FLOOR = 0.001  # boxes below this are noise; an image with none scores 0
 
@@ -62,6 +64,8 @@ def score_images(model, root: Path, paths: list[str], imgsz: int, batch: int, de
     model_names = dict(model.names)
     for start in range(0, len(paths), batch):
         chunk = [str(Path(root) / p) for p in paths[start:start + batch]]
+        if model.task == "classify":  # as trained and served: the whole part letterboxed (defectops.imaging)
+            chunk = [letterbox(_read_bgr(p), imgsz)[0] for p in chunk]
         results = model.predict(chunk, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False)
         for offset, result in enumerate(results):
             row = start + offset
@@ -82,10 +86,15 @@ def score_images(model, root: Path, paths: list[str], imgsz: int, batch: int, de
     return per_class, per_class.max(axis=1) if len(names) else np.zeros(len(paths))
 
 
+def _read_bgr(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    return image
+
+
 def _score_tiled(model, root: Path, paths: list[str], imgsz: int, device: str, names: list[str],
                  tiles: tuple[int, float]) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
     per_class = np.zeros((len(paths), len(names)))
     column = {name: i for i, name in enumerate(names)}
     model_names = dict(model.names)

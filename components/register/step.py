@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field
 
 from defectops import identity
+from defectops.backbones import LINEAGE_KEYS as BACKBONE_LINEAGE
 from defectops.config import StepConfig
 from defectops.dataset import sha256_file
 from defectops.errors import RefusedError
@@ -84,6 +85,8 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
         # Where training started (warm start): the parent version and the hash of the weights it began from.
         **{k: str(run_info[k]) for k in ("parent_version", "parent_model", "parent_weights_sha256")
            if run_info.get(k)},
+        # Which pretrained weights it started from (package and pinned sha256): the model card shows them.
+        **{k: str(run_info[k]) for k in BACKBONE_LINEAGE if run_info.get(k)},
         "weights_sha256": sha256_file(model_dir / "weights" / "best.pt"),
         # A retraining launcher says why it ran through the environment, so the same DVC stage
         # records 'drift' or 'schedule' without editing params.yaml.

@@ -1,4 +1,5 @@
-"""Train: Ultralytics YOLO from a model yaml (no pretrained weights), tracked in MLflow."""
+"""Train: Ultralytics YOLO from a model yaml, on a named ImageNet-pretrained backbone, or from a checkpoint;
+tracked in MLflow."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from defectops.backbones import DEFAULT as BACKBONE
+from defectops.backbones import parse as parse_backbone
 from defectops.components.train.record import write_run_record
 from defectops.config import StepConfig
 from defectops.dataset import build_classification_view, build_ultralytics_view, read_names
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MODELS = {"detect": "yolov8n.yaml", "classify": "yolov8n-cls.yaml", "segment": "yolov8n-seg.yaml",
                   "anomaly": "yolov8n.yaml"}
+# The tasks whose default model starts from ImageNet features (defectops/backbones.py).
+DEFAULT_BACKBONES = {"classify": BACKBONE, "anomaly": BACKBONE}
 YAML_SUFFIX = {"classify": "-cls", "segment": "-seg"}  # Ultralytics' naming of a task's model yamls
 DEFAULT_LR0 = {"AdamW": 0.001, "Adam": 0.001, "SGD": 0.01, "MuSGD": 0.01}  # auto picks its own
 
@@ -39,6 +44,12 @@ class TrainConfig(StepConfig):
     model: str = Field(None, description="Ultralytics model yaml, built from scratch and never downloaded; "
                                                 "null = yolov8n.yaml (detect, anomaly), yolov8n-cls.yaml "
                                                 "(classify), yolov8n-seg.yaml (segment).")
+    backbone: str | None = Field(
+        "auto", description="A named ImageNet-pretrained backbone whose weights an installed package ships "
+                            "(defectops/backbones.py: efficientnet_lite0 (installed), _lite1, _lite2; ':random' = "
+                            "the same network from random weights); auto: efficientnet_lite0 for classify and "
+                            "anomaly, the model yaml for detect and segment (a backbone there is YOLOv8n's neck "
+                            "and head on it); null: the model yaml from scratch.")
     weights: str | None = Field(None, description="Start from these weights instead of random ones: a local .pt "
                                                   "(a pretrained checkpoint, any earlier defectops model; its "
                                                   "architecture wins over `model`) or 'champion' (the registry's "
@@ -87,6 +98,20 @@ class TrainConfig(StepConfig):
         if isinstance(data, dict) and data.get("model") is None:
             data = {**data, "model": DEFAULT_MODELS.get(data.get("task", "detect"), DEFAULT_MODELS["detect"])}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backbone_for_task(cls, data):
+        if isinstance(data, dict) and data.get("backbone", "auto") == "auto":
+            data = {**data, "backbone": DEFAULT_BACKBONES.get(data.get("task", "detect"))}
+        return data
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value):
+        if value is not None:
+            parse_backbone(value)  # a BackboneError (a ValueError) names the choices
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -151,6 +176,12 @@ def optimizer_args(config: TrainConfig, warm_start: bool = False) -> dict:
     if warm_start:
         args["warmup_epochs"] = min(3.0, WARM_START_WARMUP_SHARE * config.epochs)
     return args
+
+
+def task_augmentation(task: str) -> dict:
+    """A classifier's label is about the whole part: Ultralytics' random erasing (40 % of images) and crops down
+    to half the image would cut the very defect that makes an image 'defective' away. Crops keep >= 90 %."""
+    return {"erasing": 0.0, "scale": 0.1} if task == "classify" else {}
 
 
 def resolve_size(config: TrainConfig, dataset: Path) -> dict:
@@ -228,8 +259,11 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     threads = configure_ultralytics(config.threads)
     from ultralytics import YOLO
 
+    from defectops.backbones import describe as backbone_lineage
     from defectops.components.train import weights as starting
+    from defectops.components.train.backbone_models import frozen_layers, write_model_yaml
     from defectops.compute import cpu_workers, keep_workers
+    from defectops.pretrained import ultralytics_layers
 
     timer = StepTimer()
     config = for_this_run(config)
@@ -261,8 +295,11 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         start = starting.StartingPoint(None, json.loads(start_record.read_text()), "resumed")
     else:
         start = starting.resolve(config.weights, config.model_name, checkpoint, registry)
+        if config.backbone and start.path is None:  # which pretrained weights it starts from
+            start.lineage.update(backbone_lineage(config.backbone))
         start_record.write_text(json.dumps(start.lineage))
     lineage = {**lineage, **start.lineage}
+    ultralytics_layers()  # a checkpoint or yaml naming ImageNetBackbone can be (re)built
     size = resolve_size(config, dataset)
     imgsz, tile = int(size["imgsz"]), size["tile"]
     if config.task == "anomaly":
@@ -273,7 +310,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
         finally:
             shutil.rmtree(checkpoint, ignore_errors=True)
     if config.task == "classify":
-        data = build_classification_view(dataset, checkpoint / "view")
+        data = build_classification_view(dataset, checkpoint / "view", size=imgsz)
     else:
         data = build_ultralytics_view(dataset, checkpoint / "view", segments=config.task == "segment",
                                       tiles=(tile, config.tile_overlap, config.seed) if tile else None)
@@ -295,6 +332,8 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             model = YOLO(str(last), task=config.task)
         elif start.path is not None:
             model = starting.load(start, config.task, read_names(dataset))
+        elif config.backbone:
+            model = YOLO(str(write_model_yaml(config.backbone, config.task, checkpoint)), task=config.task)
         else:
             model = YOLO(config.model, task=config.task)
         mlflow.set_tag("initialised_from", start.note[:500] if not resuming else "resumed")
@@ -309,6 +348,8 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
             if trainer.best_fitness == trainer.fitness:  # best.pt was rewritten in this save too
                 _atomic_copy(Path(trainer.best), best_copy)
 
+        frozen = frozen_layers(model.model)  # a pretrained backbone's early stages stay ImageNet's
+        mlflow.set_tag("frozen_layers", ",".join(frozen) or "none")
         model.add_callback("on_fit_epoch_end", log_epoch)
         model.add_callback("on_model_save", keep_whole_checkpoint)
         model.add_callback("on_pretrain_routine_start", keep_workers(cpu_workers(config.workers, threads)))
@@ -321,7 +362,8 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
                         weight_decay=config.weight_decay, mosaic=config.mosaic, hsv_v=config.hsv_v,
                         patience=config.patience, time=config.time_hours, cache="ram" if config.cache else False,
                         project=str(checkpoint), name="ultralytics", exist_ok=True, plots=False, verbose=False,
-                        amp=device != "cpu", deterministic=True)
+                        amp=device != "cpu", deterministic=True, freeze=frozen or None,
+                        **task_augmentation(config.task))
         run_dir = Path(model.trainer.save_dir)
         weights = out / "weights" / "best.pt"
         weights.parent.mkdir(parents=True, exist_ok=True)
