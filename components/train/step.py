@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from defectops.backbones import DEFAULT as BACKBONE
+from defectops.backbones import describe as backbone_lineage
 from defectops.backbones import parse as parse_backbone
 from defectops.components.train.record import write_run_record
 from defectops.config import StepConfig
@@ -259,7 +260,6 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     threads = configure_ultralytics(config.threads)
     from ultralytics import YOLO
 
-    from defectops.backbones import describe as backbone_lineage
     from defectops.components.train import weights as starting
     from defectops.components.train.backbone_models import frozen_layers, write_model_yaml
     from defectops.compute import cpu_workers, keep_workers
