@@ -11,8 +11,9 @@ per seed and task two trainings through the project's own train and evaluate ste
 `efficientnet_lite0:random` (the same network from random weights). Anomaly fits on the defect-free training
 tiles only; the classifier (good vs each defect type, letterboxed whole tiles) trains for the same wall-clock
 budget; `--tasks detect` adds detectors (YOLOv8n's neck and head on the backbone, pretrained and random, beside
-today's yolov8n.yaml), each for the same wall-clock budget, with test box mAP50. Evaluate tunes the recall-first threshold on val; the test split reports image AUROC, recall at that
-threshold, the false-reject rate (good tiles rejected) and precision, and precision at recall 0.95.
+today's yolov8n.yaml), each for the same wall-clock budget, with test box mAP50. Evaluate tunes the
+recall-first threshold on val; the test split reports image AUROC, recall at that threshold, the false-reject
+rate (good tiles rejected) and precision, and precision at recall 0.95.
 Serving: each pretrained model (seed 0) and a YOLOv8n detector from its yaml (one epoch: speed only) are
 registered, approved, deployed and served on loopback; flat-out images/s and p50/p99 at 20 img/s, same run.
 """
