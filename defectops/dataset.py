@@ -26,7 +26,7 @@ import yaml
 from PIL import Image
 
 from defectops.errors import DefectopsError
-from defectops.imaging import letterbox
+from defectops.imaging import letterbox, read_bgr
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -369,9 +369,10 @@ def build_classification_view(root: Path, view: Path, size: int | None = None) -
             continue
         target = target.with_name(f"{Path(rel).stem}-{Path(rel).suffix[1:]}.png")  # lossless, names stay unique
         if not target.exists():
-            image = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
-            if image is None:
-                raise DatasetError(f"{root / rel}: not a readable image")
+            try:
+                image = read_bgr(root / rel)
+            except ValueError as exc:
+                raise DatasetError(str(exc)) from None
             cv2.imwrite(str(target), letterbox(image, size)[0])
     return view
 

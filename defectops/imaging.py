@@ -8,6 +8,14 @@ import numpy as np
 PAD = 114  # Ultralytics' letterbox grey
 
 
+def read_bgr(path) -> np.ndarray:
+    """An image file as BGR uint8 (OpenCV's order, what Ultralytics takes); ValueError naming a file it cannot read."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    return image
+
+
 def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
     """The whole image scaled into a size x size canvas, aspect kept, centred on grey: (canvas, scale, (left, top)).
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from defectops.dataset import GOOD
-from defectops.imaging import letterbox
+from defectops.imaging import letterbox, read_bgr
 
 SCORE_FLOOR = 0.001  # boxes below this are noise; an image with none scores 0
 
@@ -65,7 +65,7 @@ def score_images(model, root: Path, paths: list[str], imgsz: int, batch: int, de
     for start in range(0, len(paths), batch):
         chunk = [str(Path(root) / p) for p in paths[start:start + batch]]
         if model.task == "classify":  # as trained and served: the whole part letterboxed (defectops.imaging)
-            chunk = [letterbox(_read_bgr(p), imgsz)[0] for p in chunk]
+            chunk = [letterbox(read_bgr(p), imgsz)[0] for p in chunk]
         results = model.predict(chunk, conf=SCORE_FLOOR, imgsz=imgsz, device=device, verbose=False)
         for offset, result in enumerate(results):
             row = start + offset
@@ -84,13 +84,6 @@ def score_images(model, root: Path, paths: list[str], imgsz: int, batch: int, de
     if model.task == "classify":
         return per_class, 1.0 - good
     return per_class, per_class.max(axis=1) if len(names) else np.zeros(len(paths))
-
-
-def _read_bgr(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: not a readable image")
-    return image
 
 
 def _score_tiled(model, root: Path, paths: list[str], imgsz: int, device: str, names: list[str],

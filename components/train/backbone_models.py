@@ -64,8 +64,7 @@ def frozen_layers(net) -> list[str]:
 def write_model_yaml(spec: str, task: str, folder: Path) -> Path:
     """The yaml file Ultralytics builds from (named after the backbone, for its logs and the run's params)."""
     ultralytics_layers()
-    suffix = {"classify": "-cls", "segment": "-seg"}.get(task, "")
-    path = Path(folder) / f"{spec.replace(':', '-')}{suffix}.yaml"
+    path = Path(folder) / f"{spec.replace(':', '-')}-{task}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(model_yaml(spec, task), sort_keys=False))
     return path
