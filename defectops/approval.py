@@ -11,7 +11,8 @@ from __future__ import annotations
 from defectops import identity
 from defectops.errors import RegistryError
 
-__all__ = ["RegistryError", "check_decision", "champion_refusal", "canary_refusal", "submitters"]
+__all__ = ["RegistryError", "audited_champion", "check_decision", "champion_refusal", "canary_refusal",
+           "submitters"]
 
 DECISIONS = ("approve", "rollback")  # the actions that make a version champion
 
@@ -61,14 +62,19 @@ def approved_by_another(entries: list[dict], model: str, version: str, submitted
                and identity.normalise(e["actor"]) not in submitted for e in _done(entries, model))
 
 
+def audited_champion(entries: list[dict], model: str) -> str | None:
+    """The version the signed log last made champion (an approval or a rollback), whatever the alias says."""
+    decisions = [e for e in _done(entries, model) if e["action"] in DECISIONS]
+    return decisions[-1]["version"] if decisions else None
+
+
 def champion_refusal(model: str, version: str, tags: dict, entries: list[dict]) -> str | None:
     """Why this version must not be served as champion, or None when a second person approved it."""
     if tags.get("approval") != "approved":
         return (f"{model} v{version} holds the champion alias but its approval is '{tags.get('approval')}': "
                 "the alias was moved outside defectops; not served")
-    decisions = [e for e in _done(entries, model) if e["action"] in DECISIONS]
-    if not decisions or decisions[-1]["version"] != str(version):
-        audited = decisions[-1]["version"] if decisions else None
+    audited = audited_champion(entries, model)
+    if audited != str(version):
         return (f"{model} v{version} holds the champion alias, but the audit log's last approval or rollback "
                 f"names {'v' + audited if audited else 'no version'}: the alias was moved outside defectops; "
                 "not served")

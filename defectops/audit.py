@@ -141,6 +141,24 @@ def recorded(action: str, actor: str, model: str, version: str, anchor: Callable
         anchor(done)
 
 
+def decisions(entries: list[dict]) -> list[dict]:
+    """One row per decision for people to read: an intent and its confirmation (or failure) are one decision,
+    shown with the intent's number and reason, the outcome's time and `outcome` done / failed / unconfirmed
+    (an intent with nothing after it: the process died mid-change). The log itself keeps every phase."""
+    outcomes = {e["details"].get("intent_seq"): e for e in entries if e.get("phase") in ("done", "failed")}
+    rows = []
+    for e in entries:
+        phase = e.get("phase", "done")
+        if phase == "intent":
+            outcome = outcomes.get(e["seq"])
+            rows.append({**e, "time": outcome["time"] if outcome else e["time"],
+                         "outcome": outcome["phase"] if outcome else "unconfirmed",
+                         "error": outcome["details"].get("error", "") if outcome else ""})
+        elif e["details"].get("intent_seq") is None:  # recorded in one step (no intent before it)
+            rows.append({**e, "outcome": phase, "error": e["details"].get("error", "")})
+    return rows
+
+
 def read(path: Path | None = None) -> list[dict]:
     path = path or audit_path()
     if not path.exists():

@@ -1,9 +1,14 @@
 """Near-duplicate pictures by perceptual hash: one rule for the splitter (ingest) and the gate (validate).
 
-An image and its near-identical twin (a board and its defect-free reference, two shots of one
-coil, a re-saved copy) must sit in one split, or evaluation scores the model on what it trained
-on. Ingest groups them before splitting; validate checks that no pair straddles two splits. Both
-use the hash and the distance defined here, so what ingest keeps together is what the gate checks.
+Two kinds of closeness, told apart by the gate:
+- a **copy**: one picture saved twice (the same file, the same pixels after decoding, or within
+  COPY_DISTANCE bits with the same labels: a re-encoded JPEG). A copy in two splits is leakage:
+  evaluation scores the model on what it trained on.
+- a **look-alike**: within MAX_DISTANCE bits but not a copy: parts of one product, a defective board
+  and the defect-free template of its region, a repeated track pattern. On a production line that
+  is the normal state of the data; a published split holding them apart is the source's design.
+Ingest's resplit keeps both kinds together (clusters within MAX_DISTANCE go to one split); the gate
+blocks copies across splits and reports look-alikes. One hash, one pair of distances, defined here.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from PIL import Image
 
 from defectops.parallel import map_images
 
-MAX_DISTANCE = 4  # perceptual-hash bits (of 64) within which two images show the same picture
+MAX_DISTANCE = 4  # perceptual-hash bits (of 64) within which two images show the same picture or design
+# Within this many bits *and* with the same labels, two images are one picture saved twice (a re-encoded copy);
+# further apart, or labelled differently, they are look-alikes: one product's parts, a board and its template.
+COPY_DISTANCE = 2
 _CELLS = 1 << 23  # pairwise distances computed at a time (64 MB of uint64 XORs), whatever the dataset's size
 
 
@@ -48,17 +56,17 @@ def as_array(hashes: list[int | None]) -> np.ndarray:
     return np.array([h if h is not None else 0 for h in hashes], dtype=np.uint64)
 
 
-def nearest(values: np.ndarray, rows: np.ndarray, candidates: np.ndarray) -> list[tuple[int, int, int]]:
-    """(row, nearest candidate, distance) for every row, in chunks so memory stays bounded."""
+def within(values: np.ndarray, rows: np.ndarray, candidates: np.ndarray,
+           max_distance: int) -> list[tuple[int, int, int]]:
+    """(row, candidate, distance) for every pair within `max_distance` bits, nearest first per row."""
     found = []
     step = _rows_per_chunk(len(candidates))
     for start in range(0, len(rows), step):
         chunk = rows[start:start + step]
         distances = np.bitwise_count(values[chunk][:, None] ^ values[candidates][None, :])
-        best = distances.argmin(axis=1)
-        found += [(int(r), int(candidates[j]), int(d))
-                  for r, j, d in zip(chunk, best, distances[np.arange(len(chunk)), best])]
-    return found
+        for a, b in zip(*np.nonzero(distances <= max_distance)):
+            found.append((int(chunk[a]), int(candidates[b]), int(distances[a, b])))
+    return sorted(found, key=lambda pair: (pair[0], pair[2], pair[1]))
 
 
 def clusters(hashes: list[int | None], max_distance: int = MAX_DISTANCE) -> list[int]:

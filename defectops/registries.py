@@ -52,6 +52,10 @@ class Registry(Protocol):
     def served_refusal(self, info: registry.VersionInfo, role: str = registry.CHAMPION) -> str | None:
         """Why `info` must not be served in `role`, or None: the four-eyes rule on the verified audit log."""
 
+    def audited_champion(self) -> registry.VersionInfo | None:
+        """The version the signed audit log last made champion: what an endpoint starts on when the alias was
+        moved outside defectops."""
+
     def record(self, version: str, tags: dict[str, str]) -> registry.VersionInfo:
         """Evidence added after registration (deploy's hashes of what the endpoint will load)."""
 
@@ -110,6 +114,10 @@ class MlflowRegistry:
 
     def served_refusal(self, info: registry.VersionInfo, role: str = registry.CHAMPION) -> str | None:
         return registry.served_refusal(info, role)
+
+    def audited_champion(self) -> registry.VersionInfo | None:
+        version = registry.audited_champion(self.model_name)
+        return self.get(version) if version else None
 
     def record(self, version: str, tags: dict[str, str]) -> registry.VersionInfo:
         registry.set_tags(self.model_name, version, tags)
@@ -201,6 +209,10 @@ class SageMakerModelRegistry:
 
     def served_refusal(self, info: registry.VersionInfo, role: str = registry.CHAMPION) -> str | None:
         return registry.served_refusal(info, role, self.audit_anchors())
+
+    def audited_champion(self) -> registry.VersionInfo | None:
+        version = registry.audited_champion(self.model_name, self.audit_anchors())
+        return self.get(version) if version else None
 
     def record(self, version: str, tags: dict[str, str]) -> registry.VersionInfo:
         self.packages.record(version, tags)

@@ -83,6 +83,15 @@ def served_refusal(info: VersionInfo, role: str = CHAMPION, anchors: dict[str, s
     return refusal(info.name, info.version, info.tags, entries)
 
 
+def audited_champion(name: str, anchors: dict[str, str] | None = None) -> str | None:
+    """The version the verified audit log last made champion; None without one (or when the log fails)."""
+    try:
+        entries = audited_entries(name) if anchors is None else audit.verified_entries(anchors=anchors)
+    except audit.AuditError:
+        return None
+    return approval.audited_champion(entries, name)
+
+
 def set_tags(name: str, version: str, tags: dict[str, str]) -> None:
     c = client()
     for key, value in tags.items():

@@ -106,20 +106,38 @@ class ChampionWatcher:
         if self.current is not None and self.current.version == champion.version:
             self.last_error = None
             return
+        problem = None
         try:
             loaded = load_verified(self.config, champion, CHAMPION, self.registry)
         except DefectopsError as exc:
-            if self.last_error != str(exc):  # said once, not every few seconds
-                log.error("not serving v%s (keeping %s): %s", champion.version,
-                          f"v{self.current.version}" if self.current else "nothing", exc)
-            self.last_error = str(exc)
-            return
+            loaded = self._audited_fallback(champion) if self.current is None else None
+            kept = loaded or self.current
+            problem = str(exc) + (f"; serving v{loaded.version}, the last champion the signed audit log names"
+                                  if loaded else f"; still serving v{kept.version}" if kept else "")
+            if self.last_error != problem:  # said once, not every few seconds
+                log.error("not serving v%s: %s", champion.version, problem)
+            self.last_error = problem
+            if loaded is None:
+                return
         previous = self.current
-        self.current, self.last_error = loaded, None
+        self.current, self.last_error = loaded, problem
         if previous is not None:
             previous.detector.close()
         log.warning("serving %s v%s %s (was %s)", self.config.model_name, loaded.version,
                     variant_of(loaded.detector.meta), f"v{previous.version}" if previous else None)
+
+    def _audited_fallback(self, champion: VersionInfo) -> LoadedModel | None:
+        """At start-up, when the alias holder is refused (moved in MLflow's UI, say): the version the signed audit
+        log last made champion, if it still verifies. One click outside defectops must not stop the line; a
+        running endpoint already keeps what it serves."""
+        try:
+            audited = self.registry.audited_champion()
+            if audited is None or audited.version == champion.version:
+                return None
+            return load_verified(self.config, audited, CHAMPION, self.registry)
+        except DefectopsError as exc:
+            log.error("the audited champion cannot be served either: %s", exc)
+            return None
 
     def run(self) -> None:
         while not self._stop.wait(self.config.reload_interval_s):

@@ -13,11 +13,14 @@ import pandas as pd
 
 BOX_TOLERANCE = 1e-3  # normalised units: rounding in exported labels, not a real overflow
 
+# A training image whose copy is in val or test, set aside so the held-out splits stay whole
+# (validate.leakage: quarantine_train_copy).
+TRAIN_COPY = "train_copy_of_held_out"
 # Problems about one image (or its labels): that file is quarantined.
 FILE_PROBLEMS = ("missing", "undecodable", "not_in_manifest", "changed_since_ingest", "unparseable_labels",
                  "image_size", "channels", "blank_image", "brightness_outlier", "contrast_outlier",
-                 "duplicate_across_splits", "near_duplicate_across_splits", "unknown_class", "box_outside_image",
-                 "degenerate_box", "box_count_outlier", "box_size_outlier")
+                 "duplicate_across_splits", "near_duplicate_across_splits", TRAIN_COPY, "unknown_class",
+                 "box_outside_image", "degenerate_box", "box_count_outlier", "box_size_outlier")
 # Problems about the dataset as a whole: nothing to quarantine, always blocking.
 DATASET_PROBLEMS = ("too_few_examples", "duplicate_path")
 
@@ -55,7 +58,8 @@ def image_suite(gx, limits: dict):
         suite.add_expectation(_with("box_count_outlier", e.ExpectColumnValuesToBeBetween(
             column="n_boxes", max_value=limits["max_boxes_per_image"])))
     for column, problem in (("duplicate_of", "duplicate_across_splits"),
-                            ("near_duplicate_of", "near_duplicate_across_splits")):
+                            ("near_duplicate_of", "near_duplicate_across_splits"),
+                            ("held_out_copy_of", TRAIN_COPY)):
         suite.add_expectation(_with(problem, e.ExpectColumnValuesToBeNull(column=column)))
     suite.add_expectation(_with("duplicate_path", e.ExpectColumnValuesToBeUnique(column="path")))
     return suite

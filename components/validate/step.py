@@ -13,13 +13,15 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from pydantic import Field, field_validator
 
 from defectops.components.validate import profile as gate_profile
-from defectops.components.validate.expectations import DATASET_PROBLEMS, FILE_PROBLEMS, run_suites
+from defectops.components.validate.expectations import DATASET_PROBLEMS, FILE_PROBLEMS, TRAIN_COPY, run_suites
 from defectops.components.validate.facts import SPREAD_FLOOR, build_tables, isolated, robust_spread
+from defectops.components.validate.next_steps import next_steps
 from defectops.config import StepConfig
 from defectops.dataset import (
     copy_provenance,
@@ -32,7 +34,7 @@ from defectops.dataset import (
 )
 from defectops.errors import DataInvalidError
 from defectops.metrics import StepTimer, write_metrics
-from defectops.near_duplicates import MAX_DISTANCE
+from defectops.near_duplicates import COPY_DISTANCE, MAX_DISTANCE
 
 
 class ValidateConfig(StepConfig):
@@ -42,8 +44,17 @@ class ValidateConfig(StepConfig):
     min_images_per_class: int = Field(5, ge=1, description="Fewer images of a defect type than this blocks the run.")
     near_duplicate_max_distance: int = Field(
         MAX_DISTANCE, ge=0, le=32, description="Perceptual-hash bits within which two images in different splits "
-                                               "are the same picture (leakage); 0 = identical hashes only. Ingest "
-                                               "groups images by the same rule (defectops.near_duplicates).")
+                                               "look alike (one product's parts, a board and its template): "
+                                               "reported, never blocking. Ingest's resplit keeps such images in "
+                                               "one split (defectops.near_duplicates).")
+    copy_max_distance: int = Field(
+        COPY_DISTANCE, ge=0, le=32, description="Hash bits within which two images with the same labels are one "
+                                                "picture saved twice (a re-encoded copy): leakage across splits, "
+                                                "like the same file or the same decoded pixels.")
+    leakage: Literal["block", "quarantine_train_copy"] = Field(
+        "block", description="A copy in two splits: block (fail closed, the later split's copy quarantined) | "
+                             "quarantine_train_copy (the training copy set aside, val and test kept byte for byte; "
+                             "copies between val and test still block).")
     outlier_z: float = Field(5.0, gt=0, description="Brightness/contrast further than this many robust standard "
                                                     "deviations from the dataset's median is an outlier.")
     min_contrast: float = Field(2.0, ge=0, description="Grey-level standard deviation below which an image is blank "
@@ -80,7 +91,7 @@ class DataInvalid(DataInvalidError):
 
 def _detail(row: dict) -> str:
     for key, label in (("decode_error", ""), ("label_error", ""), ("duplicate_of", "same file as "),
-                       ("near_duplicate_of", "near-identical to ")):
+                       ("near_duplicate_of", "a copy of "), ("held_out_copy_of", "a copy of the held-out ")):
         value = row.get(key)
         if isinstance(value, str) and value:
             return f"{label}{value}"
@@ -142,7 +153,17 @@ def limits_note(limits: dict) -> str:
             "'defectops validate --dataset data/validated --profile' makes its ranges the gate's")
 
 
-def render_text(verdict: str, failures: list[dict], quarantined: list[dict], limits: dict) -> str:
+def lookalikes(images: pd.DataFrame, examples: int = 10) -> dict:
+    """Look-alikes across splits (one design, not one picture): counted and shown, never blocking."""
+    rows = images[images["lookalike_of"].notna()].sort_values("lookalike_distance")
+    return {"count": len(rows), "rule": "perceptual hash within validate.near_duplicate_max_distance bits, not a "
+                                        "copy (further than copy_max_distance bits, or other labels)",
+            "examples": [{"path": p, "looks_like": o, "bits": int(d)}
+                         for p, o, d in zip(rows["path"], rows["lookalike_of"], rows["lookalike_distance"])][:examples]}
+
+
+def render_text(verdict: str, failures: list[dict], quarantined: list[dict], limits: dict,
+                alike: dict | None = None, steps: list[str] = ()) -> str:
     lines = [verdict, limits_note(limits)]
     for f in failures:
         named = f.get("files") or f.get("classes") or []
@@ -150,6 +171,12 @@ def render_text(verdict: str, failures: list[dict], quarantined: list[dict], lim
                      f"{f['expectation']} {f['expected']} failed for {f['unexpected_count']} row(s)")
         details = {q["path"]: q["detail"] for q in quarantined}
         lines += [f"    {item}" + (f"  ({details[item]})" if details.get(item) else "") for item in named[:20]]
+    if alike and alike["count"]:
+        lines.append(f"look-alikes across splits (same design, not copies; not blocking): {alike['count']}, e.g.")
+        lines += [f"    {e['path']} ~ {e['looks_like']} ({e['bits']} bits)" for e in alike["examples"][:5]]
+    if steps:
+        lines.append("next step:")
+        lines += [f"  - {step}" for step in steps]
     return "\n".join(lines)
 
 
@@ -172,7 +199,8 @@ def validate(config: ValidateConfig, dataset: Path, report_dir: Path, out: Path 
     quarantine = Path(quarantine) if quarantine else report_dir / "quarantine"
     report_dir.mkdir(parents=True, exist_ok=True)
     names = read_names(dataset)
-    images, boxes, classes = build_tables(dataset, config.near_duplicate_max_distance)
+    images, boxes, classes = build_tables(dataset, config.near_duplicate_max_distance, config.copy_max_distance,
+                                          keep_held_out=config.leakage == "quarantine_train_copy")
     learned = gate_profile.load(config.profile, names)
     limits = gate_profile.limits_for(config, images, learned)
     if learned is not None:
@@ -184,31 +212,40 @@ def validate(config: ValidateConfig, dataset: Path, report_dir: Path, out: Path 
     for f in failures:
         f["blocking"] = f["problem"] in DATASET_PROBLEMS or f["problem"] in config.blocking
     quarantined = quarantine_files(dataset, images, failures, quarantine)
-    bad_fraction = len(quarantined) / max(len(images), 1)
+    # Training copies set aside by validate.leakage are the user's choice, not bad files.
+    set_aside = [q["path"] for q in quarantined if q["problems"] == [TRAIN_COPY]]
+    bad_files = len(quarantined) - len(set_aside)
+    bad_fraction = bad_files / max(len(images), 1)
     blocking = sorted({f["problem"] for f in failures if f["blocking"]})
     too_many = bad_fraction > config.max_bad_fraction
     passed = not blocking and not too_many
     if passed:
-        verdict = (f"passed: {len(quarantined)} file(s) quarantined ({bad_fraction:.2%}, limit "
-                   f"{config.max_bad_fraction:.2%})" if quarantined else "passed: all expectations met")
+        verdict = (f"passed: {bad_files} file(s) quarantined ({bad_fraction:.2%}, limit "
+                   f"{config.max_bad_fraction:.2%})" if bad_files else "passed: all expectations met")
+        if set_aside:
+            verdict += f"; {len(set_aside)} train image(s) copying val/test images set aside (validate.leakage)"
     else:
         reasons = ([f"blocking problem(s): {', '.join(blocking)}"] if blocking else []) + (
-            [f"{len(quarantined)} bad file(s) = {bad_fraction:.2%} > limit {config.max_bad_fraction:.2%}"]
+            [f"{bad_files} bad file(s) = {bad_fraction:.2%} > limit {config.max_bad_fraction:.2%}"]
             if too_many else [])
         verdict = "rejected: " + "; ".join(reasons)
     notes = [f"{p} is the same file as {d} (same split: counted twice in training, not leakage)"
              for p, d in zip(images["path"], images["same_split_duplicate_of"]) if isinstance(d, str)]
+    steps = [] if passed else next_steps(blocking, failures, images, classes, config.min_images_per_class,
+                                         bad_files, bad_fraction, config.max_bad_fraction, str(quarantine))
     report = {"dataset": str(dataset), "images": len(images), "boxes": len(boxes), "passed": passed,
-              "verdict": verdict, "bad_files": [q["path"] for q in quarantined], "bad_fraction": bad_fraction,
-              "max_bad_fraction": config.max_bad_fraction, "blocking": blocking, "failures": failures,
-              "quarantined": quarantined, "quarantine_dir": str(quarantine), "notes": notes,
-              "limits": limits, "seconds": timer.seconds()}
+              "verdict": verdict, "bad_files": [q["path"] for q in quarantined if q["path"] not in set_aside],
+              "bad_fraction": bad_fraction, "max_bad_fraction": config.max_bad_fraction,
+              "set_aside_train_copies": set_aside, "blocking": blocking, "failures": failures,
+              "quarantined": quarantined, "quarantine_dir": str(quarantine), "lookalikes": lookalikes(images),
+              "notes": notes, "next_steps": steps, "limits": limits, "seconds": timer.seconds()}
     (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    text = render_text(verdict, failures, quarantined, limits)
+    text = render_text(verdict, failures, quarantined, limits, report["lookalikes"], steps)
     (report_dir / "report.txt").write_text(text + "\n")
     (report_dir / "report.html").write_text(render_html({**report, "limits_note": limits_note(limits)}))
     metrics = {"images": len(images), "boxes": len(boxes), "failed_expectations": len(failures),
-               "bad_files": len(quarantined), "bad_fraction": bad_fraction, "blocking": blocking,
+               "bad_files": bad_files, "bad_fraction": bad_fraction, "set_aside_train_copies": len(set_aside),
+               "lookalikes_across_splits": report["lookalikes"]["count"], "blocking": blocking,
                "passed": passed, "seconds": timer.seconds()}
     if passed and out is not None:
         metrics["clean_images"] = write_clean(dataset, {q["path"] for q in quarantined}, Path(out))

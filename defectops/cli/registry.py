@@ -15,11 +15,47 @@ app = typer.Typer(help="Model registry: list, show, approve, reject, roll back."
 audit_app = typer.Typer(help="The tamper-evident registry audit log.", no_args_is_help=True)
 
 
-def _version_row(v) -> list[str]:
-    t = v.tags
-    return [v.version, t.get("approval", "?"), ",".join(v.aliases), t.get("test_recall", ""),
-            t.get("test_precision", ""), t.get("threshold", ""), t.get("submitted_by", ""),
-            t.get("approved_by", t.get("rejected_by", "")), t.get("trigger", ""), t.get("dataset_md5", "")[:12]]
+# `registry list`'s columns in the order shown, and which to keep first when the terminal is narrow: what a
+# version is and whether it serves never gets cut to one letter and an ellipsis.
+LIST_COLUMNS = (
+    ("version", 0, lambda v: v.version),
+    ("approval", 0, lambda v: v.tags.get("approval", "?")),
+    ("aliases", 0, lambda v: ",".join(v.aliases)),
+    ("recall", 1, lambda v: _short(v.tags.get("test_recall", ""))),
+    ("precision", 2, lambda v: _short(v.tags.get("test_precision", ""))),
+    ("threshold", 4, lambda v: _short(v.tags.get("threshold", ""))),
+    ("submitted by", 5, lambda v: v.tags.get("submitted_by", "")),
+    ("decided by", 3, lambda v: v.tags.get("approved_by", v.tags.get("rejected_by", ""))),
+    ("trigger", 6, lambda v: v.tags.get("trigger", "")),
+    ("dataset md5", 7, lambda v: v.tags.get("dataset_md5", "")[:12]),
+)
+
+
+def _short(number: str) -> str:
+    try:
+        return f"{float(number):.4g}"
+    except ValueError:
+        return number
+
+
+def versions_table(versions, width: int) -> Table:
+    """The columns that fit `width` whole, by priority; the caption names the ones left out."""
+    cells = {name: [cell(v) for v in versions] for name, _, cell in LIST_COLUMNS}
+    need = {name: max([len(name), *map(len, cells[name])]) + 3 for name in cells}  # padding and a border
+    kept, used = set(), 1
+    for name, _, _ in sorted(LIST_COLUMNS, key=lambda column: column[1]):
+        if used + need[name] <= width or not kept:
+            kept.add(name)
+            used += need[name]
+    shown = [name for name, _, _ in LIST_COLUMNS if name in kept]
+    left_out = [name for name, _, _ in LIST_COLUMNS if name not in kept]
+    table = Table(*shown, caption=f"not shown at this width: {', '.join(left_out)} (--json has all)"
+                  if left_out else None)
+    for column in table.columns:
+        column.no_wrap = True
+    for row in range(len(versions)):
+        table.add_row(*(cells[name][row] for name in shown))
+    return table
 
 
 @app.command("list")
@@ -34,11 +70,7 @@ def registry_list(model_name: str = MODEL_NAME_OPTION,
                               indent=2))
         return
 
-    table = Table("version", "approval", "aliases", "recall", "precision", "threshold", "submitted by",
-                  "decided by", "trigger", "dataset md5")
-    for v in versions:
-        table.add_row(*_version_row(v))
-    console.print(table)
+    console.print(versions_table(versions, console.width))
 
 
 @app.command("show")
@@ -188,8 +220,8 @@ def audit_show(path: Path = typer.Option(None, help="Audit log to print.")) -> N
     """Print the registry audit log as a table."""
     from defectops import audit
 
-    table = Table("#", "time", "action", "actor", "model", "version", "details")
+    table = Table("#", "time", "action", "phase", "actor", "model", "version", "details")
     for e in audit.read(path):
-        table.add_row(str(e["seq"]), e["time"], e["action"], e["actor"], e["model"], e["version"],
-                      json.dumps(e["details"]))
+        table.add_row(str(e["seq"]), e["time"], e["action"], e.get("phase", "done"), e["actor"], e["model"],
+                      e["version"], json.dumps(e["details"]))
     console.print(table)

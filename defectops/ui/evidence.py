@@ -82,4 +82,5 @@ def pr_png(challenger: Evidence, champion: Evidence | None) -> bytes:
 
 
 def history(name: str) -> list[dict]:
-    return [e for e in audit.read() if e["model"] == name]
+    """The model's decisions, one row each (intent and confirmation together)."""
+    return audit.decisions([e for e in audit.read() if e["model"] == name])

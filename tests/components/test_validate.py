@@ -103,7 +103,7 @@ def test_leakage_between_splits_blocks_and_names_the_later_copy(dataset, tmp_pat
     problems = _problems(tmp_path / "r")
     assert problems == {exact: ["duplicate_across_splits"], near: ["near_duplicate_across_splits"]}
     details = {q["path"]: q["detail"] for q in json.loads((tmp_path / "r" / "report.json").read_text())["quarantined"]}
-    assert details[exact] == f"same file as {train[0]}" and details[near] == f"near-identical to {train[1]}"
+    assert details[exact] == f"same file as {train[0]}" and details[near] == f"a copy of {train[1]}"
 
 
 def test_too_few_examples_of_a_class_blocks_naming_it(dataset, tmp_path):

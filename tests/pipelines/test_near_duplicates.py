@@ -21,5 +21,5 @@ def test_chunking_gives_the_same_answer_as_one_block(monkeypatch):
     assert near_duplicates.clusters(hashes, 2) == whole
     assert len(set(whole)) == 40
     values = near_duplicates.as_array(hashes)
-    found = near_duplicates.nearest(values, np.arange(40, 55), np.arange(0, 40))
-    assert [(row, j, d) for row, j, d in found] == [(40 + i, i, 1) for i in range(15)]
+    found = near_duplicates.within(values, np.arange(40, 55), np.arange(0, 40), max_distance=2)
+    assert found == [(40 + i, i, 1) for i in range(15)]  # each twin, and nothing else, within 2 bits

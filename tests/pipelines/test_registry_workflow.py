@@ -117,3 +117,20 @@ def test_cli_workflow(trained, evaluated, tmp_path, monkeypatch, model_name):
     assert json.loads(shown.stdout)["tags"]["approved_by"] == "qa.lead"
     listed = json.loads(runner.invoke(app, ["registry", "list", "--json", "--model-name", model_name]).stdout)
     assert [(v["version"], v["tags"]["approval"], v["aliases"]) for v in listed] == [(v1, "approved", ["champion"])]
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_registry_list_keeps_version_approval_and_aliases_whole_at_any_width(
+        trained, evaluated, tmp_path, monkeypatch, model_name, columns):
+    v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    registry.approve(model_name, v1, "qa.lead", "first")
+    v2 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    result = CliRunner().invoke(app, ["registry", "list", "--model-name", model_name])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= columns and "…" not in result.output
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[1:-1]]
+            for line in lines if line.count("│") > 3 and line.split("│")[1].strip().isdigit()}
+    assert rows[v1][:3] == [v1, "approved", "champion"] and rows[v2][:2] == [v2, "pending"]
+    assert ("not shown at this width" in result.output) == (columns == 80)

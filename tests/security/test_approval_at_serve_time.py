@@ -52,6 +52,28 @@ def test_an_alias_moved_in_mlflow_is_reported_and_not_served(trained, evaluated,
         server.stop()
 
 
+def test_an_alias_moved_before_start_up_serves_the_last_audited_champion_and_says_why(
+        trained, evaluated, tiny_dataset, tmp_path, tmp_path_factory, monkeypatch):
+    """One click in MLflow's UI while the endpoint was down must not stop the line at its next start."""
+    name = "moved-before-start-detector"
+    v1 = register_and_approve(name, trained, evaluated, tmp_path_factory)
+    root = tmp_path / "deploy"
+    deploy(DeployConfig(model_name=name), tiny_dataset, root)
+    monkeypatch.setenv("DEFECTOPS_USER", "data.scientist")
+    v2 = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path / "reg")["version"]
+    registry.client().set_registered_model_alias(name, registry.CHAMPION, v2)
+    server = Server(serve_params(tmp_path, name, root)).wait_ready()
+    try:
+        ready = httpx.get(f"{server.url}/readyz").json()
+        assert ready["ready"] is True and ready["model_version"] == v1
+        assert f"v{v2} holds the champion alias but its approval is 'pending'" in ready["last_error"]
+        assert f"serving v{v1}, the last champion the signed audit log names" in ready["last_error"]
+        assert _ready_after_reload(server)["model_version"] == v1  # and it stays on it, still saying why
+        assert "moved outside defectops" in _ready_after_reload(server)["last_error"]
+    finally:
+        server.stop()
+
+
 def test_a_canary_tag_without_an_audited_clearance_is_refused(trained, evaluated, tmp_path, monkeypatch):
     name = "forged-canary-detector"
     monkeypatch.setenv("DEFECTOPS_USER", "data.scientist")

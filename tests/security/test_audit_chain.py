@@ -109,3 +109,20 @@ def test_the_decision_is_written_before_the_registry_changes(trained, evaluated,
     assert [(e["action"], e["phase"]) for e in entries][-1] == ("approve", "failed")
     assert "registry unreachable" in entries[-1]["details"]["error"]
     assert audit.verify(tmp_path / "audit.jsonl", registry.audit_anchors(name)) == 3
+
+
+def test_people_read_one_row_per_decision_with_its_outcome(decided, monkeypatch):
+    """The log keeps intent and confirmation; the history shown to people folds them into one decision, and a
+    change that failed or never confirmed says so."""
+    name, log = decided
+    with pytest.raises(RuntimeError), audit.recorded("approve", "qa.lead", name, "9", reason="bad"):
+        raise RuntimeError("registry unreachable")
+    audit.append("reject", "qa.lead", name, "10", phase="intent", reason="crashed mid-change")
+    entries = [e for e in audit.read(log) if e["model"] == name]
+    rows = audit.decisions(entries)
+    decided_rows = [r for r in rows if r["action"] in ("approve", "reject")]
+    assert [(r["action"], r["version"], r["details"]["reason"], r["outcome"]) for r in decided_rows] == [
+        ("approve", "1", "release 0", "done"), ("approve", "2", "release 1", "done"),
+        ("approve", "9", "bad", "failed"), ("reject", "10", "crashed mid-change", "unconfirmed")]
+    assert "registry unreachable" in decided_rows[2]["error"]
+    assert len([e for e in entries if e["action"] in ("approve", "reject")]) == 2 * 2 + 2 + 1  # the log keeps all

@@ -70,7 +70,9 @@ def test_approver_reviews_and_promotes(site, browser):
     assert audit.verify() >= 3
     last = audit.read()[-1]
     assert (last["action"], last["actor"], last["version"]) == ("approve", "qa.lead", v2)
-    assert "approve" in page.inner_text("#audit")
+    rows = page.eval_on_selector_all("#audit tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))")
+    approvals = [row for row in rows[1:] if row[2] == "approve" and row[4] == f"v{v2}"]
+    assert len(approvals) == 1 and approvals[0][6] == "done"  # one row per decision, not intent + done
 
 
 def test_submitter_cannot_approve_own_run(site, browser, trained, evaluated):
