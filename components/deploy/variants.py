@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from defectops.comparison import shortfalls
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.evaluate.threshold import image_level_metrics, tune_threshold
 from defectops.dataset import label_path, read_labels, read_manifest
@@ -96,13 +97,11 @@ def measure(folder: Path, dataset: Path, sha256: str, tuning_recall: float,
 def judge(variant: VariantCheck, reference: VariantCheck, target_recall: float,
           max_precision_drop: float) -> tuple[VariantCheck, str | None]:
     """The gate: the variant with its verdict, and the reason when refused."""
-    reasons = []
-    if not variant.test_recall >= target_recall:  # NaN (no defective test image) refuses too
-        reasons.append(f"test recall {variant.test_recall:.4f} < target {target_recall} at its val-tuned "
-                       f"threshold {variant.threshold:.4g}")
-    drop = reference.test_precision - variant.test_precision
-    if drop > max_precision_drop:
-        reasons.append(f"test precision {variant.test_precision:.4f} is {drop:.4f} below FP32's "
-                       f"{reference.test_precision:.4f} (deploy.max_precision_drop {max_precision_drop})")
+    reasons = shortfalls({"recall": variant.test_recall, "precision": variant.test_precision},
+                         {"recall": reference.test_recall, "precision": reference.test_precision},
+                         floors={"recall": target_recall}, drops={"precision": max_precision_drop},
+                         reference_name="FP32", drop_setting="deploy.max_precision_drop")
+    if reasons:
+        reasons[-1] += f" (at its val-tuned threshold {variant.threshold:.4g})"
     verdict = REFUSED if reasons else VERIFIED
     return replace(variant, verdict=verdict), "; ".join(reasons) or None

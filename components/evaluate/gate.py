@@ -9,16 +9,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from defectops.comparison import shortfalls
 from defectops.registries import Registry
 
 
 def compare(challenger: dict, champion: dict, margin: float) -> tuple[bool, str]:
-    """Not worse = recall and precision each within `margin` of the champion's (negative margin:
-    the challenger must beat the champion by that much). Recall is checked first: it matters most."""
-    for metric in ("recall", "precision"):
-        if challenger[metric] < champion[metric] - margin:
-            return False, (f"{metric} {challenger[metric]:.3f} < champion's {champion[metric]:.3f}"
-                           f"{f' - margin {margin:g}' if margin else ''}")
+    """Not worse = recall and precision each within `margin` of the champion's (negative margin: the challenger
+    must beat the champion by that much), both defined; the rule is `defectops.comparison`'s."""
+    reasons = shortfalls(challenger, champion, drops={"recall": margin, "precision": margin},
+                         reference_name="champion", drop_setting="evaluate.gate_margin")
+    if reasons:
+        return False, "; ".join(reasons)
     return True, (f"recall {challenger['recall']:.3f} vs {champion['recall']:.3f}, precision "
                   f"{challenger['precision']:.3f} vs {champion['precision']:.3f} (margin {margin:g})")
 

@@ -63,10 +63,14 @@ def test_the_gate_refuses_lost_recall_or_precision_and_passes_the_rest():
     assert judge(fine, reference, 0.95, 0.02) == (dataclasses.replace(fine, verdict="verified"), None)
     lost_recall = dataclasses.replace(fine, test_recall=0.93)
     verdict, reason = judge(lost_recall, reference, 0.95, 0.02)
-    assert verdict.verdict == "refused" and "test recall 0.9300 < target 0.95" in reason
+    assert (verdict.verdict, reason) == ("refused",
+                                         "test recall 0.9300 < target 0.95 (at its val-tuned threshold 0.28)")
     verdict, reason = judge(dataclasses.replace(fine, test_precision=0.85), reference, 0.95, 0.02)
-    assert verdict.verdict == "refused" and "0.0500 below FP32's 0.9000" in reason
-    assert judge(dataclasses.replace(fine, test_recall=float("nan")), reference, 0.95, 0.02)[0].verdict == "refused"
+    assert verdict.verdict == "refused" and reason == (
+        "test precision 0.8500 < FP32's 0.9000 - 0.02 (deploy.max_precision_drop) (at its val-tuned threshold 0.28)")
+    verdict, reason = judge(dataclasses.replace(fine, test_recall=float("nan")), reference, 0.95, 0.02)
+    assert verdict.verdict == "refused" and reason.startswith("test recall is undefined: the test split holds no "
+                                                              "defective image")
     with pytest.raises(ValueError, match="fp16.*use runtime openvino"):
         DeployConfig(precision="fp16")
 

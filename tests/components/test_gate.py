@@ -14,10 +14,21 @@ def test_compare_checks_recall_then_precision_with_margin():
     champion = {"recall": 0.96, "precision": 0.90}
     assert compare({"recall": 0.96, "precision": 0.90}, champion, 0.0)[0]
     ok, reason = compare({"recall": 0.95, "precision": 0.99}, champion, 0.0)
-    assert not ok and reason.startswith("recall 0.950 < champion's 0.960")
+    assert (ok, reason) == (False, "test recall 0.9500 < champion's 0.9600")
     assert compare({"recall": 0.95, "precision": 0.99}, champion, 0.02)[0]
-    assert not compare({"recall": 0.97, "precision": 0.80}, champion, 0.02)[0]
+    assert compare({"recall": 0.97, "precision": 0.80}, champion, 0.02) == (
+        False, "test precision 0.8000 < champion's 0.9000 - 0.02 (evaluate.gate_margin)")
     assert not compare({"recall": 0.96, "precision": 0.90}, champion, -0.01)[0]  # must beat it
+
+
+def test_a_challenger_whose_test_recall_is_nan_is_refused_with_the_reason():
+    """A test split without a defective image: recall cannot be measured, so 'not worse' cannot be shown."""
+    nan = float("nan")
+    ok, reason = compare({"recall": nan, "precision": 1.0}, {"recall": nan, "precision": 1.0}, 0.0)
+    assert not ok and reason == ("test recall is undefined: the test split holds no defective image, so no miss "
+                                 "can be counted; add defective test images")
+    ok, reason = compare({"recall": 0.97, "precision": 0.9}, {"recall": nan, "precision": 0.9}, 0.0)
+    assert not ok and reason.startswith("champion's test recall is undefined")
 
 
 def test_worse_challenger_ends_the_run_without_registration(trained, evaluated, tiny_dataset, tmp_path):
