@@ -81,7 +81,8 @@ def main() -> None:
                       DEFECTOPS_ARTIFACT_ROOT=(work / "mlartifacts").as_uri(),
                       DEFECTOPS_AUDIT_LOG=str(work / "audit.jsonl"))
     from defectops.components.deploy.serve_config import ServeConfig
-    from defectops.components.deploy.step import DeployConfig, DeployError, deploy, version_dir
+    from defectops.components.deploy.step import DeployConfig, deploy
+    from defectops.components.deploy.verify import DeployError, version_dir
     from defectops.dataset import read_manifest
 
     if args.work:

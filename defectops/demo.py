@@ -126,7 +126,8 @@ def _timed(label: str, timings: list, fn, *args):
 
 
 def run_demo(approver: str = "qa.lead") -> None:
-    from defectops.components.deploy.step import DeployConfig, deploy, version_dir
+    from defectops.components.deploy.step import DeployConfig, deploy
+    from defectops.components.deploy.verify import version_dir
     from defectops.components.monitor.step import MonitorConfig, monitor
 
     started = time.perf_counter()

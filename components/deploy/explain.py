@@ -2,7 +2,7 @@
 
 EigenCAM needs no gradients or class targets, so it works on a detector or classifier as it is; it is run on
 the PyTorch weights shipped beside the ONNX model, loaded only when someone asks and only after the endpoint
-has checked them against the registry (`step.verify_artefacts`): best.pt is a pickle. A model trained on tiles
+has checked them against the registry (`verify.verify_artefacts`): best.pt is a pickle. A model trained on tiles
 is explained tile by tile, as it decides: a 9-px pit on a 1,024-px frame is invisible to a whole-frame map.
 """
 

@@ -27,7 +27,7 @@ from defectops.components.deploy.http_input import (
 from defectops.components.deploy.inference import Inference, Metrics
 from defectops.components.deploy.serve_config import ServeConfig
 from defectops.components.deploy.serving import ChampionWatcher
-from defectops.components.deploy.step import DeployError, verify_artefacts
+from defectops.components.deploy.verify import DeployError, verify_artefacts
 from defectops.records.archive import ImageArchive
 from defectops.records.publish import Publisher
 from defectops.records.store import DecisionStore

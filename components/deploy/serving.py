@@ -13,8 +13,7 @@ from pathlib import Path
 
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.serve_config import ServeConfig
-from defectops.components.deploy.step import DeployError, verify_artefacts, version_dir
-from defectops.components.deploy.variants import variant_of
+from defectops.components.deploy.verify import DeployError, variant_of, verify_artefacts, version_dir
 from defectops.drift_features import EmbeddingReducer
 from defectops.errors import DefectopsError
 from defectops.registries import Registry, open_registry

@@ -20,19 +20,18 @@ from pydantic import Field, model_validator
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.observe import observe
-from defectops.components.deploy.variants import (
+from defectops.components.deploy.variants import judge, measure
+from defectops.components.deploy.verify import (
     REFERENCE,
-    VERIFIED,
-    judge,
-    measure,
-    recorded_variants,
+    DeployError,
+    artefact_tags,
     variant_key,
     variant_of,
+    version_dir,
 )
 from defectops.config import StepConfig
 from defectops.dataset import read_manifest, read_names, sha256_file
 from defectops.drift_features import EMBEDDING_DIMS, EmbeddingReducer
-from defectops.errors import RefusedError
 from defectops.metrics import StepTimer, write_metrics
 from defectops.registries import Registry, open_registry
 from defectops.registry import CHAMPION, VersionInfo
@@ -63,81 +62,6 @@ class DeployConfig(StepConfig):
             raise ValueError("deploy.precision fp16: ONNX Runtime's CPU provider gains nothing from FP16 (it "
                              "converts back to FP32); use runtime openvino, or precision int8")
         return self
-
-
-class DeployError(RefusedError):
-    """No approved champion, or an exported artefact does not match the registry."""
-
-
-ARTEFACTS_TAG = "deploy_sha256"
-# Everything the endpoint loads from an export: each is hashed into the registry and checked before load.
-LOADED_FILES = ("model.onnx", "model.json", "best.pt", "embedding_pca.npz")
-
-
-def artefact_hashes(folder: Path) -> dict[str, str]:
-    return {name: sha256_file(folder / name) for name in LOADED_FILES if (folder / name).exists()}
-
-
-def artefact_tags(folder: Path) -> dict[str, str]:
-    """One tag per loaded file (`deploy_sha256/model.onnx`): short values every registry accepts as they are."""
-    return {f"{ARTEFACTS_TAG}/{name}": digest for name, digest in artefact_hashes(folder).items()}
-
-
-def recorded_hashes(tags: dict[str, str]) -> dict[str, str]:
-    """File -> sha256 as deploy recorded them (or, for versions deployed before per-file tags, one JSON tag)."""
-    prefix = f"{ARTEFACTS_TAG}/"
-    per_file = {k[len(prefix):]: v for k, v in tags.items() if k.startswith(prefix)}
-    return per_file or json.loads(tags.get(ARTEFACTS_TAG) or "{}")
-
-
-def verify_artefacts(folder: Path, info: VersionInfo, names: tuple[str, ...] = LOADED_FILES) -> None:
-    """Refuse an export whose files differ from what deploy recorded in the registry (or that names none).
-
-    model.json carries the threshold: a file edited to serve with a laxer threshold is caught here,
-    and the threshold is also compared with the registry's own tag.
-    """
-    recorded = recorded_hashes(info.tags)
-    if not recorded:
-        raise DeployError(f"{info.name} v{info.version} has no recorded artefact hashes ({ARTEFACTS_TAG}); "
-                          "re-run 'defectops deploy' so the endpoint can verify what it loads")
-    for name in names:
-        path = Path(folder) / name
-        if name not in recorded:
-            if path.exists():
-                raise DeployError(f"{path}: not among the files deploy recorded for {info.name} v{info.version}")
-            continue
-        actual = sha256_file(path) if path.exists() else "missing"
-        if actual != recorded[name]:
-            raise DeployError(f"{path}: sha256 {actual} differs from the registry's {recorded[name]} for "
-                              f"{info.name} v{info.version}; refusing to load a modified artefact")
-    if "model.json" in names:
-        verify_variant(folder, info)
-
-
-def verify_variant(folder: Path, info: VersionInfo) -> None:
-    """The served threshold is the registry's; a variant (INT8, another runtime) is served only with a verified
-    record of this very file. Only the evaluated FP32 ONNX Runtime export needs none."""
-    meta = json.loads((Path(folder) / "model.json").read_text())
-    key = variant_of(meta)
-    expected = info.tags.get("threshold")
-    if key != REFERENCE:
-        record = recorded_variants(info.tags).get(key, {})
-        if record.get("verdict") != VERIFIED:
-            raise DeployError(f"{folder}/model.json: variant {key} of {info.name} v{info.version} has "
-                              f"{'verdict ' + record['verdict'] if record else 'no record'} in the registry; only a "
-                              "variant the re-validation gate verified is served ('defectops deploy --precision')")
-        if record.get("sha256") != sha256_file(Path(folder) / "model.onnx"):
-            raise DeployError(f"{folder}/model.onnx is not the {key} file the gate verified for {info.name} "
-                              f"v{info.version}")
-        expected = record["threshold"]
-    if expected is not None and float(meta["threshold"]) != float(expected):
-        raise DeployError(f"{folder}/model.json: threshold {meta['threshold']} differs from the registry's "
-                          f"{expected} for {info.name} v{info.version} ({key})")
-
-
-def version_dir(deploy_root: Path, version: str) -> Path:
-    """Where an exported version lives; the endpoint loads what the registry's aliases point to."""
-    return Path(deploy_root) / "versions" / f"v{version}"
 
 
 def export_onnx(weights: Path, imgsz: int, out: Path) -> tuple[Path, str, list[str]]:

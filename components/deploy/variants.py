@@ -6,7 +6,7 @@ FP32 model can silently lose recall. Each variant is scored on val and test by t
 its own recall-first threshold (tuned on val, at the recall evaluation tuned for), and is refused when its test
 recall at that threshold falls below the line's target or its test precision drops by more than the allowed
 amount against the FP32 export scored the same way. The endpoint serves a variant only if the registry holds its
-`verified` record with the file's sha256 and threshold (`step.verify_artefacts`).
+`verified` record with the file's sha256 and threshold (`verify.verify_artefacts`).
 """
 
 from __future__ import annotations
@@ -19,23 +19,9 @@ import numpy as np
 
 from defectops.comparison import shortfalls
 from defectops.components.deploy.detector import OnnxDetector
+from defectops.components.deploy.verify import REFUSED, REFUSED_TAG, VARIANT_TAG, VERIFIED, variant_of
 from defectops.components.evaluate.threshold import image_level_metrics, tune_threshold
 from defectops.dataset import label_path, read_labels, read_manifest
-
-REFERENCE = "fp32-onnxruntime"  # what evaluation measured: served without a variant record
-VARIANT_TAG = "variant/"  # the last verified (or reference) measurement of each variant: what serving trusts
-REFUSED_TAG = "variant_refused/"  # the last refused attempt, kept apart: a refused re-deploy must not unverify
-# the file that still serves
-VERIFIED, REFUSED = "verified", "refused"
-
-
-def variant_key(precision: str, runtime: str) -> str:
-    return f"{precision}-{runtime}"
-
-
-def variant_of(meta: dict) -> str:
-    """The variant a model.json describes (an export from before variants: the FP32 reference)."""
-    return variant_key(meta.get("precision", "fp32"), meta.get("runtime", "onnxruntime"))
 
 
 @dataclass(frozen=True)
@@ -56,12 +42,6 @@ class VariantCheck:
         fields.pop("key")
         prefix = REFUSED_TAG if self.verdict == REFUSED else VARIANT_TAG
         return {prefix + self.key: " ".join(f"{k}={v}" for k, v in fields.items())}
-
-
-def recorded_variants(tags: dict[str, str], prefix: str = VARIANT_TAG) -> dict[str, dict[str, str]]:
-    """Variant key -> its recorded fields, as `VariantCheck.tag` wrote them (`REFUSED_TAG`: the refused ones)."""
-    return {k[len(prefix):]: dict(pair.split("=", 1) for pair in v.split())
-            for k, v in tags.items() if k.startswith(prefix)}
 
 
 def score_split(detector: OnnxDetector, dataset: Path, paths: list[str]) -> tuple[np.ndarray, np.ndarray, float]:

@@ -52,7 +52,7 @@ def reference_for_records(records: str, deploy_root: Path) -> Path:
     last = recent_decisions(records, 1)
     if last.empty:
         raise MonitorError(f"{records}: no decisions recorded yet; pass --reference")
-    from defectops.components.deploy.step import version_dir
+    from defectops.components.deploy.verify import version_dir
 
     return version_dir(deploy_root, str(last["model_version"].iloc[-1])) / "reference.csv"
 

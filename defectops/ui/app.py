@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from defectops import identity, registry
-from defectops.components.deploy.variants import REFUSED_TAG, recorded_variants
+from defectops.components.deploy.verify import REFUSED_TAG, recorded_variants
 from defectops.errors import DefectopsError
 from defectops.registries import Registry, open_registry
 from defectops.ui import auth, evidence

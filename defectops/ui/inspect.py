@@ -45,7 +45,7 @@ class Inspection:
         return path
 
     def heatmap(self, item: dict) -> bytes:
-        from defectops.components.deploy.step import verify_artefacts, version_dir
+        from defectops.components.deploy.verify import verify_artefacts, version_dir
 
         version = str(item["model_version"])
         with self._lock:  # one explainer per version, loaded once its weights hash to what the registry says
@@ -136,7 +136,7 @@ def add_inspection_routes(app: FastAPI, inspection: Inspection, page: Callable, 
 
 def _model_classes(inspection: Inspection, item: dict) -> list[str]:
     """The class names the model knows (from its export's model.json), so an inspector can name a missed one."""
-    from defectops.components.deploy.step import version_dir
+    from defectops.components.deploy.verify import version_dir
 
     meta = version_dir(inspection.deploy_root, str(item["model_version"])) / "model.json"
     try:

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from defectops import registry
 from defectops.components.deploy.detector import OnnxDetector
-from defectops.components.deploy.step import DeployConfig, deploy, version_dir
+from defectops.components.deploy.step import DeployConfig, deploy
+from defectops.components.deploy.verify import version_dir
 from defectops.components.evaluate.step import EvaluateConfig, evaluate
 from defectops.components.train.step import TrainConfig, train
 from defectops.dataset import (

@@ -13,7 +13,8 @@ from PIL import Image
 from defectops import registry
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
-from defectops.components.deploy.step import DeployConfig, DeployError, deploy, version_dir
+from defectops.components.deploy.step import DeployConfig, deploy
+from defectops.components.deploy.verify import DeployError, version_dir
 from defectops.dataset import read_manifest
 
 from .conftest import API_KEY, MODEL, Server, register_and_approve, serve_params

@@ -17,15 +17,16 @@ from defectops.components.deploy.batching import MicroBatcher
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.serve_config import ServeConfig
 from defectops.components.deploy.serving import load_verified
-from defectops.components.deploy.step import (
-    DeployConfig,
+from defectops.components.deploy.step import DeployConfig, deploy
+from defectops.components.deploy.variants import VariantCheck, judge
+from defectops.components.deploy.verify import (
+    REFUSED_TAG,
     DeployError,
     artefact_tags,
-    deploy,
+    recorded_variants,
     verify_artefacts,
     version_dir,
 )
-from defectops.components.deploy.variants import REFUSED_TAG, VariantCheck, judge, recorded_variants
 from defectops.components.evaluate.step import EvaluateConfig, evaluate
 from defectops.components.ingest.step import IngestConfig, ingest
 from defectops.components.train.step import TrainConfig, train

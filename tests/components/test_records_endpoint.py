@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from defectops.components.deploy.step import version_dir
+from defectops.components.deploy.verify import version_dir
 from defectops.components.monitor.step import MonitorConfig, monitor
 from defectops.dataset import read_manifest
 from defectops.records.store import DecisionStore

@@ -12,7 +12,8 @@ import pytest
 
 from defectops import registry
 from defectops.components.deploy.detector import OnnxDetector
-from defectops.components.deploy.step import DeployConfig, deploy, version_dir
+from defectops.components.deploy.step import DeployConfig, deploy
+from defectops.components.deploy.verify import version_dir
 from defectops.components.evaluate.segmentation import true_regions
 from defectops.components.evaluate.step import EvaluateConfig, evaluate
 from defectops.components.monitor.step import MonitorConfig, monitor, recent_decisions

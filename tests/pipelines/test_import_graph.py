@@ -50,3 +50,14 @@ def test_an_engine_does_not_import_the_cli():
              "print('defectops.cli' in sys.modules)")
     reply = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert reply.stdout.strip().splitlines()[-1] == "False", reply.stderr
+
+
+def test_the_endpoint_checks_what_it_loads_without_the_exporter():
+    """What may be served (hashes, approval, variant records) lives in deploy/verify.py: the endpoint and the
+    inspector's page never import ONNX export, INT8 calibration or the drift reference (deploy/step.py)."""
+    from defectops.import_graph import closure
+
+    for module in ("defectops.components.deploy.server", "defectops.components.deploy.serving",
+                   "defectops.components.deploy.verify", "defectops.ui.inspect"):
+        assert "defectops.components.deploy.step" not in closure(module), module
+    assert "defectops.components.deploy.verify" in closure("defectops.components.deploy.step")  # one verifier

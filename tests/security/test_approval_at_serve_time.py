@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from defectops import registry
-from defectops.components.deploy.step import DeployConfig, DeployError, deploy
+from defectops.components.deploy.step import DeployConfig, deploy
+from defectops.components.deploy.verify import DeployError
 from defectops.components.register.step import RegisterConfig, register
 
 from ..components.conftest import Server, register_and_approve, serve_params

@@ -12,8 +12,7 @@ from defectops import registry
 from defectops.components.deploy.serve_config import ServeConfig
 from defectops.components.deploy.server import create_app
 from defectops.components.deploy.serving import load_verified
-from defectops.components.deploy.step import DeployError, version_dir
-from defectops.components.deploy.variants import recorded_variants
+from defectops.components.deploy.verify import DeployError, recorded_variants, version_dir
 
 
 @pytest.fixture
