@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from defectops import registry
+from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.step import DeployConfig, deploy
 from defectops.components.deploy.verify import version_dir
@@ -116,6 +117,9 @@ def test_classifier_is_registered_deployed_and_served(classifier, tiny_dataset, 
         reply = httpx.post(f"{server.url}/v1/predict", content=body, headers={"x-api-key": API_KEY})
         assert reply.status_code == 200, reply.text
         result = reply.json()
-        assert result["decision"] in {"accept", "review", "reject"} and result["model_version"] == version
+        assert result["model_version"] == version
+        calls = detector.predict(detector.decode(body))  # the served score is the in-process ONNX one
+        assert result["max_confidence"] == pytest.approx(calls[0].score if calls else 0.0, abs=1e-4)
+        assert result["decision"] == decide(result["max_confidence"], result["threshold"], (0.5, 1.0))
     finally:
         server.stop()

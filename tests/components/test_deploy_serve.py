@@ -105,7 +105,6 @@ def test_predict_raw_and_batch_and_every_decision_is_recorded(endpoint, deployed
     part = {**AUTH, "x-part-id": "P-000123", "x-line": "line-3", "x-station": "cam-2"}
     single = httpx.post(f"{server.url}/v1/predict", content=bodies[0], headers=part).json()
     assert (single["part_id"], single["line"], single["station"]) == ("P-000123", "line-3", "cam-2")
-    assert single["decision"] in {"accept", "review", "reject"}
     assert single["model_name"] == MODEL
     assert single["decision"] == decide(single["max_confidence"], single["threshold"], (0.5, 1.0))
     files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(bodies)]

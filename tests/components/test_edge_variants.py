@@ -52,10 +52,18 @@ def quantisable_detector(tmp_path_factory):
     return root / "raw"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def int8_deployed(quantisable_detector, tmp_path_factory):
+    """Deployed INT8 for this test: the registry's record of v1's deployment is this one, whatever ran before."""
     root = tmp_path_factory.mktemp("int8-deploy")
     return root, deploy(DeployConfig(model_name=MODEL, precision="int8"), quantisable_detector, root)
+
+
+def _black_frame_calibration(monkeypatch) -> None:
+    """A camera left capped during calibration: the INT8 model it gives loses what FP32 found."""
+    calibrate = step.calibration_blobs
+    monkeypatch.setattr(step, "calibration_blobs",
+                        lambda *args: (np.zeros_like(blob) for blob in calibrate(*args)))
 
 
 def test_the_gate_refuses_lost_recall_or_precision_and_passes_the_rest():
@@ -104,12 +112,7 @@ def test_a_damaged_calibration_is_refused_and_what_serves_stays_verified(int8_de
     root, _ = int8_deployed
     folder = version_dir(root, "1")
     before = sha256_file(folder / "model.onnx")
-    calibrate = step.calibration_blobs
-
-    def black_frames(detector, dataset, n):  # a camera left capped during calibration
-        return (np.zeros_like(blob) for blob in calibrate(detector, dataset, n))
-
-    monkeypatch.setattr(step, "calibration_blobs", black_frames)
+    _black_frame_calibration(monkeypatch)
     with pytest.raises(DeployError, match="int8-onnxruntime refused by the re-validation gate: .*test "
                                           "(recall|precision)") as refused:
         deploy(DeployConfig(model_name=MODEL, precision="int8"), quantisable_detector, root)
@@ -179,13 +182,18 @@ def test_micro_batching_gives_each_caller_its_own_outputs(int8_deployed, quantis
             np.testing.assert_allclose(mine, theirs, atol=1e-4, err_msg=f"caller {i}")
 
 
-def test_the_review_page_shows_the_variants_side_by_side(int8_deployed, tmp_path):
+def test_the_review_page_shows_the_variants_side_by_side(int8_deployed, quantisable_detector, tmp_path,
+                                                         monkeypatch):
     import httpx
 
     from defectops.ui import auth
 
     from ..ui.review_site import review_page
 
+    root, _ = int8_deployed
+    _black_frame_calibration(monkeypatch)
+    with pytest.raises(DeployError, match="refused by the re-validation gate"):  # a refused attempt after it
+        deploy(DeployConfig(model_name=MODEL, precision="int8"), quantisable_detector, root)
     auth.add_user(tmp_path / "users.json", "qa.lead", "quality-first-2026")
     with review_page(tmp_path / "users.json", MODEL) as url, httpx.Client(base_url=url) as http:
         token = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
@@ -194,17 +202,14 @@ def test_the_review_page_shows_the_variants_side_by_side(int8_deployed, tmp_path
     table = page.split('id="variants"')[1].split("</table>")[0]
     rows = [(row.split("<td>")[1].split("</td>")[0], row.split('class="badge ')[1].split('"')[0])
             for row in table.split("<tr>")[2:]]
-    # The earlier test's refused attempt is listed too, beside (not instead of) the verified file.
+    # The refused attempt is listed too, beside (not instead of) the verified file.
     assert {("fp32-onnxruntime", "reference"), ("int8-onnxruntime", "verified"),
             ("int8-onnxruntime", "refused")} == set(rows)
     assert 'id="deployed-variant">int8-onnxruntime<' in page
 
 
 def test_auto_precision_falls_back_to_fp32_when_the_gate_refuses(quantisable_detector, tmp_path, monkeypatch):
-    """Near the end of this file: it deploys v1 again (to another folder), as the OpenVINO test does."""
-    calibrate = step.calibration_blobs
-    monkeypatch.setattr(step, "calibration_blobs",
-                        lambda *args: (np.zeros_like(blob) for blob in calibrate(*args)))
+    _black_frame_calibration(monkeypatch)
     metrics = deploy(DeployConfig(model_name=MODEL), quantisable_detector, tmp_path)  # precision: auto
     assert metrics["variants"]["int8-onnxruntime"]["verdict"] == "refused"
     info = open_registry(MODEL).champion()
@@ -214,8 +219,8 @@ def test_auto_precision_falls_back_to_fp32_when_the_gate_refuses(quantisable_det
 
 
 def test_openvino_runs_the_same_file_through_the_gate(quantisable_detector, tmp_path):
-    """Last in this file: deploying v1 again (to another folder) replaces the registry's record of what v1's
-    deployment is, as on a line."""
+    """Deploying v1 again (to another folder) replaces the registry's record of what v1's deployment is, as on a
+    line; the tests that need an INT8 deployment make their own."""
     metrics = deploy(DeployConfig(model_name=MODEL, precision="int8", runtime="openvino"), quantisable_detector,
                      tmp_path)
     checked = metrics["variants"]["int8-openvino"]

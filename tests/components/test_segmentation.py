@@ -133,8 +133,9 @@ def test_severity_rules_grade_served_defects_by_their_mask_area_then_drift_is_ch
         graded = [d for d in result["detections"] if d["score"] >= result["threshold"]]
         blister = max(graded, key=lambda d: d["score"])
         assert blister["class_name"] == "blister" and blister["area_from"] == "mask"
+        radius = {"small": 8, "large": 15}[name]  # the drawn disc: pi r^2 px at 0.05 mm per px
         assert low <= blister["area_px"] < high and blister["area_mm2"] == pytest.approx(
-            blister["area_px"] * 0.0025, abs=1e-3)
+            np.pi * radius ** 2 * 0.05 ** 2, rel=0.35)
         assert len(blister["polygon"]) >= 3 and blister["severity"] == expected
     deadline = time.monotonic() + 15  # the writer process stores what it received, then ends
     while len(recent_decisions(str(served / "decisions.db"), 100)) < 38 and time.monotonic() < deadline:

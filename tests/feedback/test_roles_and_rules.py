@@ -67,7 +67,8 @@ def test_whoever_labelled_the_feedback_is_not_the_second_person():
                                    "checked", "approved") == "second.person"
     approved = [*entries, {"model": "m", "version": "2", "action": "approve", "actor": "qa.lead", "phase": "done",
                            "details": {}}]
-    assert approval.champion_refusal("m", "2", {**tags, "approval": "approved"}, approved) is not None
+    assert approval.champion_refusal("m", "2", {**tags, "approval": "approved"}, approved) == (
+        "m v2 has no audited approval by a person other than its submitter; not served")
 
 
 def _store_with_answers(tmp_path, disagreeing: int, agreeing: int) -> str:
