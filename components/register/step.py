@@ -12,6 +12,7 @@ from defectops import identity
 from defectops.backbones import LINEAGE_KEYS as BACKBONE_LINEAGE
 from defectops.config import StepConfig
 from defectops.dataset import sha256_file
+from defectops.environment import override
 from defectops.errors import RefusedError
 from defectops.lineage import git_commit
 from defectops.metrics import StepTimer, write_metrics
@@ -44,7 +45,7 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
         # No verdict is not a pass: an evaluation from elsewhere (or edited by hand) must not open the registry.
         raise RefusedError(f"{eval_dir / 'metrics.json'}: no champion/challenger gate verdict ('gate.passed'); "
                            "expected the evaluate step's report - run 'defectops evaluate' on this model first")
-    trigger = os.environ.get("DEFECTOPS_TRIGGER") or config.trigger
+    trigger = override("DEFECTOPS_TRIGGER", "register.trigger", config.trigger)
     registry = registry or open_registry(config.model_name)
     if trigger in RETRAINING_TRIGGERS:
         same = _same_data_as_champion(registry, run_info)

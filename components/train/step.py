@@ -20,6 +20,7 @@ from defectops.backbones import parse as parse_backbone
 from defectops.components.train.record import write_run_record
 from defectops.config import StepConfig
 from defectops.dataset import build_classification_view, build_ultralytics_view, read_names
+from defectops.environment import override
 from defectops.lineage import dvc_dir_md5, git_commit
 from defectops.metrics import StepTimer, write_metrics
 from defectops.tracking import configure_mlflow, metric_key
@@ -157,10 +158,10 @@ WARM_START_SHARE_ENV = "DEFECTOPS_WARM_START_EPOCH_SHARE"
 def for_this_run(config: TrainConfig) -> TrainConfig:
     """A drift retraining starts from the champion with a share of the epochs, unless train.weights already
     says where to start; the launcher says so through the environment, so params.yaml stays as it is."""
-    warm = os.environ.get(WARM_START_ENV)
-    if not warm or config.weights:
+    if not os.environ.get(WARM_START_ENV) or config.weights:
         return config
-    share = float(os.environ.get(WARM_START_SHARE_ENV) or 1.0)
+    warm = override(WARM_START_ENV, "train.weights", config.weights)
+    share = float(override(WARM_START_SHARE_ENV, "train.epochs (share)", 1.0))
     return config.model_copy(update={"weights": warm, "epochs": max(1, round(config.epochs * share))})
 
 
@@ -275,7 +276,7 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     configure_mlflow(config.experiment)
     device = _resolve_device(config.device)
     # An engine may mount durable storage for checkpoints (a Kubeflow PVC) and say so here.
-    checkpoint_root = Path(os.environ.get("DEFECTOPS_CHECKPOINT_DIR") or config.checkpoint_dir)
+    checkpoint_root = Path(override("DEFECTOPS_CHECKPOINT_DIR", "train.checkpoint_dir", config.checkpoint_dir))
     checkpoint = (checkpoint_root / run_key(config, lineage)).resolve()
     # Ultralytics writes last.pt in place: a kill mid-write leaves it truncated. After every save we
     # copy it atomically to resume.pt, which is therefore always a whole checkpoint.
