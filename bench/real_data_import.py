@@ -78,7 +78,7 @@ def cases(names: list[str], work: Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["neu-det", "magnetic-tile"])
+    parser.add_argument("--datasets", nargs="+", default=["neu-det", "magnetic-tile", "boards"])
     parser.add_argument("--keep", action="store_true", help="Keep the imported datasets and reports.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="defectops-real-data-"))
