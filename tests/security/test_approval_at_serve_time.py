@@ -20,14 +20,22 @@ def _ready_after_reload(server) -> dict:
     return httpx.get(f"{server.url}/readyz").json()
 
 
-def test_an_alias_moved_in_mlflow_is_reported_and_not_served(trained, evaluated, tiny_dataset, tmp_path,
-                                                             tmp_path_factory, monkeypatch):
-    name = "moved-alias-detector"
+def _champion_deployed_and_one_pending(name, trained, evaluated, tiny_dataset, tmp_path, tmp_path_factory,
+                                       monkeypatch) -> tuple[str, str, object]:
+    """v1 approved and deployed under tmp_path/deploy, v2 registered and pending: (v1, v2, deploy root)."""
     v1 = register_and_approve(name, trained, evaluated, tmp_path_factory)
     root = tmp_path / "deploy"
     deploy(DeployConfig(model_name=name), tiny_dataset, root)
     monkeypatch.setenv("DEFECTOPS_USER", "data.scientist")
     v2 = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path / "reg")["version"]
+    return v1, v2, root
+
+
+def test_an_alias_moved_in_mlflow_is_reported_and_not_served(trained, evaluated, tiny_dataset, tmp_path,
+                                                             tmp_path_factory, monkeypatch):
+    name = "moved-alias-detector"
+    v1, v2, root = _champion_deployed_and_one_pending(name, trained, evaluated, tiny_dataset, tmp_path,
+                                                     tmp_path_factory, monkeypatch)
     server = Server(serve_params(tmp_path, name, root)).wait_ready()
     try:
         # The pencil on the alias in MLflow's UI: no approval, no audit entry.
@@ -57,11 +65,8 @@ def test_an_alias_moved_before_start_up_serves_the_last_audited_champion_and_say
         trained, evaluated, tiny_dataset, tmp_path, tmp_path_factory, monkeypatch):
     """One click in MLflow's UI while the endpoint was down must not stop the line at its next start."""
     name = "moved-before-start-detector"
-    v1 = register_and_approve(name, trained, evaluated, tmp_path_factory)
-    root = tmp_path / "deploy"
-    deploy(DeployConfig(model_name=name), tiny_dataset, root)
-    monkeypatch.setenv("DEFECTOPS_USER", "data.scientist")
-    v2 = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path / "reg")["version"]
+    v1, v2, root = _champion_deployed_and_one_pending(name, trained, evaluated, tiny_dataset, tmp_path,
+                                                     tmp_path_factory, monkeypatch)
     registry.client().set_registered_model_alias(name, registry.CHAMPION, v2)
     server = Server(serve_params(tmp_path, name, root)).wait_ready()
     try:
