@@ -65,10 +65,10 @@ def audit_anchors(name: str) -> dict[str, str]:
         return {}
 
 
-def audited_entries(name: str) -> list[dict]:
-    """The verified audit chain, checked against this model's anchor (read first: the log is written first)."""
-    anchors = audit_anchors(name)
-    return audit.verified_entries(anchors=anchors)
+def audited_entries(name: str, anchors: dict[str, str] | None = None) -> list[dict]:
+    """The verified audit chain, checked against `anchors` (default: this MLflow model's, read first: the log is
+    written first)."""
+    return audit.verified_entries(anchors=audit_anchors(name) if anchors is None else anchors)
 
 
 def served_refusal(info: VersionInfo, role: str = CHAMPION, anchors: dict[str, str] | None = None) -> str | None:
@@ -76,7 +76,7 @@ def served_refusal(info: VersionInfo, role: str = CHAMPION, anchors: dict[str, s
 
     `anchors`: the audit heads the version's registry keeps (default: this MLflow registry's)."""
     try:
-        entries = audited_entries(info.name) if anchors is None else audit.verified_entries(anchors=anchors)
+        entries = audited_entries(info.name, anchors)
     except audit.AuditError as exc:
         return f"the audit log does not verify, so no approval can be trusted: {exc}"
     refusal = approval.champion_refusal if role == CHAMPION else approval.canary_refusal
@@ -86,7 +86,7 @@ def served_refusal(info: VersionInfo, role: str = CHAMPION, anchors: dict[str, s
 def audited_champion(name: str, anchors: dict[str, str] | None = None) -> str | None:
     """The version the verified audit log last made champion; None without one (or when the log fails)."""
     try:
-        entries = audited_entries(name) if anchors is None else audit.verified_entries(anchors=anchors)
+        entries = audited_entries(name, anchors)
     except audit.AuditError:
         return None
     return approval.audited_champion(entries, name)

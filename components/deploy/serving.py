@@ -109,10 +109,11 @@ class ChampionWatcher:
         try:
             loaded = load_verified(self.config, champion, CHAMPION, self.registry)
         except DefectopsError as exc:
-            loaded = self._audited_fallback(champion) if self.current is None else None
-            kept = loaded or self.current
-            problem = str(exc) + (f"; serving v{loaded.version}, the last champion the signed audit log names"
-                                  if loaded else f"; still serving v{kept.version}" if kept else "")
+            loaded, problem = (self._audited_fallback(champion) if self.current is None else None), str(exc)
+            if loaded:
+                problem += f"; serving v{loaded.version}, the last champion the signed audit log names"
+            elif self.current:
+                problem += f"; still serving v{self.current.version}"
             if self.last_error != problem:  # said once, not every few seconds
                 log.error("not serving v%s: %s", champion.version, problem)
             self.last_error = problem
