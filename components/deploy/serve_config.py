@@ -39,7 +39,9 @@ class ServeConfig(StepConfig):
     batch_wait_ms: float = Field(0.0, ge=0, le=100, description="How long a model call waits for more images "
                                  "after its first one; 0: it takes what queued while the previous call ran (no "
                                  "added latency; measured fastest, bench/serve_precision.py).")
-    inference_timeout_s: float = Field(10.0, gt=0)
+    inference_timeout_s: float = Field(10.0, gt=0, description="A predict request waiting longer gets 503.")
+    explain_timeout_s: float = Field(120.0, gt=0, description="The same for /v1/explain: a person's question, "
+                                     "not the line's; its first call loads torch and the checkpoint (seconds).")
     inference_workers: int = Field(4, ge=1, description="Threads that decode, prepare and judge images (the model "
                                                         "calls themselves are batched); health probes never wait "
                                                         "for them.")

@@ -110,16 +110,16 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
 
     app.add_middleware(CountRequests, metrics=metrics, routes=routes)
 
-    async def in_threadpool(fn, *args):
+    async def in_threadpool(fn, *args, timeout_s: float = config.inference_timeout_s):
         if waiting["n"] >= config.max_queued:
             raise HTTPException(503, f"{waiting['n']} images already wait for inference (serve.max_queued); "
                                      "retry shortly", headers={"Retry-After": "1"})
         waiting["n"] += 1
         try:
             future = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-            return await asyncio.wait_for(future, timeout=config.inference_timeout_s)
+            return await asyncio.wait_for(future, timeout=timeout_s)
         except TimeoutError:
-            raise HTTPException(503, f"inference took longer than {config.inference_timeout_s} s") from None
+            raise HTTPException(503, f"inference took longer than {timeout_s} s") from None
         finally:
             waiting["n"] -= 1
 
@@ -202,7 +202,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                     model.explainer = explainer_for(model.folder)
             return model.explainer.heatmap_png(rgb)
 
-        return Response(await in_threadpool(render), media_type="image/png",
+        return Response(await in_threadpool(render, timeout_s=config.explain_timeout_s), media_type="image/png",
                         headers={"X-Model-Version": model.version})
 
     return app

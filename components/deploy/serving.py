@@ -65,6 +65,7 @@ class ChampionWatcher:
         self.current: LoadedModel | None = None
         self.canary: LoadedModel | None = None
         self.last_error: str | None = None
+        self.serving_why: str | None = None  # why `current` is not the alias holder, when it is not
         self.canary_error: str | None = None
         self._stop = threading.Event()
         self._random = random.Random()
@@ -103,17 +104,18 @@ class ChampionWatcher:
             self.last_error = f"model '{self.config.model_name}' has no champion"
             return
         if self.current is not None and self.current.version == champion.version:
-            self.last_error = None
+            self.last_error = self.serving_why = None
             return
         problem = None
         try:
             loaded = load_verified(self.config, champion, CHAMPION, self.registry)
         except DefectopsError as exc:
-            loaded, problem = (self._audited_fallback(champion) if self.current is None else None), str(exc)
+            loaded = self._audited_fallback(champion) if self.current is None else None
             if loaded:
-                problem += f"; serving v{loaded.version}, the last champion the signed audit log names"
+                self.serving_why = f"serving v{loaded.version}, the last champion the signed audit log names"
             elif self.current:
-                problem += f"; still serving v{self.current.version}"
+                self.serving_why = self.serving_why or f"still serving v{self.current.version}"
+            problem = f"{exc}; {self.serving_why}" if loaded or self.current else str(exc)
             if self.last_error != problem:  # said once, not every few seconds
                 log.error("not serving v%s: %s", champion.version, problem)
             self.last_error = problem
@@ -121,6 +123,7 @@ class ChampionWatcher:
                 return
         previous = self.current
         self.current, self.last_error = loaded, problem
+        self.serving_why = self.serving_why if problem else None
         if previous is not None:
             previous.detector.close()
         log.warning("serving %s v%s %s (was %s)", self.config.model_name, loaded.version,

@@ -74,8 +74,8 @@ def test_an_alias_moved_before_start_up_serves_the_last_audited_champion_and_say
         assert ready["ready"] is True and ready["model_version"] == v1
         assert f"v{v2} holds the champion alias but its approval is 'pending'" in ready["last_error"]
         assert f"serving v{v1}, the last champion the signed audit log names" in ready["last_error"]
-        assert _ready_after_reload(server)["model_version"] == v1  # and it stays on it, still saying why
-        assert "moved outside defectops" in _ready_after_reload(server)["last_error"]
+        later = _ready_after_reload(server)  # the next polls keep it, and keep saying why
+        assert later["model_version"] == v1 and later["last_error"] == ready["last_error"]
     finally:
         server.stop()
 
