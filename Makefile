@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast setup clean iac-tools
+.PHONY: demo test test-fast test-shuffled setup clean iac-tools
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(BIN)/.installed $(VENV)-iac/bin/checkov
 # The inner loop: everything but the tests marked e2e (real training, engine runs, services; see tests/conftest.py).
 test-fast: $(BIN)/.installed
 	$(BIN)/pytest -m "not e2e" -q
+
+# The inner loop in three random orders (pytest-randomly): a test that needs another's state fails here.
+test-shuffled: $(BIN)/.installed
+	for seed in 1 2 3; do $(BIN)/pytest -p randomly -p no:cacheprovider --randomly-seed=$$seed -m "not e2e" -q || exit 1; done
 
 # checkov (Terraform policy checks) lives in its own venv: it pins an older boto3 than sagemaker needs.
 $(VENV)-iac/bin/checkov:
