@@ -18,8 +18,9 @@ from defectops.records.store import DecisionStore, RecordsError
 from ..services import postgres_server
 
 
-def decision(i: int, **extra) -> dict:
-    return {"time": datetime.now(UTC) - timedelta(minutes=100 - i), "part_id": f"P-{i:05d}",
+def decision(i: int, start: datetime | None = None, **extra) -> dict:
+    """Decision i of 100, made (100 - i) minutes before `start` (default: now)."""
+    return {"time": (start or datetime.now(UTC)) - timedelta(minutes=100 - i), "part_id": f"P-{i:05d}",
             "line": "line-3" if i % 2 else "line-1", "station": "cam-1", "model_name": "m", "model_version": "4",
             "role": "champion", "precision": "fp32", "decision": "reject" if i % 10 == 0 else "accept",
             "score": i / 100, "threshold": 0.5, "image_sha256": f"{i:064x}", "latency_ms": 9.5,
@@ -28,16 +29,26 @@ def decision(i: int, **extra) -> dict:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def store(request, tmp_path_factory):
+def filled(request, tmp_path_factory):
+    """A store holding decisions 1-50 (each test leaves it so), the ids their writing returned and the time
+    they are counted back from."""
+    start = datetime.now(UTC)
     if request.param == "sqlite":
-        yield DecisionStore(tmp_path_factory.mktemp("store") / "decisions.db")
+        store = DecisionStore(tmp_path_factory.mktemp("store") / "decisions.db")
+        yield store, store.record_many([decision(i, start) for i in range(1, 51)]), start
         return
     with postgres_server() as url:
-        yield DecisionStore(url)
+        store = DecisionStore(url)
+        yield store, store.record_many([decision(i, start) for i in range(1, 51)]), start
 
 
-def test_a_record_is_written_and_read_back(store):
-    ids = store.record_many([decision(i) for i in range(1, 51)])
+@pytest.fixture
+def store(filled):
+    return filled[0]
+
+
+def test_a_record_is_written_and_read_back(filled):
+    store, ids, _ = filled
     assert len(ids) == 50 and ids == sorted(ids)
     part = store.query(part="P-00010")
     assert len(part) == 1
@@ -53,8 +64,9 @@ def test_the_drift_window_is_the_newest_rows_oldest_first(store):
     assert list(window["brightness"]) == [146.0, 147.0, 148.0, 149.0, 150.0]  # features are columns
 
 
-def test_queries_by_time_line_and_decision(store):
-    since = datetime.now(UTC) - timedelta(minutes=55, seconds=30)
+def test_queries_by_time_line_and_decision(filled):
+    store, _, start = filled
+    since = start - timedelta(minutes=55, seconds=30)
     recent = store.query(since=since, limit=None)
     assert [r["part_id"] for r in recent][:2] == ["P-00045", "P-00046"]
     rejects = store.query(decision="reject", line="line-1", limit=None)
