@@ -1,11 +1,11 @@
 """The Kubeflow Pipelines v2 engine: the declared DAG as a KFP pipeline.
 
-Two flavours of the same components, wired by one function from the DAG:
+Two flavours of the same components, both generated from the DAG's declaration and wired by one function:
 - `cluster`: container components on the defectops image, each running
   `defectops pipeline stage NAME --path declared=artifact ...` (the step CLI); training gets a
   GPU on the spot node pool, a PVC for checkpoints and retries, so a reclaimed node resumes.
-- `local`: lightweight Python components calling the same stage adapter in-process, which
-  `kfp.local` runs on this machine (tests, notebooks) with no cluster.
+- `local`: lightweight Python components (their source written from the declaration) calling the same
+  stage adapter in-process, which `kfp.local` runs on this machine (tests, notebooks) with no cluster.
 The tunable stage fans out over hyperparameter trials (ParallelFor -> Collected -> best
 settings); the register stage sits under `dsl.If` on the evaluation gate.
 
@@ -14,6 +14,7 @@ No `from __future__ import annotations` here: KFP reads the real annotation obje
 
 import inspect
 import json
+import linecache
 from pathlib import Path
 
 from kfp import compiler, dsl
@@ -40,55 +41,33 @@ def artifact_type(path: str):
     return Artifact
 
 
-# --- lightweight components (kfp.local): thin calls into the stage adapter --------------------
+# --- lightweight components (kfp.local): generated from the DAG ------------------------------
 
-def ingest(params_yaml: str, data_raw: Output[Dataset]):
-    from defectops.pipelines.engines.stage import run_stage_text
-
-    run_stage_text("ingest", params_yaml, {"data/raw": data_raw.path})
-
-
-def validate(params_yaml: str, data_raw: Input[Dataset], reports_validate: Output[Artifact],
-             data_validated: Output[Dataset], data_quarantine: Output[Dataset]):
-    from defectops.pipelines.engines.stage import run_stage_text
-
-    run_stage_text("validate", params_yaml, {"data/raw": data_raw.path, "reports/validate": reports_validate.path,
-                                             "data/validated": data_validated.path,
-                                             "data/quarantine": data_quarantine.path})
-
-
-def augment(params_yaml: str, data_validated: Input[Dataset], data_augmented: Output[Dataset]):
-    from defectops.pipelines.engines.stage import run_stage_text
-
-    run_stage_text("augment", params_yaml, {"data/validated": data_validated.path,
-                                            "data/augmented": data_augmented.path})
+def _local_source(stage: Stage) -> str:
+    """A lightweight component's source, read off the stage's declaration: a thin call into the stage adapter.
+    KFP ships a function's source text to its runner, so the function is written out, not closed over."""
+    arguments = ["params_yaml: str", *(f"{n}: Input[{artifact_type(p).__name__}]" for n, p in stage.inputs.items()),
+                 *(["settings: dict"] if stage.tunable else []),
+                 *(f"{n}: Output[{artifact_type(p).__name__}]" for n, p in stage.outputs.items())]
+    paths = ", ".join(f"{p!r}: {n}.path" for n, p in {**stage.inputs, **stage.outputs}.items())
+    call = f"run_stage_text({stage.name!r}, params_yaml, {{{paths}}}{', settings' if stage.tunable else ''})"
+    if len(stage.emits) > 1:
+        raise ValueError(f"stage {stage.name}: kfp.local branches only on a component's single return value, "
+                         f"and it emits {len(stage.emits)}")
+    head = f"def {stage.name}({', '.join(arguments)}){' -> bool' if stage.emits else ''}:"
+    body = f"return bool({call}[{stage.emits[0][0]!r}])" if stage.emits else call
+    return f"{head}\n    from defectops.pipelines.engines.stage import run_stage_text\n\n    {body}\n"
 
 
-def train(params_yaml: str, data_augmented: Input[Dataset], settings: dict, models_train: Output[Model]):
-    from defectops.pipelines.engines.stage import run_stage_text
-
-    run_stage_text("train", params_yaml, {"data/augmented": data_augmented.path, "models/train": models_train.path},
-                   settings)
-
-
-def evaluate(params_yaml: str, models_train: Input[Model], data_validated: Input[Dataset],
-             reports_evaluate: Output[Artifact]) -> bool:
-    """Returns the gate (`gate_passed`) as its single output: kfp.local resolves conditions only on those."""
-    from defectops.pipelines.engines.stage import run_stage_text
-
-    emitted = run_stage_text("evaluate", params_yaml, {"models/train": models_train.path,
-                                                       "data/validated": data_validated.path,
-                                                       "reports/evaluate": reports_evaluate.path})
-    return bool(emitted["gate_passed"])
-
-
-def register(params_yaml: str, models_train: Input[Model], reports_evaluate: Input[Artifact],
-             reports_register: Output[Artifact]):
-    from defectops.pipelines.engines.stage import run_stage_text
-
-    run_stage_text("register", params_yaml, {"models/train": models_train.path,
-                                             "reports/evaluate": reports_evaluate.path,
-                                             "reports/register": reports_register.path})
+def local_function(stage: Stage):
+    """The function `_local_source` writes, compiled; its source is kept where `inspect.getsource` (which KFP
+    calls) finds it."""
+    source = _local_source(stage)
+    filename = f"<defectops kfp component '{stage.name}', generated from pipelines/dag.py>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace = {"Input": Input, "Output": Output, "Dataset": Dataset, "Model": Model, "Artifact": Artifact}
+    exec(compile(source, filename, "exec"), namespace)  # our own declaration, not input
+    return namespace[stage.name]
 
 
 # --- hyperparameter fan-out helpers (pure glue; the same in both flavours) --------------------
@@ -120,7 +99,6 @@ def train_select(results: list[dict]) -> dict:
     return select_best(results)
 
 
-LOCAL_FUNCTIONS = {f.__name__: f for f in (ingest, validate, augment, train, evaluate, register)}
 HELPER_FUNCTIONS = (train_plan, train_trial, train_select)
 
 
@@ -157,7 +135,7 @@ def components(flavour: str, image: str = DEFAULT_IMAGE) -> tuple[dict, tuple]:
     """(stage components, fan-out helpers) for `cluster` or `local`."""
     if flavour == "local":
         # kfp.local's subprocess runner ignores the image; it runs this interpreter.
-        return ({n: dsl.component(f, base_image=LOCAL_BASE_IMAGE) for n, f in LOCAL_FUNCTIONS.items()},
+        return ({s.name: dsl.component(local_function(s), base_image=LOCAL_BASE_IMAGE) for s in TRAINING_DAG},
                 tuple(dsl.component(f, base_image=LOCAL_BASE_IMAGE) for f in HELPER_FUNCTIONS))
     if flavour == "cluster":
         return ({s.name: _container_component(s, image) for s in TRAINING_DAG},

@@ -1,5 +1,6 @@
 """One DAG, three engines: the DVC, Kubeflow and SageMaker renderings have the same steps and edges."""
 
+import inspect
 import json
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from moto import mock_aws
 
 from defectops.components.tune.step import TuneConfig
 from defectops.config import load_step_config
-from defectops.pipelines.dag import STAGES, TRAINING_DAG, collapse, edges
+from defectops.pipelines.dag import STAGES, TRAINING_DAG, Stage, collapse, edges
 from defectops.pipelines.engines import compile_for, kfp, sagemaker
 from defectops.pipelines.engines.dvc import render
 
@@ -65,6 +66,37 @@ def test_dvc_kfp_and_sagemaker_have_the_dags_steps_and_edges(kfp_cluster, kfp_lo
     names = kfp.task_stage_names(kfp_cluster[0])
     kfp_stages = {names[task].split("-")[0] for edge in kfp.node_edges(kfp_cluster[0]) for task in edge}
     assert sm_stages == kfp_stages == set(committed["stages"]) == set(STAGES)
+
+
+def _component_artifacts(spec: dict, component: str) -> tuple[set[str], set[str]]:
+    definition = spec["components"][component]
+    return (set(definition.get("inputDefinitions", {}).get("artifacts", {})),
+            set(definition.get("outputDefinitions", {}).get("artifacts", {})))
+
+
+def test_both_kfp_flavours_read_each_stages_artifacts_off_the_dag(kfp_cluster, kfp_local_spec):
+    """The local (kfp.local) and cluster components are generated from one declaration: same artifacts."""
+    for stage in TRAINING_DAG:
+        expected = (set(stage.inputs), set(stage.outputs))
+        assert _component_artifacts(kfp_cluster[0], f"comp-{stage.name}") == expected, stage.name
+        assert _component_artifacts(kfp_local_spec, f"comp-{stage.name}") == expected, stage.name
+
+
+def test_a_new_stage_gets_its_local_component_from_its_declaration():
+    from kfp import dsl
+
+    stage = Stage("inspect", ("--model", "models/train", "--out", "reports/inspect"), deps=("models/train",),
+                  outs=("reports/inspect",), emits=(("looks_fine", "reports/inspect/verdict.json", "ok"),))
+    function = kfp.local_function(stage)
+    assert list(inspect.signature(function).parameters) == ["params_yaml", "models_train", "reports_inspect"]
+    assert inspect.signature(function).return_annotation is bool
+    assert "run_stage_text('inspect', params_yaml, {'models/train': models_train.path, 'reports/inspect': " \
+           "reports_inspect.path})['looks_fine']" in inspect.getsource(function)  # what KFP ships
+    spec = dsl.component(function, base_image=kfp.LOCAL_BASE_IMAGE).component_spec
+    assert set(spec.inputs) == {"params_yaml", "models_train"} and set(spec.outputs) == {"reports_inspect", "Output"}
+    twice = Stage("x", (), emits=(("a", "r.json", "a"), ("b", "r.json", "b")))
+    with pytest.raises(ValueError, match="single return value"):
+        kfp.local_function(twice)
 
 
 @pytest.mark.e2e
