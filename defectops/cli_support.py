@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from defectops.config import load_step_config
 from defectops.errors import DefectopsError
 
 console = Console(stderr=True)
@@ -39,7 +40,5 @@ def show_metrics(step: str, metrics: dict) -> None:
 
 def run_step(section: str, config_model, step_fn, *paths, params: Path, overrides: dict | None = None) -> None:
     """Validate the step's params section once, call the step, print its metrics."""
-    from defectops.config import load_step_config
-
     with step_errors(section):
         show_metrics(section, step_fn(load_step_config(config_model, section, params, overrides), *paths))

@@ -17,8 +17,9 @@ import yaml
 from pydantic import Field
 
 from defectops.config import StepConfig
+from defectops.dvc_command import dvc
 from defectops.errors import DefectopsError
-from defectops.pipelines.engines import dvc
+from defectops.registries import open_registry_from
 
 TRACKED = ("data/raw", "data/validated")
 
@@ -60,7 +61,7 @@ def remote_url(root: Path, settings: DataSettings) -> str:
 def configure_remote(root: Path, settings: DataSettings) -> str:
     """Make the configured remote DVC's default (idempotent)."""
     url = remote_url(root, settings)
-    dvc.dvc("remote", "add", "--default", "--force", settings.remote_name, url, cwd=root)
+    dvc("remote", "add", "--default", "--force", settings.remote_name, url, cwd=root)
     return url
 
 
@@ -68,7 +69,7 @@ def push(root: Path, settings: DataSettings) -> str:
     """Send the tracked datasets' files to the remote; returns DVC's summary line."""
     configure_remote(root, settings)
     targets = [t for t in TRACKED if (Path(root) / t).exists()]
-    result = dvc.dvc("push", *targets, cwd=root, check=False)
+    result = dvc("push", *targets, cwd=root, check=False)
     if result.returncode != 0:
         raise DataVersionError(f"dvc push failed: {(result.stderr or result.stdout).strip()[-2000:]}")
     return (result.stdout.strip().splitlines() or ["nothing to push"])[-1]
@@ -118,8 +119,6 @@ def list_versions(root: Path, settings: DataSettings, models: dict[str, list[str
 
 def registered_models_by_dataset(model_name: str, params: Path = Path("params.yaml")) -> dict[str, list[str]]:
     """dataset md5 -> ['name vN (approval)', ...] from the model registry params.yaml names."""
-    from defectops.registries import open_registry_from
-
     found: dict[str, list[str]] = {}
     try:
         for v in open_registry_from(params, model_name).versions():
@@ -139,9 +138,9 @@ def checkout(root: Path, rev: str, settings: DataSettings) -> dict[str, dict]:
     _git(root, "checkout", rev, "--", "dvc.lock", "params.yaml")
     configure_remote(root, settings)
     targets = [t for t in TRACKED if t in _outs((root / "dvc.lock").read_text())]
-    result = dvc.dvc("checkout", *targets, cwd=root, check=False)
+    result = dvc("checkout", *targets, cwd=root, check=False)
     if result.returncode != 0:  # not in the local cache: fetch it
-        pulled = dvc.dvc("pull", *targets, cwd=root, check=False)
+        pulled = dvc("pull", *targets, cwd=root, check=False)
         if pulled.returncode != 0:
             raise DataVersionError(f"{rev}: its data is neither in the cache nor on the remote "
                                    f"({(pulled.stderr or pulled.stdout).strip()[-1000:]})")

@@ -27,6 +27,7 @@ from PIL import Image
 
 from defectops.errors import DefectopsError
 from defectops.imaging import letterbox, read_bgr
+from defectops.tiling import windows
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -259,8 +260,6 @@ def _write_tiles(root: Path, rel: str, view: Path, tile: int, overlap: float, rn
     """Train/val images larger than a tile become tiles: every tile with a defect, and as many
     defect-free ones (at least one per image) so the model still learns the background."""
     import cv2
-
-    from defectops.tiling import windows
 
     image = cv2.imread(str(root / rel), cv2.IMREAD_UNCHANGED)
     height, width = image.shape[:2]

@@ -22,6 +22,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from defectops.cli_support import console
+from defectops.components.deploy.step import DeployConfig, deploy
+from defectops.components.deploy.verify import version_dir
 from defectops.config import load_step_config
 from defectops.data_versions import after_local_run
 from defectops.dataset import label_path, read_labels, read_manifest
@@ -126,8 +128,6 @@ def _timed(label: str, timings: list, fn, *args):
 
 
 def run_demo(approver: str = "qa.lead") -> None:
-    from defectops.components.deploy.step import DeployConfig, deploy
-    from defectops.components.deploy.verify import version_dir
     from defectops.components.monitor.step import MonitorConfig, monitor
 
     started = time.perf_counter()

@@ -10,6 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
+from defectops.compute import use_cores
+
 _ENV_DEFAULTS = {
     # MLflow 3 usage telemetry and the generic opt-out honoured by several libraries.
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -68,7 +70,5 @@ def configure_ultralytics(threads: int | None = None) -> int:
     # Python-loop NMS, 4-46x slower here (bench/nms_path.py; the ratio depends on how the boxes
     # overlap). An early model validated at conf 0.001 has thousands of candidates per image.
     import torchvision  # noqa: F401
-
-    from defectops.compute import use_cores
 
     return use_cores(threads)

@@ -16,6 +16,9 @@ from pydantic import Field
 
 from defectops import registry
 from defectops.config import StepConfig
+from defectops.evidence import load_folder
+from defectops.sagemaker_registry import SageMakerRegistry
+from defectops.tracking import tracking_uri
 
 BACKENDS = ("mlflow", "sagemaker")
 
@@ -132,8 +135,6 @@ class MlflowRegistry:
         return registry.rollback(self.model_name, by, reason)
 
     def evidence(self, version: str):
-        from defectops.ui.evidence import load_folder
-
         info = self.get(version)
         return load_folder(info, _mlflow_evaluation(info.run_id) if info.run_id else None)
 
@@ -147,8 +148,6 @@ def _mlflow_evaluation(run_id: str) -> Path | None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from defectops.tracking import tracking_uri
-
     try:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation",
                                                         tracking_uri=tracking_uri()))
@@ -160,8 +159,6 @@ class SageMakerModelRegistry:
     """A model package group; evidence is the evaluation folder its ModelMetrics statistics point to in S3."""
 
     def __init__(self, group: str, sagemaker_client=None, s3_client=None, image: str | None = None):
-        from defectops.sagemaker_registry import SageMakerRegistry
-
         self.model_name = group
         self.packages = SageMakerRegistry(group, sagemaker_client)
         self._s3, self.image = s3_client, image
@@ -253,8 +250,6 @@ class SageMakerModelRegistry:
                                      "('defectops sagemaker deploy-endpoint --model-package-arn ...')")
 
     def evidence(self, version: str):
-        from defectops.ui.evidence import load_folder
-
         info = self.get(version)
         raw = self.packages.sm.describe_model_package(ModelPackageName=info.source)
         uri = raw.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri")

@@ -23,8 +23,12 @@ from typing import Any
 
 import yaml
 
+from defectops import identity
 from defectops.config import ConfigError, read_params
+from defectops.data_versions import after_local_run
 from defectops.errors import DefectopsError
+from defectops.pipelines.engines import dvc, sagemaker
+from defectops.registries import RegistryConfig
 
 ENGINES = ("local", "kfp", "sagemaker")
 
@@ -119,24 +123,18 @@ def still_running(engine: str, run_id: str, sagemaker_client=None, **_other_clie
     """Whether a run `submit` started is still going; None where the engine cannot say (a Kubeflow cluster run
     is only known to its cluster), so the caller falls back on its own rule (a cool-down)."""
     if engine == "sagemaker":
-        from defectops.pipelines.engines import sagemaker
-
         return sagemaker.execution_running(run_id, sagemaker_client)
     return None
 
 
 def _with_submitter(merged: dict, engine: str) -> dict:
     """A remote run's register step runs as the engine's account; the person who submitted it travels along."""
-    from defectops import identity
-
     register = {**merged.get("register", {}), "submitted_via": engine}
     register["submitted_by"] = identity.normalise(register.get("submitted_by")) or identity.current_user()
     return {**merged, "register": register}
 
 
 def _local(params_file: Path, merged: dict, trigger: str, force: bool, echo: Callable[[str], None]) -> Submission:
-    from defectops.pipelines.engines import dvc
-
     if merged != read_params(params_file):
         params_file.write_text(yaml.safe_dump(merged, sort_keys=False))
     _validate(params_file)
@@ -145,7 +143,6 @@ def _local(params_file: Path, merged: dict, trigger: str, force: bool, echo: Cal
         dvc.write_dvc_yaml()
     dvc.ensure_repo()
     runs = dvc.repro(echo=echo, extra_args=("--force",) if force else ())
-    from defectops.data_versions import after_local_run
 
     pushed = after_local_run(Path("."), params_file)
     evaluation = json.loads(Path("reports/evaluate/metrics.json").read_text())
@@ -189,7 +186,6 @@ def _kfp(params_file: Path, merged: dict, project: Path) -> Submission:
 def _registration_outlives_the_job(params: Path, mlflow_tracking_uri: str | None) -> None:
     """An MLflow registry inside a SageMaker job is that job's disk: the registration would vanish with it."""
     from defectops.config import load_step_config
-    from defectops.registries import RegistryConfig
 
     if load_step_config(RegistryConfig, "registry", params).backend == "mlflow" and not mlflow_tracking_uri:
         raise ConfigError(f"{params}: registry.backend is 'mlflow' but sagemaker.mlflow_tracking_uri is not set, so "
@@ -200,8 +196,6 @@ def _registration_outlives_the_job(params: Path, mlflow_tracking_uri: str | None
 
 def _sagemaker(params_file: Path, merged: dict, trigger: str, sagemaker_client, s3_client) -> Submission:
     import tempfile
-
-    from defectops.pipelines.engines import sagemaker
 
     with tempfile.TemporaryDirectory() as scratch:
         run_params = Path(scratch) / "params.yaml"

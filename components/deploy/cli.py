@@ -5,6 +5,8 @@ from pathlib import Path
 import typer
 
 from defectops.cli_support import PARAMS_OPTION, run_step
+from defectops.config import load_step_config
+from defectops.registries import open_registry_from
 
 
 def command(
@@ -21,7 +23,6 @@ def command(
     Any variant other than FP32 on ONNX Runtime is scored on val and test, gets its own recall-first threshold
     and is refused (exit 4) when its test recall misses the target or its precision drops too far."""
     from defectops.components.deploy.step import DeployConfig, deploy
-    from defectops.registries import open_registry_from
 
     def from_the_configured_registry(config: DeployConfig, *paths: Path) -> dict:
         return deploy(config, *paths, registry=open_registry_from(params, config.model_name))
@@ -43,8 +44,6 @@ def serve(
     from defectops.cli_support import step_errors
     from defectops.components.deploy.serve_config import ServeConfig
     from defectops.components.deploy.server import create_app
-    from defectops.config import load_step_config
-    from defectops.registries import open_registry_from
 
     overrides = {k: v for k, v in {"deploy_root": deploy_root, "records_url": records}.items() if v is not None}
     with step_errors("serve"):

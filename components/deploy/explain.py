@@ -16,18 +16,18 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from defectops.components.deploy.detector import OnnxDetector
+from defectops.offline import configure_ultralytics
+from defectops.tiling import needs_tiling, tiling_of, windows
+
 
 class Explainer:
     def __init__(self, folder: Path):
         import torch
         from pytorch_grad_cam import EigenCAM
 
-        from defectops.offline import configure_ultralytics
-
         configure_ultralytics()
         from ultralytics import YOLO
-
-        from defectops.tiling import tiling_of
 
         meta = json.loads((Path(folder) / "model.json").read_text())
         weights = Path(folder) / "best.pt"
@@ -51,8 +51,6 @@ class Explainer:
     def _tiled_cam(self, rgb: np.ndarray, tile: int, overlap: float) -> np.ndarray:
         """Each tile's map, scaled by the tile's best defect score (EigenCAM normalises every input to 0-1, so
         an empty tile would glow as bright as the one with the pit); overlaps keep the stronger."""
-        from defectops.tiling import windows
-
         h, w = rgb.shape[:2]
         cam = np.zeros((h, w), dtype=np.float32)
         for x1, y1, x2, y2 in windows(h, w, tile, overlap):
@@ -66,8 +64,6 @@ class Explainer:
         return cam
 
     def heatmap_png(self, rgb: np.ndarray) -> bytes:
-        from defectops.tiling import needs_tiling
-
         h, w = rgb.shape[:2]
         tiled = self.tiles and needs_tiling(h, w, self.tiles[0])
         return overlay_png(rgb, self._tiled_cam(rgb, *self.tiles) if tiled else self._cam(rgb))
@@ -78,8 +74,6 @@ class AnomalyExplainer:
     is farthest from every remembered good patch; a typical good image's worst patch shows half-way up."""
 
     def __init__(self, folder: Path):
-        from defectops.components.deploy.detector import OnnxDetector
-
         self.detector = OnnxDetector(Path(folder))
 
     def heatmap_png(self, rgb: np.ndarray) -> bytes:

@@ -16,6 +16,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from defectops.components.deploy.explain import explainer_for
 from defectops.components.deploy.http_input import (
     BadInput,
     authorize,
@@ -28,6 +29,7 @@ from defectops.components.deploy.inference import Inference, Metrics
 from defectops.components.deploy.serve_config import ServeConfig
 from defectops.components.deploy.serving import ChampionWatcher
 from defectops.components.deploy.verify import DeployError, verify_artefacts
+from defectops.feedback.answers import disagreement
 from defectops.records.archive import ImageArchive
 from defectops.records.publish import Publisher
 from defectops.records.store import DecisionStore
@@ -162,8 +164,6 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         if publisher is not None:
             metrics.outbox_pending.set(store.pending_count())
         if store is not None:
-            from defectops.feedback.answers import disagreement
-
             metrics.disagreement.clear()
             metrics.answers.clear()
             for row in await asyncio.to_thread(disagreement, store):  # a GROUP BY on the answers table
@@ -192,8 +192,6 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         model = watcher.current
 
         def render() -> bytes:
-            from defectops.components.deploy.explain import explainer_for
-
             rgb = np.asarray(decode_image(images[0], config))
             with model.lock:
                 if model.explainer is None:

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.observe import observe
+from defectops.components.deploy.quantize import quantize_int8
 from defectops.components.deploy.variants import judge, measure
 from defectops.components.deploy.verify import (
     REFERENCE,
@@ -33,6 +34,7 @@ from defectops.config import StepConfig
 from defectops.dataset import read_manifest, read_names, sha256_file
 from defectops.drift_features import EMBEDDING_DIMS, EmbeddingReducer
 from defectops.metrics import StepTimer, write_metrics
+from defectops.offline import configure_ultralytics
 from defectops.registries import Registry, open_registry
 from defectops.registry import CHAMPION, VersionInfo
 from defectops.tiling import needs_tiling, tiling_of
@@ -69,8 +71,6 @@ def export_onnx(weights: Path, imgsz: int, out: Path) -> tuple[Path, str, list[s
 
     Returns the file, the model's task and its class names in output order."""
     import onnx
-
-    from defectops.offline import configure_ultralytics
 
     configure_ultralytics()
     from ultralytics import YOLO
@@ -158,8 +158,6 @@ def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging
 
     Both are recorded in the registry, verified or refused, so the approver sees them side by side. A refusal
     raises (nothing is deployed) unless the precision was `auto`, where the FP32 export stays."""
-    from defectops.components.deploy.quantize import quantize_int8
-
     if precision == "int8" and meta["task"] != "detect":
         raise DeployError(f"deploy.precision int8: verified for detectors only; this version's task is "
                           f"'{meta['task']}' (deploy it as fp32, or fp32/fp16 on openvino)")

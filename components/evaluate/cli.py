@@ -5,6 +5,7 @@ from pathlib import Path
 import typer
 
 from defectops.cli_support import PARAMS_OPTION, run_step
+from defectops.registries import open_registry_from
 
 
 def command(
@@ -16,7 +17,6 @@ def command(
 ) -> None:
     """Tune the recall-first threshold on val and report recall, precision and mAP on test."""
     from defectops.components.evaluate.step import EvaluateConfig, evaluate
-    from defectops.registries import open_registry_from
 
     def against_the_configured_champion(config: EvaluateConfig, *paths: Path) -> dict:
         return evaluate(config, *paths, registry=open_registry_from(params, config.model_name))

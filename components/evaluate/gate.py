@@ -11,6 +11,7 @@ from pathlib import Path
 
 from defectops.comparison import shortfalls
 from defectops.registries import Registry
+from defectops.tiling import tiling_of
 
 
 def compare(challenger: dict, champion: dict, margin: float) -> tuple[bool, str]:
@@ -31,7 +32,6 @@ def champion_on_split(registry: Registry, score_images, truth, image_level_metri
         return None
     with tempfile.TemporaryDirectory() as tmp:
         weights = registry.fetch_weights(champion, Path(tmp))
-        from defectops.tiling import tiling_of
 
         scores = score_images(weights, int(champion.tags.get("imgsz", 256)), tiling_of(champion.tags))
     threshold = float(champion.tags["threshold"])

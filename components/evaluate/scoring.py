@@ -15,14 +15,14 @@ import numpy as np
 
 from defectops.dataset import GOOD
 from defectops.imaging import letterbox, read_bgr
+from defectops.offline import configure_ultralytics
+from defectops.tiling import detect_tiled
 
 SCORE_FLOOR = 0.001  # boxes below this are noise; an image with none scores 0
 
 
 def load_model(weights: Path):
     """An Ultralytics model, or an anomaly model; the task (detect, classify, anomaly) is read from the checkpoint."""
-    from defectops.offline import configure_ultralytics
-
     configure_ultralytics()
     from ultralytics import YOLO
 
@@ -37,8 +37,6 @@ def load_model(weights: Path):
 
 def tiled_boxes(model, image_bgr: np.ndarray, tiles: tuple[int, float], imgsz: int, device: str) -> list:
     """Merged boxes (tiling.TileBox, in the model's class ids) of one image the model saw tile by tile."""
-    from defectops.tiling import detect_tiled
-
     def detect(crops: list[np.ndarray]) -> list:
         # At most the endpoint's 100 boxes per tile: both then merge the same boxes, and an untrained
         # model's hundreds of near-floor boxes per tile do not make the merge quadratic in thousands.

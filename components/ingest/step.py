@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import track
 
 from defectops.components.ingest import importers, synthetic
+from defectops.components.ingest.extra import merge_extra_sources
 from defectops.components.ingest.folders import DEFAULT_GOOD_NAMES
 from defectops.components.ingest.items import Item
 from defectops.components.ingest.splits import (
@@ -168,8 +169,6 @@ def ingest(config: IngestConfig, out: Path) -> dict:
         groups, how = _write_imported(names, items, config, out)
     provenance = {}
     if config.extra_sources:
-        from defectops.components.ingest.extra import merge_extra_sources
-
         extra_groups, provenance = merge_extra_sources(config.extra_sources, names, out)
         groups = {**(groups or {}), **extra_groups}
     write_dataset_yaml(out, names)

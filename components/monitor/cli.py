@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from defectops.cli_support import PARAMS_OPTION, console, run_step, step_errors
+from defectops.config import load_step_config
+from defectops.feedback.config import FeedbackConfig
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -36,8 +38,6 @@ def command(
     overrides = {"window": window} if window else {}
 
     def check() -> None:
-        from defectops.config import load_step_config
-        from defectops.feedback.config import FeedbackConfig
 
         with step_errors("monitor"):
             ref = reference or reference_for_records(records, Path("deploy"))

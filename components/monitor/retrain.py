@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from defectops.config import StepConfig
+from defectops.pipelines.submission import ENGINES, returns_at_once, still_running, submit
 
 STATE_FILE = "retrain_state.json"
 
@@ -42,8 +43,6 @@ class RetrainConfig(StepConfig):
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, value: str) -> str:
-        from defectops.pipelines.submission import ENGINES
-
         if value not in ENGINES:
             raise ValueError(f"'{value}': expected one of {', '.join(ENGINES)}")
         return value
@@ -87,8 +86,6 @@ def _pid_alive(pid: int | None) -> bool:
 
 def in_flight(state: dict, clients: dict | None = None) -> bool:
     """A run trained here is in flight while its process lives; one started elsewhere while its engine says so."""
-    from defectops.pipelines.submission import still_running
-
     run = state.get("last_run") or {}
     if run.get("pid"):
         return _pid_alive(run["pid"])
@@ -141,8 +138,6 @@ def start(config: RetrainConfig, trigger_file: Path, log_dir: Path, clients: dic
           kind: str = "drift") -> dict:
     """Submitted at once where the run only starts elsewhere; else in the background. `kind`: why (drift, or
     disagreement: inspectors overruling the champion), tagged on the version it registers."""
-    from defectops.pipelines.submission import returns_at_once, submit
-
     if not returns_at_once(config.engine, config.project_dir):
         return start_in_background(config, trigger_file, log_dir, kind)
     started = submit(config.engine, params=warm_start_overrides(config) or None, project_dir=config.project_dir,

@@ -17,6 +17,7 @@ from defectops.components.monitor.retrain import RetrainConfig, on_drift
 from defectops.config import StepConfig
 from defectops.errors import DefectopsError
 from defectops.metrics import StepTimer, write_metrics
+from defectops.tracking import configure_mlflow
 
 
 class MonitorConfig(StepConfig):
@@ -144,8 +145,6 @@ def monitor(config: MonitorConfig, reference_csv: Path, records: str, out: Path,
 def _log_to_mlflow(verdict: dict, out: Path) -> None:
     """Each check is a run in the 'defectops-monitoring' experiment: the drift history, with its reports."""
     import mlflow
-
-    from defectops.tracking import configure_mlflow
 
     configure_mlflow("defectops-monitoring")
     with mlflow.start_run(run_name=f"drift-check {verdict['status']}"):

@@ -5,6 +5,7 @@ from pathlib import Path
 import typer
 
 from defectops.cli_support import PARAMS_OPTION, run_step
+from defectops.registries import open_registry_from
 
 
 def command(
@@ -15,7 +16,6 @@ def command(
 ) -> None:
     """Register the evaluated model as a new version pending human approval."""
     from defectops.components.register.step import RegisterConfig, register
-    from defectops.registries import open_registry_from
 
     def register_in_configured_registry(config: RegisterConfig, *paths: Path) -> dict:
         return register(config, *paths, registry=open_registry_from(params, config.model_name))

@@ -14,6 +14,7 @@ from pathlib import Path
 from defectops.anomaly import memory as anomaly
 from defectops.components.train.record import write_run_record
 from defectops.dataset import label_path, read_labels, read_manifest
+from defectops.lineage import git_commit
 from defectops.metrics import StepTimer, write_metrics
 from defectops.pretrained import ImageNetBackbone
 from defectops.tracking import configure_mlflow
@@ -48,8 +49,6 @@ def fit_anomaly(config, dataset: Path, out: Path, lineage: dict, start, imgsz: i
                 parent_run_id: str | None = None) -> dict:
     import mlflow
     import torch
-
-    from defectops.lineage import git_commit
 
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -5,6 +5,7 @@ from pathlib import Path
 import typer
 
 from defectops.cli_support import PARAMS_OPTION, run_step
+from defectops.config import read_params
 
 
 def command(
@@ -17,7 +18,6 @@ def command(
     """Train a YOLO detector from its model yaml and record the run in MLflow."""
     from defectops.components.train.step import TrainConfig, train
     from defectops.components.train.weights import champion_registry
-    from defectops.config import read_params
 
     def from_the_configured_registry(config: TrainConfig, *paths: Path) -> dict:
         return train(config, *paths, registry=champion_registry(params, config.weights, config.model_name))

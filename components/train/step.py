@@ -17,12 +17,16 @@ from pydantic import Field, field_validator, model_validator
 from defectops.backbones import DEFAULT as BACKBONE
 from defectops.backbones import describe as backbone_lineage
 from defectops.backbones import parse as parse_backbone
+from defectops.components.train import weights as starting
 from defectops.components.train.record import write_run_record
+from defectops.compute import cpu_workers, keep_workers
 from defectops.config import StepConfig
 from defectops.dataset import build_classification_view, build_ultralytics_view, read_names
+from defectops.dataset_profile import choose_size
 from defectops.environment import override
 from defectops.lineage import dvc_dir_md5, git_commit
 from defectops.metrics import StepTimer, write_metrics
+from defectops.offline import configure_ultralytics
 from defectops.tracking import configure_mlflow, metric_key
 
 if TYPE_CHECKING:
@@ -188,8 +192,6 @@ def task_augmentation(task: str) -> dict:
 
 def resolve_size(config: TrainConfig, dataset: Path) -> dict:
     """The image size (and tile size) this run trains at: fixed in the config, or chosen from the data."""
-    from defectops.dataset_profile import choose_size
-
     if config.task in ("classify", "anomaly", "segment"):
         # The whole image: tiling would change what a label means (a class, a good part), or cut outlines.
         size = choose_size(dataset, config.max_imgsz, tile=False) if config.imgsz == "auto" else {}
@@ -256,14 +258,10 @@ def train(config: TrainConfig, dataset: Path, out: Path, parent_run_id: str | No
     """
     import mlflow
 
-    from defectops.offline import configure_ultralytics
-
     threads = configure_ultralytics(config.threads)
     from ultralytics import YOLO
 
-    from defectops.components.train import weights as starting
     from defectops.components.train.backbone_models import frozen_layers, write_model_yaml
-    from defectops.compute import cpu_workers, keep_workers
     from defectops.pretrained import ultralytics_layers
 
     timer = StepTimer()

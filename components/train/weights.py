@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from defectops.dataset import sha256_file
 from defectops.errors import DefectopsError
+from defectops.registries import open_registry, open_registry_from
 
 if TYPE_CHECKING:
     from defectops.registries import Registry
@@ -38,7 +39,6 @@ def champion_registry(params: Path, weights: str | None, model_name: str) -> Reg
     """The registry 'champion' means (params.yaml's `registry.backend`), opened only when training starts there."""
     if weights != CHAMPION:
         return None
-    from defectops.registries import open_registry_from
 
     return open_registry_from(params, model_name)
 
@@ -50,8 +50,6 @@ def resolve(weights: str | None, model_name: str, scratch: Path, registry: Regis
     if not weights:
         return StartingPoint(None, note="random initialisation")
     if weights == CHAMPION:
-        from defectops.registries import open_registry
-
         registry = registry or open_registry(model_name)
         champion = registry.champion()
         if champion is None:  # the very first model of a line has nothing to start from

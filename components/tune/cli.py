@@ -5,6 +5,7 @@ from pathlib import Path
 import typer
 
 from defectops.cli_support import PARAMS_OPTION, show_metrics, step_errors
+from defectops.config import load_step_config
 
 
 def command(
@@ -16,7 +17,6 @@ def command(
     from defectops.components.train.step import TrainConfig
     from defectops.components.train.weights import champion_registry
     from defectops.components.tune.step import TuneConfig, tune
-    from defectops.config import load_step_config
 
     with step_errors("tune"):
         train_config = load_step_config(TrainConfig, "train", params)

@@ -19,9 +19,15 @@ from typing import TYPE_CHECKING, Literal
 import yaml
 from pydantic import Field, model_validator
 
+from defectops.components.evaluate.scoring import load_model, score_images
+from defectops.components.evaluate.threshold import image_level_metrics, tune_threshold
 from defectops.components.train.step import TrainConfig, train
+from defectops.components.train.weights import champion_registry
 from defectops.config import StepConfig
+from defectops.dataset import label_path, read_labels, read_manifest, read_names
 from defectops.metrics import StepTimer, write_metrics
+from defectops.tiling import tiling_of
+from defectops.tracking import configure_mlflow
 
 if TYPE_CHECKING:
     from defectops.registries import Registry
@@ -104,8 +110,6 @@ def plan_from_params(params: Path) -> list[dict]:
 
 def trial_from_params(params: Path, dataset: Path, out: Path, settings: dict) -> dict:
     """One trial of a fanned-out study, configured from a params file (see `run_trial`)."""
-    from defectops.components.train.weights import champion_registry
-
     config, train_config = read_configs(params)
     return run_trial(config, train_config, dataset, out, settings,
                      champion_registry(params, train_config.weights, train_config.model_name))
@@ -140,8 +144,6 @@ def recall_first_objective(scores, truth, target_recall: float) -> dict:
     between that threshold and the best-scoring defect-free image (negative when one is above it)."""
     import numpy as np
 
-    from defectops.components.evaluate.threshold import image_level_metrics, tune_threshold
-
     scores, truth = np.asarray(scores, dtype=float), np.asarray(truth, dtype=bool)
     threshold = tune_threshold(scores, truth, target_recall)
     metrics = image_level_metrics(scores, truth, threshold)
@@ -154,10 +156,6 @@ def objective_value(model_dir: Path, dataset: Path, target_recall: float, device
     import json
 
     import numpy as np
-
-    from defectops.components.evaluate.scoring import load_model, score_images
-    from defectops.dataset import label_path, read_labels, read_manifest, read_names
-    from defectops.tiling import tiling_of
 
     paths = [r["path"] for r in read_manifest(dataset) if r["split"] == "val"]
     truth = np.array([bool(read_labels(label_path(dataset, p))) for p in paths])
@@ -172,8 +170,6 @@ def tune(config: TuneConfig, train_config: TrainConfig, dataset: Path, out: Path
     """Optuna over `config.space`; `registry` is where trials starting from the champion find it."""
     import mlflow
     import optuna
-
-    from defectops.tracking import configure_mlflow
 
     timer = StepTimer()
     dataset, out = Path(dataset), Path(out)

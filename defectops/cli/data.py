@@ -8,8 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from defectops import data_versions as dv
 from defectops.cli_support import MODEL_NAME_OPTION, PARAMS_OPTION, console, step_errors
 from defectops.components.ingest import cli as ingest_cli
+from defectops.config import load_step_config
 
 app = typer.Typer(help="Datasets: import your own images; list DVC-tracked dataset versions.", no_args_is_help=True)
 app.command("import")(ingest_cli.import_command)
@@ -19,8 +21,6 @@ app.command("import")(ingest_cli.import_command)
 def data_versions_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
                           model_name: str = MODEL_NAME_OPTION, params: Path = PARAMS_OPTION) -> None:
     """Dataset versions (from the commits of dvc.lock), their md5s, and the models trained on each."""
-    from defectops import data_versions as dv
-    from defectops.config import load_step_config
 
     with step_errors("data versions"):
         settings = load_step_config(dv.DataSettings, "data", params)
@@ -53,7 +53,6 @@ def data_profile_command(
     """Images per split/class/group, image and defect sizes (also at the training size), near-duplicate groups."""
     from defectops import dataset_profile
     from defectops.components.train.step import TrainConfig, resolve_size
-    from defectops.config import load_step_config
 
     with step_errors("data profile"):
         choice = resolve_size(load_step_config(TrainConfig, "train", params), Path(dataset))
@@ -70,8 +69,6 @@ def data_profile_command(
 def data_checkout_command(rev: str = typer.Argument(..., help="A commit from 'defectops data versions'."),
                           params: Path = PARAMS_OPTION) -> None:
     """Put that version's dvc.lock, params.yaml and data in the workspace; 'dvc repro' then reproduces it."""
-    from defectops import data_versions as dv
-    from defectops.config import load_step_config
 
     with step_errors("data checkout"):
         outs = dv.checkout(Path("."), rev, load_step_config(dv.DataSettings, "data", params))
@@ -84,8 +81,6 @@ def data_checkout_command(rev: str = typer.Argument(..., help="A commit from 'de
 @app.command("push")
 def data_push_command(params: Path = PARAMS_OPTION) -> None:
     """Send the tracked dataset versions to the DVC remote (data.remote_url)."""
-    from defectops import data_versions as dv
-    from defectops.config import load_step_config
 
     with step_errors("data push"):
         console.print(dv.push(Path("."), load_step_config(dv.DataSettings, "data", params)))

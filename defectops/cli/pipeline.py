@@ -9,6 +9,19 @@ import typer
 from rich.table import Table
 
 from defectops.cli_support import PARAMS_OPTION, console, step_errors
+from defectops.errors import DefectopsError
+from defectops.pipelines.engines import compile_for
+from defectops.pipelines.engines.stage import (
+    StageError,
+    main_env_root,
+    parse_path_mappings,
+    parse_settings,
+    run_stage,
+    run_stage_text,
+    sagemaker_training,
+)
+from defectops.pipelines.submission import submit
+from defectops.sagemaker_endpoint import deploy_model_package
 
 app = typer.Typer(help="Render or run the training DAG on an engine.", no_args_is_help=True)
 sagemaker_app = typer.Typer(help="SageMaker: deploy approved model packages.", no_args_is_help=True)
@@ -28,8 +41,6 @@ def pipeline_compile(
                                                 "(lightweight components for kfp.local)."),
 ) -> None:
     """Render the declared DAG for an engine (offline: no cluster or cloud account needed)."""
-    from defectops.pipelines.engines import compile_for
-
     if engine not in ENGINES:
         console.print(f"[red]engine '{engine}' is not one of: {', '.join(ENGINES)}[/]")
         raise typer.Exit(2)
@@ -51,13 +62,6 @@ def pipeline_stage(
                                                       "(repeatable)."),
 ) -> None:
     """Run one DAG stage at engine-chosen paths: the entry point of every container step."""
-    from defectops.pipelines.engines.stage import (
-        StageError,
-        parse_path_mappings,
-        parse_settings,
-        run_stage,
-        run_stage_text,
-    )
 
     with step_errors(f"pipeline stage {name}"):
         if (params is None) == (params_text is None):
@@ -87,8 +91,6 @@ def pipeline_sagemaker_training(
     action: str = typer.Argument("train", help="SageMaker starts training images with 'train'."),
 ) -> None:
     """Entry of the training image on SageMaker (final training or one tuning trial)."""
-    from defectops.pipelines.engines.stage import main_env_root, sagemaker_training
-
     if action != "train":
         console.print(f"[red]unknown action '{action}'; SageMaker training images are started with 'train'[/]")
         raise typer.Exit(2)
@@ -109,8 +111,6 @@ def pipeline_run(
                                                 "run writes what it ran into params.yaml."),
 ) -> None:
     """Run the training DAG on an engine (through `defectops.submit`) and print what happened."""
-    from defectops.pipelines.submission import submit
-
     with step_errors(f"pipeline run --engine {engine}"):
         overrides = _json_mapping(overrides_json, "--overrides-json") if overrides_json else None
         submission = submit(engine, params=overrides, trigger=trigger, trigger_ref=trigger_ref, force=force,
@@ -125,8 +125,6 @@ def pipeline_run(
 
 
 def _json_mapping(text: str, option: str) -> dict:
-    from defectops.errors import DefectopsError
-
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -146,8 +144,6 @@ def sagemaker_deploy_endpoint(
 ) -> None:
     """Deploy an approved SageMaker model package to a real-time endpoint."""
     import boto3
-
-    from defectops.sagemaker_endpoint import deploy_model_package
 
     with step_errors("sagemaker deploy-endpoint"):
         result = deploy_model_package(boto3.client("sagemaker"), endpoint, model_package_arn, role_arn,

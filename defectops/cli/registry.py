@@ -8,8 +8,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from defectops import audit, identity
 from defectops.cli_support import BACKEND_OPTION, MODEL_NAME_OPTION, PARAMS_OPTION, console, step_errors
+from defectops.errors import RefusedError
 from defectops.registries import open_registry_from
+from defectops.ui import auth
 
 app = typer.Typer(help="Model registry: list, show, approve, reject, roll back.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident registry audit log.", no_args_is_help=True)
@@ -99,23 +102,18 @@ def _read_password(password_stdin: bool) -> str:
 
 def _signed_in(user: str | None, users: Path, password_stdin: bool) -> tuple[str, tuple[str, ...]]:
     """An authenticated user (password now, or a login token), never a typed name, and their roles."""
-    from defectops.errors import RefusedError
-    from defectops.ui import auth
 
     if user is None:
         return auth.logged_in()
     known = auth.load_users(users)
     if not auth.check_password(known, user, _read_password(password_stdin)):
         raise RefusedError(f"unknown user or wrong password for '{user}' (users file {users})")
-    from defectops import identity
 
     return identity.normalise(user), auth.roles_of(known, user)
 
 
 def _acting_user(user: str | None, users: Path, password_stdin: bool) -> str:
     """Who decides about a model: signed in, and an approver (an inspector's role ends at labelling)."""
-    from defectops.ui import auth
-
     person, roles = _signed_in(user, users, password_stdin)
     auth.require_role(person, roles, "decide")
     return person
@@ -124,8 +122,6 @@ def _acting_user(user: str | None, users: Path, password_stdin: bool) -> str:
 def login_command(user: str = typer.Argument(..., help="Your name in the users file."), users: Path = USERS_OPTION,
                   password_stdin: bool = PASSWORD_STDIN_OPTION) -> None:
     """Sign in for registry decisions on this machine; the token lasts 8 hours ($DEFECTOPS_TOKEN works too)."""
-    from defectops.ui import auth
-
     with step_errors("login"):
         person, roles = _signed_in(user, users, password_stdin)
         path = auth.save_token(auth.issue_token(person, roles))
@@ -205,8 +201,6 @@ def audit_verify(path: Path = typer.Option(None, help="Audit log (default: $DEFE
                                                            "(repeatable)."),
                  backend: str = BACKEND_OPTION, params: Path = PARAMS_OPTION) -> None:
     """Check the log's hash chain and signatures, and its head against the registry; exit 5 at the first break."""
-    from defectops import audit
-
     with step_errors("audit verify"):
         anchors = {}
         for name in model_name:
@@ -218,8 +212,6 @@ def audit_verify(path: Path = typer.Option(None, help="Audit log (default: $DEFE
 @audit_app.command("show")
 def audit_show(path: Path = typer.Option(None, help="Audit log to print.")) -> None:
     """Print the registry audit log as a table."""
-    from defectops import audit
-
     table = Table("#", "time", "action", "phase", "actor", "model", "version", "details")
     for e in audit.read(path):
         table.add_row(str(e["seq"]), e["time"], e["action"], e.get("phase", "done"), e["actor"], e["model"],

@@ -7,7 +7,11 @@ from pathlib import Path
 import typer
 
 from defectops.cli_support import BACKEND_OPTION, MODEL_NAME_OPTION, PARAMS_OPTION, console, step_errors
+from defectops.config import load_step_config
+from defectops.errors import DefectopsError
+from defectops.feedback.config import FeedbackConfig
 from defectops.registries import open_registry_from
+from defectops.ui import auth
 
 
 def ui_command(
@@ -33,9 +37,6 @@ def ui_command(
     import uvicorn
 
     from defectops.components.deploy.serve_config import ServeConfig
-    from defectops.config import load_step_config
-    from defectops.errors import DefectopsError
-    from defectops.feedback.config import FeedbackConfig
     from defectops.ui.app import create_app
 
     store = open_registry_from(params, model_name, backend)
@@ -61,8 +62,6 @@ def ui_add_user(
 ) -> None:
     """Add or reset a local review-page user (salted PBKDF2 hash; the password is never stored)."""
     import sys
-
-    from defectops.ui import auth
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
         "password", hide_input=True, confirmation_prompt=True)

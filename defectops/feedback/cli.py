@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from defectops.cli_support import PARAMS_OPTION, console, show_metrics, step_errors
+from defectops.config import load_step_config
+from defectops.feedback.config import FeedbackConfig
 
 app = typer.Typer(help="Inspector feedback: export answers as training data, disagreement, Label Studio interop.",
                   no_args_is_help=True)
@@ -16,8 +18,6 @@ RECORDS_OPTION = typer.Option(None, "--records", help="Decision store (default: 
 
 
 def _config(params: Path, records: str | None):
-    from defectops.config import load_step_config
-    from defectops.feedback.config import FeedbackConfig
 
     return load_step_config(FeedbackConfig, "feedback", params, {"records_url": records} if records else None)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from defectops.dataset import PROVENANCE, Box, label_path, write_dataset_yaml, write_labels, write_manifest
+from defectops.dvc_command import dvc
 from defectops.feedback.answers import FeedbackError, answered
 from defectops.feedback.config import FeedbackConfig
 from defectops.records.store import DecisionStore
@@ -83,8 +84,6 @@ def _dvc_add(folder: Path) -> str:
     root = next((p for p in (folder.resolve(), *folder.resolve().parents) if (p / ".dvc").is_dir()), None)
     if root is None:
         return "not tracked: no DVC project above this folder"
-    from defectops.pipelines.engines.dvc import dvc
-
     reply = dvc("add", str(folder.resolve().relative_to(root)), cwd=root, check=False)
     if reply.returncode != 0:
         return f"dvc add failed: {(reply.stderr or reply.stdout).strip()[-300:]}"

@@ -24,6 +24,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from defectops import identity, registry
 from defectops.components.deploy.verify import REFUSED_TAG, recorded_variants
 from defectops.errors import DefectopsError
+from defectops.evidence import Evidence
+from defectops.feedback.config import FeedbackConfig
 from defectops.registries import Registry, open_registry
 from defectops.ui import auth, evidence
 
@@ -33,7 +35,7 @@ ROWS = [("recall", "recall"), ("precision", "precision"), ("recall 95 % lower bo
         ("missed defective images", "missed")]
 
 
-def _fmt(ev: evidence.Evidence | None, key: str) -> str:
+def _fmt(ev: Evidence | None, key: str) -> str:
     if ev is None or not ev.metrics:
         return "—"
     m = ev.metrics
@@ -328,7 +330,6 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
                                      f"outside {reports_root}")
         return FileResponse(report, media_type="text/html", headers={"Content-Security-Policy": REPORT_CSP})
 
-    from defectops.feedback.config import FeedbackConfig
     from defectops.ui.inspect import Inspection, add_inspection_routes
 
     add_inspection_routes(app, Inspection(feedback or FeedbackConfig(), decision_store, Path(archive_root).resolve(),

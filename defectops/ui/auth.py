@@ -20,7 +20,7 @@ import time
 from collections import defaultdict, deque
 from pathlib import Path
 
-from defectops import identity
+from defectops import audit, identity
 from defectops.errors import DefectopsError
 
 ITERATIONS = 200_000
@@ -93,8 +93,6 @@ def require_role(person: str, roles: tuple[str, ...], action: str) -> None:
 
 def _serializer():
     from itsdangerous import URLSafeTimedSerializer
-
-    from defectops import audit
 
     # Signed with the audit key: whoever holds it can rewrite the audit log anyway.
     return URLSafeTimedSerializer(audit.signing_key(create=True), salt="defectops-cli-login")

@@ -1,42 +1,18 @@
-"""What the review page shows for a version, read from the registry and the run's evaluation artefacts."""
+"""What the review page draws from a version's evidence (`defectops.evidence`): PR curves, the audit history."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from defectops import audit, registry
-
-
-@dataclass
-class Evidence:
-    info: registry.VersionInfo
-    metrics: dict
-    per_class: list[dict]
-    folder: Path | None  # local copy of the run's evaluation artefacts
-
-    def file(self, name: str) -> Path | None:
-        path = self.folder / name if self.folder else None
-        return path if path and path.exists() else None
-
-
-def load_folder(info: registry.VersionInfo, folder: Path | None) -> Evidence:
-    """Evidence from a local copy of a version's evaluation folder (wherever it was fetched from)."""
-    metrics_file = folder / "metrics.json" if folder else None
-    metrics = json.loads(metrics_file.read_text()) if metrics_file and metrics_file.exists() else {}
-    per_class_file = folder / "per_class.json" if folder else None
-    per_class = json.loads(per_class_file.read_text()) if per_class_file and per_class_file.exists() else []
-    return Evidence(info, metrics, per_class, folder)
+from defectops import audit
+from defectops.components.evaluate.threshold import pr_curve
+from defectops.evidence import Evidence
 
 
 def pr_points(evidence: Evidence, split: str = "test") -> tuple[np.ndarray, np.ndarray] | None:
-    from defectops.components.evaluate.threshold import pr_curve
-
     path = evidence.file("per_image.csv")
     if path is None:
         return None

@@ -6,7 +6,6 @@ and a lock file that pins every stage's inputs and outputs.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from defectops.config import read_params
+from defectops.dvc_command import dvc, environment
+from defectops.import_graph import source_files
 from defectops.pipelines.dag import TRAINING_DAG, Stage
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout whose files DVC watches
@@ -25,8 +27,6 @@ HEADER = "# Generated from pipelines/dag.py by 'defectops pipeline compile --eng
 def source_deps(stage: Stage, root: Path = REPO) -> list[str]:
     """The source a stage's command can run: its component's folder and every other project file its
     imports reach, so editing, say, the tiling module re-runs training and evaluation."""
-    from defectops.import_graph import source_files
-
     own = f"components/{stage.name}"
     files = source_files(f"defectops.components.{stage.name}.cli", root)
     return [own, *(f for f in files if not f.startswith(own + "/"))]
@@ -54,22 +54,8 @@ def dvc_yaml_text(stages: tuple[Stage, ...] = TRAINING_DAG, params: dict | None 
 
 def write_dvc_yaml(path: Path = Path("dvc.yaml"), stages: tuple[Stage, ...] = TRAINING_DAG) -> Path:
     """dvc.yaml for the project it lies in, reading that project's params.yaml beside it."""
-    from defectops.config import read_params
-
     Path(path).write_text(dvc_yaml_text(stages, read_params(Path(path).parent / "params.yaml")))
     return Path(path)
-
-
-def _env() -> dict[str, str]:
-    """Stage commands call `defectops`: make sure this interpreter's scripts are on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def dvc(*args: str, cwd: Path = Path("."), check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=_env(), check=check,
-                          capture_output=True, text=True)
 
 
 def ensure_repo(root: Path = Path(".")) -> None:
@@ -96,7 +82,7 @@ _RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
 
 def repro(root: Path = Path("."), echo=print, extra_args: tuple[str, ...] = ()) -> list[StageRun]:
     """Run `dvc repro`, streaming its output, and time each stage from DVC's own progress lines."""
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", *extra_args], cwd=root, env=_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", *extra_args], cwd=root, env=environment(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     runs: list[StageRun] = []
     current: tuple[str, float] | None = None

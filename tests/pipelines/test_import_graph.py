@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles, and the engines never pull in the CLI.
+"""The package's import graph: no cycles, layers only look down, imports at the top unless a reason is written
+down, and the engines never pull in the CLI.
 
 A cycle between modules (even through imports inside functions) means neither can be read,
 tested or moved without the other; the graph is read from the source (every import statement
@@ -8,7 +9,16 @@ except type-checking-only ones), so a lazy import cannot hide one.
 import subprocess
 import sys
 
-from defectops.import_graph import graph, modules
+from defectops.import_graph import (
+    LAZY_BY_DESIGN,
+    UPWARD_BY_DESIGN,
+    graph,
+    layer,
+    lazy_imports,
+    libraries_loaded_by,
+    modules,
+    upward_imports,
+)
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -61,3 +71,26 @@ def test_the_endpoint_checks_what_it_loads_without_the_exporter():
                    "defectops.components.deploy.verify", "defectops.ui.inspect"):
         assert "defectops.components.deploy.step" not in closure(module), module
     assert "defectops.components.deploy.verify" in closure("defectops.components.deploy.step")  # one verifier
+
+
+def test_every_import_inside_a_function_defers_a_heavy_library_or_is_listed_with_its_reason():
+    found = lazy_imports()
+    unexplained = sorted(edge for edge, why in found.items() if why is None)
+    assert unexplained == [], "move these imports to the module's top, or list them in LAZY_BY_DESIGN with why"
+    assert set(LAZY_BY_DESIGN) <= set(found), "LAZY_BY_DESIGN names imports that are no longer inside functions"
+    assert found["defectops.components.train.step", "defectops.pretrained"] == "defers timm, torch"
+
+
+def test_what_an_import_loads_is_read_through_the_projects_own_modules():
+    assert "torch" in libraries_loaded_by("defectops.anomaly.memory")  # imports torch itself
+    assert "sqlalchemy" in libraries_loaded_by("defectops.feedback.export")  # through records.store
+    assert not {"torch", "sqlalchemy", "mlflow"} & libraries_loaded_by("defectops.tiling")
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    assert [layer(m) for m in ("defectops.registries", "defectops.components.train.step",
+                               "defectops.components.train.cli", "defectops.pipelines.submission",
+                               "defectops.ui.evidence", "defectops.demo")] == \
+        ["core", "components", "apps", "pipelines", "apps", "apps"]
+    assert upward_imports() == [], "a core module must not import the steps, engines, CLI or web pages"
+    assert set(UPWARD_BY_DESIGN) <= {(m, t) for m in modules() for t in graph()[m]}  # no stale exception
