@@ -38,9 +38,10 @@ def _type_checking_only(node: ast.AST) -> bool:
     return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
-# Third-party packages that cost 0.25 s or more to import on a 2-core machine (`bench/import_costs.py` prints
-# each). A project import may sit inside a function only when it defers one of these that the importing module
-# does not already load, or when LAZY_BY_DESIGN names it: nothing else pays for the surprise of a hidden import.
+# Third-party packages that cost over 0.2 s to import on a 2-core machine (`bench/import_costs.py` prints each;
+# sagemaker is a lazy package whose `sagemaker.core`, what the project imports, costs seconds). A project import
+# may sit inside a function only when it defers one of these that the importing module does not already load, or
+# when LAZY_BY_DESIGN names it: nothing else pays for the surprise of a hidden import.
 HEAVY_LIBRARIES = frozenset({
     "boto3", "cv2", "evidently", "fastapi", "great_expectations", "kfp", "matplotlib", "mlflow", "onnx",
     "onnxruntime", "openvino", "optuna", "pandas", "sagemaker", "sklearn", "sqlalchemy", "timm", "torch",

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import defectops  # noqa: F401  (sets the offline environment before anything else imports)
 
@@ -17,6 +18,11 @@ NEU_DET = REPO.parent / "shared" / "datasets" / "neu-det"
 # are marked `e2e` here, so `make test-fast` (pytest -m "not e2e", the inner loop) needs no marker on each
 # new test; the few slow ones without such a fixture (a SageMaker compile, a training inside the test, the
 # whole NEU-DET set) carry @pytest.mark.e2e themselves.
+# The endpoint fuzz's depth: 500 examples in the suite (about 25 s); `HYPOTHESIS_PROFILE=deep` for 5,000.
+settings.register_profile("suite", max_examples=500)
+settings.register_profile("deep", max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+
 SLOW_FIXTURES = frozenset({"trained", "evaluated", "classifier", "anomaly_fitted", "segment_fitted",
                            "quantisable_detector", "tiled", "browser",
                            "kfp_cluster", "kfp_local_spec", "kfp_run", "sm_definition", "register_node"})

@@ -41,7 +41,7 @@ content_types = st.one_of(st.sampled_from(["image/png", "application/octet-strea
                                            "multipart/form-data; boundary=xyz", "text/plain", ""]), header_values)
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=bodies, content_type=content_types, key=st.one_of(st.just(API_KEY), header_values))
 def test_no_input_causes_a_server_error(endpoint, body, content_type, key):
     server, _ = endpoint
