@@ -16,7 +16,11 @@ def environment() -> dict[str, str]:
     return env
 
 
+def argv(*args: str) -> list[str]:
+    """`dvc ARGS` as `python -m dvc`: the DVC installed beside defectops, whatever PATH holds."""
+    return [sys.executable, "-m", "dvc", *args]
+
+
 def dvc(*args: str, cwd: Path = Path("."), check: bool = True) -> subprocess.CompletedProcess:
-    """`dvc ARGS` in `cwd` (as `python -m dvc`: the one installed beside defectops), output captured."""
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=environment(), check=check,
-                          capture_output=True, text=True)
+    """`dvc ARGS` in `cwd`, output captured."""
+    return subprocess.run(argv(*args), cwd=cwd, env=environment(), check=check, capture_output=True, text=True)

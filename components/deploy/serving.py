@@ -30,6 +30,7 @@ class LoadedModel:
     info: VersionInfo
     reducer: EmbeddingReducer | None = None
     explainer: object | None = None
+    audited_fallback: bool = False  # served because the alias holder was refused at start-up (see below)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -65,7 +66,6 @@ class ChampionWatcher:
         self.current: LoadedModel | None = None
         self.canary: LoadedModel | None = None
         self.last_error: str | None = None
-        self.serving_why: str | None = None  # why `current` is not the alias holder, when it is not
         self.canary_error: str | None = None
         self._stop = threading.Event()
         self._random = random.Random()
@@ -104,18 +104,17 @@ class ChampionWatcher:
             self.last_error = f"model '{self.config.model_name}' has no champion"
             return
         if self.current is not None and self.current.version == champion.version:
-            self.last_error = self.serving_why = None
+            self.last_error = None
             return
         problem = None
         try:
             loaded = load_verified(self.config, champion, CHAMPION, self.registry)
         except DefectopsError as exc:
             loaded = self._audited_fallback(champion) if self.current is None else None
-            if loaded:
-                self.serving_why = f"serving v{loaded.version}, the last champion the signed audit log names"
-            elif self.current:
-                self.serving_why = self.serving_why or f"still serving v{self.current.version}"
-            problem = f"{exc}; {self.serving_why}" if loaded or self.current else str(exc)
+            serving = loaded or self.current
+            problem = str(exc) if serving is None else (
+                f"{exc}; serving v{serving.version}, the last champion the signed audit log names"
+                if serving.audited_fallback else f"{exc}; still serving v{serving.version}")
             if self.last_error != problem:  # said once, not every few seconds
                 log.error("not serving v%s: %s", champion.version, problem)
             self.last_error = problem
@@ -123,7 +122,6 @@ class ChampionWatcher:
                 return
         previous = self.current
         self.current, self.last_error = loaded, problem
-        self.serving_why = self.serving_why if problem else None
         if previous is not None:
             previous.detector.close()
         log.warning("serving %s v%s %s (was %s)", self.config.model_name, loaded.version,
@@ -137,7 +135,9 @@ class ChampionWatcher:
             audited = self.registry.audited_champion()
             if audited is None or audited.version == champion.version:
                 return None
-            return load_verified(self.config, audited, CHAMPION, self.registry)
+            loaded = load_verified(self.config, audited, CHAMPION, self.registry)
+            loaded.audited_fallback = True
+            return loaded
         except DefectopsError as exc:
             log.error("the audited champion cannot be served either: %s", exc)
             return None

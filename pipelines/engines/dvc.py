@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from defectops.config import read_params
-from defectops.dvc_command import dvc, environment
+from defectops.dvc_command import argv, dvc, environment
 from defectops.import_graph import source_files
 from defectops.pipelines.dag import TRAINING_DAG, Stage
 
@@ -82,7 +81,7 @@ _RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
 
 def repro(root: Path = Path("."), echo=print, extra_args: tuple[str, ...] = ()) -> list[StageRun]:
     """Run `dvc repro`, streaming its output, and time each stage from DVC's own progress lines."""
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", *extra_args], cwd=root, env=environment(),
+    proc = subprocess.Popen(argv("repro", *extra_args), cwd=root, env=environment(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     runs: list[StageRun] = []
     current: tuple[str, float] | None = None
