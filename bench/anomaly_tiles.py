@@ -39,7 +39,9 @@ def scored(eval_dir: Path) -> dict:
             "recall": test["recall"], "lower": recall_lower_bound(test["tp"], test["tp"] + test["fn"]),
             "false_reject": test["fp"] / max(test["fp"] + test["tn"], 1), "precision": test["precision"],
             "p95": precision_at_recall(scores, truth, 0.95), "threshold": metrics["threshold"],
-            "defective": int(truth.sum()), "good": int((~truth).sum())}
+            "defective": int(truth.sum()), "good": int((~truth).sum()),
+            # defective images the threshold was tuned on: val's, plus the unseen train ones for an anomaly memory
+            "tuned_on": (metrics.get("calibration") or {}).get("defective_images")}
 
 
 def main() -> None:

@@ -62,16 +62,28 @@ def _num(value) -> str:
     return "—" if value is None or value != value else f"{value:.3f}"
 
 
+def calibration_line(metrics: dict) -> str:
+    """What the threshold's recall guarantee rests on: val, plus the train split's defective images when the
+    model never saw them (an anomaly memory)."""
+    calibration = metrics.get("calibration") or {}
+    unseen = calibration.get("unseen_train_defective_images", 0)
+    if not unseen:
+        return f"one-sided 95 % lower bound {metrics['val_recall_lower_bound']:.3f}"
+    return (f"threshold tuned on {calibration['defective_images']} defective images (val + {unseen} train images "
+            f"the memory never saw): recall {calibration['recall']:.3f}, one-sided 95 % lower bound "
+            f"{metrics['val_recall_lower_bound']:.3f}")
+
+
 def model_card(metrics: dict, per_class: list[dict], run: dict) -> str:
     test, val = metrics["test"], metrics["val"]
     lines = [
         "# Model card", "",
         f"- **Training run**: `{run.get('run_id')}`; dataset (DVC md5) `{run.get('dataset_md5')}`",
         f"- **Model**: Ultralytics YOLO ({metrics.get('task', 'detect')}), image size {run.get('imgsz')} px",
-        f"- **Operating threshold**: {metrics['threshold']:.4f} — highest confidence whose validation recall "
-        f"≥ {metrics['tuning_recall']:.2f} (line requirement {metrics['target_recall']:.2f})",
-        f"- **Validation**: recall {val['recall']:.3f} ({val['tp']}/{val['tp'] + val['fn']}), one-sided 95 % lower "
-        f"bound {metrics['val_recall_lower_bound']:.3f}",
+        f"- **Operating threshold**: {metrics['threshold']:.4f} — highest confidence whose recall on the "
+        f"tuning images (below) ≥ {metrics['tuning_recall']:.2f} (line requirement {metrics['target_recall']:.2f})",
+        f"- **Validation**: recall {val['recall']:.3f} ({val['tp']}/{val['tp'] + val['fn']}), "
+        + calibration_line(metrics),
         f"- **Test**: recall {test['recall']:.3f}, precision {test['precision']:.3f}, F1 {test['f1']:.3f}, "
         f"image-level accuracy {_num(metrics.get('test_accuracy'))}"
         + (f", mAP50 {metrics['test_map50']:.3f}, mAP50-95 {metrics['test_map50_95']:.3f}"

@@ -83,6 +83,9 @@ class TrainConfig(StepConfig):
     seed: int = 0
     memory_patches: int = Field(8000, ge=16, description="anomaly: good patches remembered (a greedy coreset); "
                                                          "more = fewer false rejects on rare normal looks, slower.")
+    memory_dims: int | None = Field(64, ge=2, description="anomaly: values per patch, its features projected onto "
+                                                          "the good patches' principal directions (null: all); the "
+                                                          "memory search, the serving cost, scales with it.")
     optimizer: Literal["AdamW", "Adam", "SGD", "MuSGD", "auto"] = Field(
         "AdamW", description="Named, not Ultralytics' 'auto': auto ignores lr0 and switches to MuSGD past 10,000 "
                              "planned iterations (a wall-clock budget with many epochs), ~6x slower per batch on CPU.")

@@ -69,10 +69,26 @@ def test_only_defect_free_training_images_are_remembered(anomaly_fitted, plain_p
 def test_anomaly_is_evaluated_recall_first_as_a_binary_call(anomaly_fitted, plain_parts):
     _, _, evaluation = anomaly_fitted
     assert evaluation["task"] == "anomaly" and evaluation["test_map50"] is None
-    assert evaluation["val"]["recall"] >= evaluation["tuning_recall"]
     assert evaluation["image_confusion_matrix"]["labels"] == [anomaly.ANOMALY, GOOD]
     tests = [r for r in read_manifest(plain_parts) if r["split"] == "test"]
     assert np.array(evaluation["image_confusion_matrix"]["rows_predicted_columns_true"]).sum() == len(tests)
+
+
+def test_the_threshold_also_rests_on_the_defective_training_images_the_memory_never_saw(anomaly_fitted, plain_parts):
+    root, _, evaluation = anomaly_fitted
+    rows = read_manifest(plain_parts)
+
+    def defective(split):
+        return [plain_parts / r["path"] for r in rows
+                if r["split"] == split and read_labels(label_path(plain_parts, r["path"]))]
+
+    unseen, val = defective("train"), defective("val")
+    calibration = evaluation["calibration"]
+    assert calibration["unseen_train_defective_images"] == len(unseen) > 0
+    assert calibration["defective_images"] == len(unseen) + len(val)
+    scores = memory.AnomalyModel(memory.load(root / "model" / "weights" / "best.pt")).scores(unseen + val)
+    caught = (scores >= evaluation["threshold"]).mean()
+    assert caught >= evaluation["tuning_recall"] and caught == pytest.approx(calibration["recall"])
 
 
 def test_a_pasted_defect_scores_higher_than_the_same_good_part(anomaly_fitted, plain_parts):
