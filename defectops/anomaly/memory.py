@@ -56,6 +56,7 @@ class PatchMemory(torch.nn.Module):
         self.register_buffer("bank_sq", (bank * bank).sum(1))
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.register_buffer("projection", torch.zeros(0) if projection is None else projection)
+        self.projected = projection is not None  # a Python flag: ONNX export traces one branch, without a warning
 
     def features(self, x):
         maps = self.extractor(x)
@@ -64,8 +65,9 @@ class PatchMemory(torch.nn.Module):
                      for m in maps[1:]]
         # Each patch described with its neighbours (PatchCore's local aggregation): robust to a pixel's shift.
         f = torch.nn.functional.avg_pool2d(torch.cat([fine, *upsampled], 1), 3, 1, 1)
-        projection = getattr(self, "projection", None)  # absent in memories saved before projections
-        if projection is None or projection.shape[0] == 0:
+        # Both absent in memories saved before projections.
+        projection = getattr(self, "projection", None) if getattr(self, "projected", False) else None
+        if projection is None:
             return f
         return torch.nn.functional.conv2d(f, projection.T[:, :, None, None])
 

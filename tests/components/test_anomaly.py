@@ -9,6 +9,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from defectops import anomaly, backbones, registry
 from defectops.anomaly import memory
@@ -108,6 +109,18 @@ def test_a_pasted_defect_scores_higher_than_the_same_good_part(anomaly_fitted, p
 def test_too_few_good_images_is_named(plain_parts, tmp_path):
     with pytest.raises(anomaly.AnomalyError, match="needs defect-free training images: found 2"):
         memory.fit(None, [plain_parts / "a.png"] * 2, 64, 16)
+
+
+def test_patches_are_projected_to_memory_dims_and_one_saved_before_projections_reads_full_patches(anomaly_fitted):
+    root, metrics, _ = anomaly_fitted
+    fitted = memory.load(root / "model" / "weights" / "best.pt")["memory"]
+    assert metrics["patch_dims"] == fitted.bank.shape[1] == TrainConfig().memory_dims < fitted.projection.shape[0]
+    image = torch.rand(1, 3, 96, 96)
+    with torch.no_grad():
+        projected = fitted.features(image)
+        del fitted._buffers["projection"]  # what unpickling a memory from before projections gives
+        full = fitted.features(image)
+    assert projected.shape[1] == fitted.bank.shape[1] and full.shape[1] > projected.shape[1]
 
 
 def test_the_backbone_comes_from_a_checkpoint_or_an_earlier_anomaly_model(anomaly_fitted, plain_parts, tmp_path):
