@@ -51,7 +51,9 @@ def run(task: str, backbone: str, seed: int, args, work: Path, raw: Path) -> tup
     started = time.perf_counter()
     trained = train(config, raw, work / name)
     trained["minutes"] = (time.perf_counter() - started) / 60
-    evaluate(EvaluateConfig(model_name=f"bench-{name}"), work / name, raw, work / f"{name}-eval")
+    # params.yaml's margin (the config's code default is 0)
+    evaluate(EvaluateConfig(model_name=f"bench-{name}", val_recall_margin=0.03), work / name, raw,
+             work / f"{name}-eval")
     return trained, scored(work / f"{name}-eval"), work / name
 
 

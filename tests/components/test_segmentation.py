@@ -99,7 +99,8 @@ def test_the_endpoints_outline_and_area_are_the_ones_evaluation_measured(segment
     assert served.area_px == pytest.approx(reference, rel=0.03, abs=3)
     drawn = np.zeros(rgb.shape[:2], np.uint8)
     cv2.fillPoly(drawn, [np.array(served.polygon)], 1)
-    assert drawn.sum() == pytest.approx(served.area_px, rel=0.2)  # the outline encloses the measured pixels
+    # the outline encloses the measured pixels (int(): a uint64 minus a larger int wraps around)
+    assert int(drawn.sum()) == pytest.approx(served.area_px, rel=0.2)
 
 
 def test_severity_rules_grade_served_defects_by_their_mask_area_then_drift_is_checked(segment_deployed,
