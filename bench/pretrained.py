@@ -42,6 +42,7 @@ ROWS = {"anomaly": BACKBONES, "classify": BACKBONES, "detect": (*BACKBONES, YAML
 def run(task: str, backbone: str, seed: int, args, work: Path, raw: Path) -> tuple[dict, dict, Path]:
     from defectops.components.evaluate.step import EvaluateConfig, evaluate
     from defectops.components.train.step import TrainConfig, train
+    from defectops.config import load_step_config
 
     name = f"{task}-{backbone.replace(':', '-')}-s{seed}"
     minutes = {"classify": args.classify_minutes, "detect": args.detect_minutes}.get(task)
@@ -51,9 +52,8 @@ def run(task: str, backbone: str, seed: int, args, work: Path, raw: Path) -> tup
     started = time.perf_counter()
     trained = train(config, raw, work / name)
     trained["minutes"] = (time.perf_counter() - started) / 60
-    # params.yaml's margin (the config's code default is 0)
-    evaluate(EvaluateConfig(model_name=f"bench-{name}", val_recall_margin=0.03), work / name, raw,
-             work / f"{name}-eval")
+    settings = load_step_config(EvaluateConfig, "evaluate", overrides={"model_name": f"bench-{name}"})  # params.yaml
+    evaluate(settings, work / name, raw, work / f"{name}-eval")
     return trained, scored(work / f"{name}-eval"), work / name
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from defectops.anomaly import ANOMALY
+from defectops.anomaly import ANOMALY, training_images
 from defectops.components.evaluate.evidence import false_negative_grid, model_card, per_class_recall, recall_lower_bound
 from defectops.components.evaluate.gate import champion_on_split, compare
 from defectops.components.evaluate.plots import plot_confusion_matrix, plot_pr_curves
@@ -80,14 +80,6 @@ def class_threshold(class_id: int, paths: dict, labels: dict, scores: dict, tuni
             "test_false_alarms_at_class_threshold": false_alarms}
 
 
-def unseen_defective_training_images(task: str, rows: list[dict], dataset: Path) -> list[str]:
-    """Defective train-split images a model never learned from: an anomaly memory's (it remembers only the
-    defect-free ones, components/train/anomaly.py); a supervised model learned from all of them, so none."""
-    if task != ANOMALY:
-        return []
-    return [r["path"] for r in rows if r["split"] == "train" and read_labels(label_path(dataset, r["path"]))]
-
-
 def detection_metrics(model, dataset: Path, imgsz: int, config: EvaluateConfig) -> dict:
     """Box-level mAP (a segmentation model: mask mAP too) and confusion matrix on the test split (Ultralytics'
     validator)."""
@@ -127,7 +119,8 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path,
                                                                       config.device, names, tiles)
 
     tuning_recall = min(1.0, config.target_recall + config.val_recall_margin)
-    unseen = unseen_defective_training_images(model.task, rows, dataset)
+    # An anomaly memory never saw the train split's defective images; a supervised model learned from them all.
+    unseen = training_images(dataset, defective=True) if model.task == ANOMALY else []
     unseen_scores = (score_images(model, dataset, unseen, imgsz, config.batch, config.device, names, tiles)[1]
                      if unseen else np.zeros(0))
     calibration_scores = np.concatenate([split_scores["val"], unseen_scores])

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectops.anomaly import memory as anomaly
+from defectops.anomaly import training_images
 from defectops.components.train.record import write_run_record
-from defectops.dataset import label_path, read_labels, read_manifest
 from defectops.lineage import git_commit
 from defectops.metrics import StepTimer, write_metrics
 from defectops.pretrained import ImageNetBackbone
@@ -29,8 +29,7 @@ FEATURE_LEVELS = (2, 3, 4)
 
 
 def good_training_images(dataset: Path) -> list[Path]:
-    return [dataset / r["path"] for r in read_manifest(dataset)
-            if r["split"] == "train" and not read_labels(label_path(dataset, r["path"]))]
+    return [dataset / p for p in training_images(dataset, defective=False)]
 
 
 def backbone(start, config, source: str):

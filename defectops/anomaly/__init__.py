@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from defectops.dataset import label_path, read_labels, read_manifest
+
 ANOMALY = "anomaly"  # the single class an anomaly model reports
 
 
@@ -41,3 +43,10 @@ def read_rgb(path: Path) -> np.ndarray:
     if image is None:
         raise AnomalyError(f"{path}: not a readable image")
     return image[..., ::-1]
+
+
+def training_images(dataset: Path, defective: bool) -> list[str]:
+    """The train split's images (manifest paths) without defects - what a memory remembers - or with them: the
+    ones it never saw, as unseen as val's for tuning the threshold."""
+    return [r["path"] for r in read_manifest(dataset)
+            if r["split"] == "train" and bool(read_labels(label_path(dataset, r["path"]))) == defective]

@@ -55,8 +55,8 @@ class PatchMemory(torch.nn.Module):
         self.register_buffer("bank", bank)
         self.register_buffer("bank_sq", (bank * bank).sum(1))
         self.register_buffer("scale", torch.tensor(float(scale)))
-        self.register_buffer("projection", torch.zeros(0) if projection is None else projection)
-        self.projected = projection is not None  # a Python flag: ONNX export traces one branch, without a warning
+        if projection is not None:  # absent otherwise: ONNX export traces one branch
+            self.register_buffer("projection", projection)
 
     def features(self, x):
         maps = self.extractor(x)
@@ -65,8 +65,7 @@ class PatchMemory(torch.nn.Module):
                      for m in maps[1:]]
         # Each patch described with its neighbours (PatchCore's local aggregation): robust to a pixel's shift.
         f = torch.nn.functional.avg_pool2d(torch.cat([fine, *upsampled], 1), 3, 1, 1)
-        # Both absent in memories saved before projections.
-        projection = getattr(self, "projection", None) if getattr(self, "projected", False) else None
+        projection = getattr(self, "projection", None)  # also absent in memories saved before projections
         if projection is None:
             return f
         return torch.nn.functional.conv2d(f, projection.T[:, :, None, None])
