@@ -28,7 +28,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 def scored(eval_dir: Path) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from defectops.components.evaluate.evidence import recall_lower_bound
+    from defectops.components.evaluate.threshold import recall_lower_bound
 
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     rows = [line.split(",") for line in (eval_dir / "per_image.csv").read_text().splitlines()[1:]]

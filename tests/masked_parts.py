@@ -26,12 +26,13 @@ def draw_part(rng: np.random.Generator, size: int, defects: list[tuple[str, int,
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def write_parts(root: Path, n_per_class: int = 24, n_good: int = 16, size: int = 96, seed: int = 0) -> Path:
-    """One defect per image, its radius from 3 to 16 px, so areas span 30 to 800 px."""
+def write_parts(root: Path, n_per_class: int = 24, n_good: int = 16, size: int = 96, seed: int = 0,
+                radii: tuple[int, int] = (3, 16)) -> Path:
+    """One defect per image, its radius from 3 to 16 px by default, so areas span 30 to 800 px."""
     rng = np.random.default_rng(seed)
     for cls in CLASSES:
         for i in range(n_per_class):
-            radius = int(rng.integers(3, 17))
+            radius = int(rng.integers(radii[0], radii[1] + 1))
             x, y = (int(v) for v in rng.integers(radius + 2, size - radius - 2, 2))
             image, mask = draw_part(rng, size, [(cls, x, y, radius)])
             save(root / cls / "Imgs" / f"{cls}{i}.jpg", image)

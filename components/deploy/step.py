@@ -164,7 +164,7 @@ def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging
     target = float(info.tags.get("target_recall", 0.95))
     # The recall evaluation tuned its threshold for (a version registered before that tag: the target itself).
     tuning = float(info.tags.get("tuning_recall") or target)
-    reference, _ = measure(staging, dataset, meta["onnx_sha256"], tuning, meta["threshold"])
+    reference, _ = measure(staging, dataset, meta["onnx_sha256"], (tuning, target), meta["threshold"])
     reference = replace(reference, verdict="reference")
     candidate = staging / "variant"
     candidate.mkdir()
@@ -176,7 +176,7 @@ def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging
     candidate_meta = {**meta, "precision": precision, "runtime": config.runtime,
                       "evaluated_threshold": meta["threshold"], "onnx_sha256": sha256_file(candidate / "model.onnx")}
     (candidate / "model.json").write_text(json.dumps(candidate_meta, indent=2) + "\n")
-    measured, flagged = measure(candidate, dataset, candidate_meta["onnx_sha256"], tuning)
+    measured, flagged = measure(candidate, dataset, candidate_meta["onnx_sha256"], (tuning, target))
     variant, refusal = judge(measured, reference, target, config.max_precision_drop)
     registry.record(info.version, {**reference.tag(), **variant.tag()})
     checks = {c.key: {**asdict(c), **extra} for c, extra in ((reference, {}), (variant, flagged))}

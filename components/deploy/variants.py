@@ -20,7 +20,7 @@ import numpy as np
 from defectops.comparison import shortfalls
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.verify import REFUSED, REFUSED_TAG, VARIANT_TAG, VERIFIED, variant_of
-from defectops.components.evaluate.threshold import image_level_metrics, tune_threshold
+from defectops.components.evaluate.threshold import image_level_metrics, operating_threshold
 from defectops.dataset import label_path, read_labels, read_manifest
 
 
@@ -56,17 +56,18 @@ def score_split(detector: OnnxDetector, dataset: Path, paths: list[str]) -> tupl
     return np.array(scores), truth, 1000 * seconds / max(len(paths), 1)
 
 
-def measure(folder: Path, dataset: Path, sha256: str, tuning_recall: float,
+def measure(folder: Path, dataset: Path, sha256: str, recalls: tuple[float, float],
             threshold: float | None = None) -> tuple[VariantCheck, dict]:
     """Score the export in `folder` on val and test. `threshold`: keep this one (the FP32 reference keeps the
-    evaluated threshold); None: tune the variant's own on val."""
+    evaluated threshold); None: tune the variant's own on val by evaluation's rule, `recalls` being its
+    (tuning recall, line target)."""
     detector = OnnxDetector(folder)
     rows = read_manifest(dataset)
     split = {s: [r["path"] for r in rows if r["split"] == s] for s in ("val", "test")}
     val_scores, val_truth, _ = score_split(detector, dataset, split["val"])
     test_scores, test_truth, ms = score_split(detector, dataset, split["test"])
     if threshold is None:
-        threshold = tune_threshold(val_scores, val_truth, tuning_recall)
+        threshold = operating_threshold(val_scores, val_truth, *recalls)
     val = image_level_metrics(val_scores, val_truth, threshold)
     test = image_level_metrics(test_scores, test_truth, threshold)
     check = VariantCheck(variant_of(detector.meta), sha256, float(threshold), round(val["recall"], 4),

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from defectops.anomaly import ANOMALY, training_images
-from defectops.components.evaluate.evidence import false_negative_grid, model_card, per_class_recall, recall_lower_bound
+from defectops.components.evaluate.evidence import false_negative_grid, model_card, per_class_recall
 from defectops.components.evaluate.gate import champion_on_split, compare
 from defectops.components.evaluate.plots import plot_confusion_matrix, plot_pr_curves
 from defectops.components.evaluate.scoring import (
@@ -20,7 +20,13 @@ from defectops.components.evaluate.scoring import (
     score_images,
 )
 from defectops.components.evaluate.segmentation import area_errors
-from defectops.components.evaluate.threshold import image_level_metrics, pr_curve, tune_threshold
+from defectops.components.evaluate.threshold import (
+    image_level_metrics,
+    operating_threshold,
+    pr_curve,
+    recall_lower_bound,
+    tune_threshold,
+)
 from defectops.components.evaluate.tiled import tiled_box_metrics
 from defectops.config import StepConfig
 from defectops.dataset import GOOD, image_class, label_path, read_labels, read_manifest, read_names, ultralytics_view
@@ -125,7 +131,7 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path,
                      if unseen else np.zeros(0))
     calibration_scores = np.concatenate([split_scores["val"], unseen_scores])
     calibration_truth = np.concatenate([split_truth["val"], np.ones(len(unseen), dtype=bool)])
-    threshold = tune_threshold(calibration_scores, calibration_truth, tuning_recall)
+    threshold = operating_threshold(calibration_scores, calibration_truth, tuning_recall, config.target_recall)
     calibration_m = image_level_metrics(calibration_scores, calibration_truth, threshold)
     val_m = image_level_metrics(split_scores["val"], split_truth["val"], threshold)
     test_m = image_level_metrics(split_scores["test"], split_truth["test"], threshold)

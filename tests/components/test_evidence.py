@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from defectops.components.evaluate.evidence import false_negative_grid, per_class_recall, recall_lower_bound
+from defectops.components.evaluate.evidence import false_negative_grid, per_class_recall
+from defectops.components.evaluate.threshold import recall_lower_bound
 from defectops.dataset import Box
 from defectops.ui import auth
 
