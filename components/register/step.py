@@ -77,6 +77,12 @@ def register(config: RegisterConfig, model_dir: Path, eval_dir: Path, out: Path,
         "tuning_recall": evaluation.get("tuning_recall", evaluation["target_recall"]),
         "test_recall": f"{evaluation['test']['recall']:.4f}",
         "test_precision": f"{evaluation['test']['precision']:.4f}",
+        # What the threshold's recall rests on; when too few defective images could show the target at all, the
+        # approver reads that first (review page, `registry show`).
+        **({"recall_lower_bound": f"{evaluation['val_recall_lower_bound']:.4f}"}
+           if evaluation.get("val_recall_lower_bound") is not None else {}),
+        **({"evidence_warning": evaluation["small_validation_warning"][:250]}
+           if evaluation.get("small_validation_warning") else {}),
         "task": evaluation.get("task", "detect"),
         **{f"test_{k}": f"{evaluation[f'test_{k}']:.4f}" for k in ("map50", "accuracy")
            if evaluation.get(f"test_{k}") is not None},

@@ -59,7 +59,13 @@ def test_register_is_pending_and_approval_is_human(trained, evaluated, tmp_path,
     assert info.tags["submitted_by"] == "data.scientist"
     assert info.tags["dataset_md5"].endswith(".dir") and float(info.tags["threshold"]) >= 0
     # Exactly the tuned threshold: rounded up, it would drop the defects scored right at it.
-    assert float(info.tags["threshold"]) == json.loads((evaluated / "metrics.json").read_text())["threshold"]
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert float(info.tags["threshold"]) == metrics["threshold"]
+    # Too few defective val images for any 0.95 bound: the version carries it for the approver.
+    defective = metrics["calibration"]["defective_images"]
+    assert defective < 59 and f"tuned on {defective} defective images" in info.tags["evidence_warning"]
+    bound = float(info.tags["recall_lower_bound"])
+    assert bound == pytest.approx(metrics["val_recall_lower_bound"], abs=1e-4) and bound < 0.95
     assert registry.by_alias(name, registry.CHAMPION) is None  # nothing is auto-approved
 
     with pytest.raises(registry.RegistryError, match="four-eyes"):
