@@ -12,7 +12,7 @@ from defectops import identity
 from defectops.errors import RegistryError
 
 __all__ = ["RegistryError", "audited_champion", "check_decision", "champion_refusal", "canary_refusal",
-           "submitters"]
+           "evidence_warning", "submitters"]
 
 DECISIONS = ("approve", "rollback")  # the actions that make a version champion
 
@@ -40,9 +40,21 @@ def submitters(tags: dict, entries: list[dict], model: str, version: str) -> set
     return {n for n in names if n and not identity.is_service(n)}
 
 
+def evidence_warning(tags: dict, entries: list[dict], model: str, version: str) -> str | None:
+    """Why this version's evidence cannot show the line's recall target (too few defective images), as its
+    signed register entry says - deleting the registry tag removes nothing - else as the tag says."""
+    for e in _done(entries, model):
+        if e["action"] == "register" and e["version"] == str(version) and e["details"].get("evidence_warning"):
+            return e["details"]["evidence_warning"]
+    return tags.get("evidence_warning") or None
+
+
 def check_decision(model: str, version: str, status: str | None, submitted: set[str], by: str, reason: str,
-                   action: str) -> str:
-    """The rules every backend enforces before approving or rejecting; returns the normalised decider."""
+                   action: str, warning: str | None = None, acknowledged: bool = False) -> str:
+    """The rules every backend enforces before approving or rejecting; returns the normalised decider.
+
+    A version whose evidence cannot show the recall target (`warning`) is approved only when the approver says
+    they read that (`acknowledged`): a line run on it is the approver's call, never a default."""
     person = identity.require_person(by, "approval" if action == "approved" else "rejection")
     if not reason or not reason.strip():
         raise RegistryError(f"{'approval' if action == 'approved' else 'rejection'} needs a reason (--reason TEXT); "
@@ -52,6 +64,10 @@ def check_decision(model: str, version: str, status: str | None, submitted: set[
     if action == "approved" and person in submitted:
         raise RegistryError(f"four-eyes rule: {person} submitted {model} v{version}, or labelled inspector "
                             "feedback it was trained on, and cannot also approve it; another person must review it")
+    if action == "approved" and warning and not acknowledged:
+        raise RegistryError(f"{model} v{version}: {warning}. Approving it runs the line on a recall its evidence "
+                            "cannot show: acknowledge that (--acknowledge-evidence; on the review page, the box "
+                            "above the buttons), or add defective validation images and retrain")
     return person
 
 

@@ -160,11 +160,16 @@ def run_demo(approver: str = "qa.lead") -> None:
                   + (f", mAP50 {evaluation['test_map50']:.3f}" if evaluation.get("test_map50") is not None else ""))
     reason = "recall and precision meet the line's targets"
     if info.tags["approval"] == "pending":
+        # The demo's small synthetic val split cannot show 0.95 with 95 % confidence: the approver must say so.
+        warning = info.tags.get("evidence_warning")
+        if warning:
+            console.print(f"[yellow]evidence warning: {warning}[/]")
         console.print(Panel(f"[bold]{approver}[/] reviews the evidence, signs in and approves:\n"
                             f"  defectops login {approver}\n"
-                            f"  defectops registry approve {version} --reason '{reason}'",
+                            f"  defectops registry approve {version} --reason '{reason}'"
+                            + (" --acknowledge-evidence" if warning else ""),
                             title="human approval (stand-in)", expand=False))
-        info = _timed("approve", timings, store.decide, "approve", version, approver, reason)
+        info = _timed("approve", timings, store.decide, "approve", version, approver, reason, bool(warning))
     console.print(f"{name} v{version}: approval={info.tags['approval']} by {info.tags.get('approved_by')} "
                   f"aliases={info.aliases}")
 

@@ -62,8 +62,10 @@ class Registry(Protocol):
     def record(self, version: str, tags: dict[str, str]) -> registry.VersionInfo:
         """Evidence added after registration (deploy's hashes of what the endpoint will load)."""
 
-    def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
-        """`action`: approve, reject or approve_canary; the four-eyes rule applies to each."""
+    def decide(self, action: str, version: str, by: str, reason: str,
+               acknowledge: bool = False) -> registry.VersionInfo:
+        """`action`: approve, reject or approve_canary; the four-eyes rule applies to each, and an approval of a
+        version whose evidence cannot show the recall target needs `acknowledge`."""
 
     def rollback(self, by: str, reason: str) -> registry.VersionInfo: ...
 
@@ -126,10 +128,13 @@ class MlflowRegistry:
         registry.set_tags(self.model_name, version, tags)
         return self.get(version)
 
-    def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
-        if action not in ("approve", "reject", "approve_canary"):
+    def decide(self, action: str, version: str, by: str, reason: str,
+               acknowledge: bool = False) -> registry.VersionInfo:
+        if action == "reject":
+            return registry.reject(self.model_name, version, by, reason)
+        if action not in ("approve", "approve_canary"):
             raise registry.RegistryError(f"'{action}': expected approve, reject or approve_canary")
-        return getattr(registry, action)(self.model_name, version, by, reason)
+        return getattr(registry, action)(self.model_name, version, by, reason, acknowledge)
 
     def rollback(self, by: str, reason: str) -> registry.VersionInfo:
         return registry.rollback(self.model_name, by, reason)
@@ -236,13 +241,17 @@ class SageMakerModelRegistry:
             raise registry.RegistryError(f"{url}: no weights/best.pt inside; expected the train step's output folder")
         return registry.verified_weights(weights, info)
 
-    def decide(self, action: str, version: str, by: str, reason: str) -> registry.VersionInfo:
+    def decide(self, action: str, version: str, by: str, reason: str,
+               acknowledge: bool = False) -> registry.VersionInfo:
         if action == "approve_canary":
             raise registry.RegistryError("canary clearance is an MLflow-registry action; on SageMaker use the "
                                          "endpoint's production variants")
         if action not in ("approve", "reject"):
             raise registry.RegistryError(f"'{action}': expected approve or reject")
-        getattr(self.packages, action)(version, by, reason)
+        if action == "approve":
+            self.packages.approve(version, by, reason, acknowledge)
+        else:
+            self.packages.reject(version, by, reason)
         return self.get(version)
 
     def rollback(self, by: str, reason: str) -> registry.VersionInfo:

@@ -114,7 +114,8 @@ def register_pending(name: str, source: str, run_id: str, tags: dict[str, str]) 
     entry = audit.append("register", all_tags["submitted_by"], name, str(mv.version), run_id=run_id,
                          os_user=getpass.getuser(), submitted_via=all_tags.get("submitted_via"),
                          dataset_md5=all_tags.get("dataset_md5"), weights_sha256=all_tags.get("weights_sha256"),
-                         feedback_labellers=all_tags.get("feedback_labellers", ""))
+                         feedback_labellers=all_tags.get("feedback_labellers", ""),
+                         evidence_warning=all_tags.get("evidence_warning", ""))
     _anchor(name)(entry)
     return get_version(name, str(mv.version))
 
@@ -187,11 +188,16 @@ def _set_history(name: str, history: list[str]) -> None:
     client().set_registered_model_tag(name, "champion_history", json.dumps(history))
 
 
-def _decidable(name: str, version: str, by: str, reason: str, action: str) -> tuple[VersionInfo, str]:
-    """The version and the normalised decider, once the rules allow the decision (a broken audit log refuses)."""
-    info = get_version(name, version)
-    submitted = approval.submitters(info.tags, audited_entries(name), name, version)
-    return info, approval.check_decision(name, version, info.tags.get("approval"), submitted, by, reason, action)
+def _decidable(name: str, version: str, by: str, reason: str, action: str,
+               acknowledge: bool = False) -> tuple[str, dict]:
+    """The normalised decider once the rules allow the decision (a broken audit log refuses), and what the
+    audit entry adds: the evidence warning the approver acknowledged, if any."""
+    info, entries = get_version(name, version), audited_entries(name)
+    submitted = approval.submitters(info.tags, entries, name, version)
+    warning = approval.evidence_warning(info.tags, entries, name, version)
+    by = approval.check_decision(name, version, info.tags.get("approval"), submitted, by, reason, action,
+                                 warning, acknowledge)
+    return by, ({"acknowledged_evidence_warning": warning} if warning and action == "approved" else {})
 
 
 def _drop_challenger(name: str, version: str) -> None:
@@ -200,12 +206,13 @@ def _drop_challenger(name: str, version: str) -> None:
         client().delete_registered_model_alias(name, CHALLENGER)
 
 
-def approve(name: str, version: str, by: str, reason: str) -> VersionInfo:
-    """A human approves: the version becomes champion. The submitter may not approve their own run."""
-    _, by = _decidable(name, version, by, reason, "approved")
+def approve(name: str, version: str, by: str, reason: str, acknowledge: bool = False) -> VersionInfo:
+    """A human approves: the version becomes champion. The submitter may not approve their own run; a version
+    whose evidence cannot show the recall target needs `acknowledge`."""
+    by, acknowledged = _decidable(name, version, by, reason, "approved", acknowledge)
     previous = by_alias(name, CHAMPION)
     with _recorded("approve", by, name, version, reason=reason,
-                   previous_champion=previous.version if previous else None):
+                   previous_champion=previous.version if previous else None, **acknowledged):
         set_tags(name, version, {"approval": "approved", "approved_by": by, "approved_at": _now(),
                                   "approval_reason": reason})
         if previous is not None and previous.version != version:
@@ -216,16 +223,16 @@ def approve(name: str, version: str, by: str, reason: str) -> VersionInfo:
     return get_version(name, version)
 
 
-def approve_canary(name: str, version: str, by: str, reason: str) -> VersionInfo:
+def approve_canary(name: str, version: str, by: str, reason: str, acknowledge: bool = False) -> VersionInfo:
     """Clear a pending challenger to take a small share of live traffic (serve.canary_share).
 
-    Same four-eyes rule as promotion: an unreviewed model never sees production parts.
+    Same rules as promotion (four eyes, the evidence warning): an unreviewed model never sees production parts.
     """
-    _, by = _decidable(name, version, by, reason, "approved")
+    by, acknowledged = _decidable(name, version, by, reason, "approved", acknowledge)
     challenger = by_alias(name, CHALLENGER)
     if challenger is None or challenger.version != str(version):
         raise RegistryError(f"{name} v{version} is not the challenger; only the challenger can run as canary")
-    with _recorded("approve_canary", by, name, version, reason=reason):
+    with _recorded("approve_canary", by, name, version, reason=reason, **acknowledged):
         set_tags(name, version, {"canary": "approved", "canary_by": by, "canary_at": _now(),
                                   "canary_reason": reason})
     return get_version(name, version)
@@ -233,7 +240,7 @@ def approve_canary(name: str, version: str, by: str, reason: str) -> VersionInfo
 
 def reject(name: str, version: str, by: str, reason: str) -> VersionInfo:
     """A human rejects a pending version; it can never be served."""
-    _, by = _decidable(name, version, by, reason, "rejected")
+    by, _ = _decidable(name, version, by, reason, "rejected")
     with _recorded("reject", by, name, version, reason=reason):
         set_tags(name, version, {"approval": "rejected", "rejected_by": by, "rejected_at": _now(),
                                   "rejection_reason": reason})

@@ -117,7 +117,8 @@ class SageMakerRegistry:
         audit.append("register", submitted_by, self.group, version, run_id=tags.get("run_id"),
                      os_user=getpass.getuser(), submitted_via=tags.get("submitted_via"), backend="sagemaker",
                      arn=arn, dataset_md5=tags.get("dataset_md5"), weights_sha256=tags.get("weights_sha256"),
-                     feedback_labellers=tags.get("feedback_labellers", ""))
+                     feedback_labellers=tags.get("feedback_labellers", ""),
+                     evidence_warning=tags.get("evidence_warning", ""))
         return self.describe(version)
 
     def record(self, version: str, tags: dict) -> dict:
@@ -137,24 +138,27 @@ class SageMakerRegistry:
                               self.sm.describe_model_package(ModelPackageName=p["ModelPackageArn"]))
                 for p in self._packages()]
 
-    def _decide(self, version: str, by: str, reason: str, decision: str) -> dict:
+    def _decide(self, version: str, by: str, reason: str, decision: str, acknowledge: bool = False) -> dict:
         info = self.describe(version)
         entries = audit.verified_entries(anchors=self.audit_anchors())
         submitted = approval.submitters(info["metadata"], entries, self.group, version)
-        by = approval.check_decision(self.group, version, info["approval"], submitted, by, reason, decision)
+        warning = approval.evidence_warning(info["metadata"], entries, self.group, version)
+        by = approval.check_decision(self.group, version, info["approval"], submitted, by, reason, decision,
+                                     warning, acknowledge)
+        acknowledged = {"acknowledged_evidence_warning": warning} if warning and decision == "approved" else {}
         now = datetime.now(UTC).isoformat(timespec="seconds")
         prefix = "approved" if decision == "approved" else "rejected"
         properties = metadata({**info["metadata"], f"{prefix}_by": by, f"{prefix}_at": now, "decision_reason": reason})
         with audit.recorded("approve" if decision == "approved" else "reject", by, self.group, version,
-                            anchor=self._anchor, reason=reason, backend="sagemaker", arn=info["arn"]):
+                            anchor=self._anchor, reason=reason, backend="sagemaker", arn=info["arn"], **acknowledged):
             self.sm.update_model_package(ModelPackageArn=info["arn"], ModelApprovalStatus=AWS_STATUS[decision],
                                          ApprovalDescription=f"{by}: {reason}"[:1024],
                                          CustomerMetadataProperties=properties)
         return self.describe(version)
 
-    def approve(self, version: str, by: str, reason: str) -> dict:
+    def approve(self, version: str, by: str, reason: str, acknowledge: bool = False) -> dict:
         """Approved packages are what the EventBridge rule deploys (see infra/)."""
-        return self._decide(version, by, reason, "approved")
+        return self._decide(version, by, reason, "approved", acknowledge)
 
     def reject(self, version: str, by: str, reason: str) -> dict:
         return self._decide(version, by, reason, "rejected")

@@ -92,6 +92,10 @@ USERS_OPTION = typer.Option(Path("ui_users.json"), "--users", help="Users file (
 USER_OPTION = typer.Option(None, "--user", help="Sign in as this user for this one command (password asked) "
                                                "instead of the 'defectops login' token.")
 PASSWORD_STDIN_OPTION = typer.Option(False, "--password-stdin", help="Read the password from stdin (scripts).")
+ACKNOWLEDGE_OPTION = typer.Option(
+    False, "--acknowledge-evidence",
+    help="Approve although the version's evidence cannot show the recall target (too few defective validation "
+         "images; `registry show` and the review page say so); recorded in the audit log.")
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -129,11 +133,11 @@ def login_command(user: str = typer.Argument(..., help="Your name in the users f
 
 
 def _decide(action: str, version: str, reason: str, model_name: str, backend: str | None, params: Path,
-            user: str | None, users: Path, password_stdin: bool) -> None:
+            user: str | None, users: Path, password_stdin: bool, acknowledge: bool = False) -> None:
     """approve / reject / canary through one path, whichever registry holds the model."""
     with step_errors(f"registry {action}"):
         by = _acting_user(user, users, password_stdin)
-        info = open_registry_from(params, model_name, backend).decide(action, version, by, reason)
+        info = open_registry_from(params, model_name, backend).decide(action, version, by, reason, acknowledge)
     state = "cleared for canary traffic" if action == "approve_canary" else info.tags["approval"]
     console.print(f"{model_name} v{info.version}: {state} by {by}; aliases: {info.aliases}")
 
@@ -148,9 +152,11 @@ def registry_approve(
     user: str = USER_OPTION,
     users: Path = USERS_OPTION,
     password_stdin: bool = PASSWORD_STDIN_OPTION,
+    acknowledge_evidence: bool = ACKNOWLEDGE_OPTION,
 ) -> None:
     """Approve a pending version as the signed-in user: it becomes the champion (never the submitter's own run)."""
-    _decide("approve", version, reason, model_name, backend, params, user, users, password_stdin)
+    _decide("approve", version, reason, model_name, backend, params, user, users, password_stdin,
+            acknowledge_evidence)
 
 
 @app.command("reject")
@@ -177,9 +183,11 @@ def registry_canary(
     user: str = USER_OPTION,
     users: Path = USERS_OPTION,
     password_stdin: bool = PASSWORD_STDIN_OPTION,
+    acknowledge_evidence: bool = ACKNOWLEDGE_OPTION,
 ) -> None:
     """Clear the challenger for a share of live traffic (serve.canary_share); four-eyes applies."""
-    _decide("approve_canary", version, reason, model_name, None, params, user, users, password_stdin)
+    _decide("approve_canary", version, reason, model_name, None, params, user, users, password_stdin,
+            acknowledge_evidence)
 
 
 @app.command("rollback")

@@ -270,7 +270,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
 
     @app.post("/versions/{version}/decide")
     def decide(request: Request, version: str, action: str = Form(...), reason: str = Form(""),
-               csrf: str = Form("")):
+               csrf: str = Form(""), acknowledge: str = Form("")):
         user = require_user(request)
         check_csrf(request, csrf)
         if action not in ("approve", "reject"):
@@ -278,7 +278,7 @@ def create_app(model_name: str, users_file: Path, trusted_header: str | None = N
         if refusal := may_decide(request, user):
             raise HTTPException(403, refusal)
         try:
-            backend.decide(action, version, user, reason)
+            backend.decide(action, version, user, reason, acknowledge == "yes")
         except registry.RegistryError as exc:
             return review(request, version, status=409, error=str(exc))
         verb = "approved: it is now the champion" if action == "approve" else "rejected"

@@ -22,7 +22,8 @@ API_KEY = "test-key-0123456789"
 
 def register_and_approve(name, trained, evaluated, tmp_path_factory) -> str:
     version = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path_factory.mktemp("reg"))["version"]
-    registry.approve(name, version, "qa.lead", "serving test")
+    # A fixture's val split is far below the 59 defects a 0.95 bound needs: the approver acknowledges it.
+    registry.approve(name, version, "qa.lead", "serving test", acknowledge=True)
     return version
 
 

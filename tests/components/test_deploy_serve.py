@@ -242,7 +242,7 @@ def test_canary_share_goes_to_a_cleared_challenger_only(trained, evaluated, tiny
         deploy(DeployConfig(model_name=name, alias="challenger"), tiny_dataset, root)
     with pytest.raises(registry.RegistryError, match="four-eyes"):
         registry.approve_canary(name, v2, "data.scientist", "mine")
-    registry.approve_canary(name, v2, "qa.lead", "10% on line 2 for a shift")
+    registry.approve_canary(name, v2, "qa.lead", "10% on line 2 for a shift", acknowledge=True)
     deploy(DeployConfig(model_name=name, alias="challenger"), tiny_dataset, root)
     server = Server(serve_params(tmp_path, name, root, canary_share=0.3)).wait_ready()
     try:

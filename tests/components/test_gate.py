@@ -34,7 +34,7 @@ def test_a_challenger_whose_test_recall_is_nan_is_refused_with_the_reason():
 def test_worse_challenger_ends_the_run_without_registration(trained, evaluated, tiny_dataset, tmp_path):
     name = "gate-test-detector"
     v1 = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path / "r1")["version"]
-    registry.approve(name, v1, "qa.lead", "baseline")
+    registry.approve(name, v1, "qa.lead", "baseline", acknowledge=True)
 
     same = evaluate(EvaluateConfig(model_name=name), trained, tiny_dataset, tmp_path / "eval_same")
     assert same["gate"]["passed"] and same["gate"]["champion_version"] == v1

@@ -72,7 +72,7 @@ def test_register_is_pending_and_approval_is_human(trained, evaluated, tmp_path,
         registry.approve(name, version, "data.scientist", "mine")
     with pytest.raises(registry.RegistryError, match="needs an authenticated person"):
         registry.approve(name, version, "  ", "no name")
-    approved = registry.approve(name, version, "qa.lead", "meets targets")
+    approved = registry.approve(name, version, "qa.lead", "meets targets", acknowledge=True)
     assert approved.tags["approval"] == "approved" and approved.tags["approved_by"] == "qa.lead"
     assert registry.by_alias(name, registry.CHAMPION).version == version
     assert registry.by_alias(name, registry.CHALLENGER) is None
@@ -80,7 +80,7 @@ def test_register_is_pending_and_approval_is_human(trained, evaluated, tmp_path,
         registry.approve(name, version, "qa.lead", "again")
 
     second = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path)["version"]
-    registry.approve(name, second, "qa.lead", "better")
+    registry.approve(name, second, "qa.lead", "better", acknowledge=True)
     assert registry.get_version(name, version).tags["approval"] == "superseded"
     assert registry.by_alias(name, registry.CHAMPION).version == second
     with pytest.raises(registry.RegistryError, match="no version 99"):

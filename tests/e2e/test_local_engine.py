@@ -382,7 +382,8 @@ def test_inspectors_answers_train_the_next_version(project, demo, tmp_path):
 
     def approve(person):
         return subprocess.run([sys.executable, "-c", "import sys; from defectops import registry; "
-                               "registry.approve('defectops-detector', '2', sys.argv[1], 'feedback reviewed')",
+                               "registry.approve('defectops-detector', '2', sys.argv[1], 'feedback reviewed', "
+                               "acknowledge=True)",
                                person], cwd=project, capture_output=True, text=True, timeout=120,
                               env={**project_env(project), "MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]})
     refused = approve("qa.lead")

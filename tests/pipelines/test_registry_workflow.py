@@ -28,7 +28,7 @@ def test_four_eyes_reasons_and_states(trained, evaluated, tmp_path, monkeypatch,
         registry.approve(model_name, v1, "qa.lead", " ")
     assert registry.get_version(model_name, v1).tags["approval"] == "pending"
 
-    approved = registry.approve(model_name, v1, "qa.lead", "recall 0.97 at the operating point")
+    approved = registry.approve(model_name, v1, "qa.lead", "recall 0.97 at the operating point", acknowledge=True)
     assert approved.tags["approval"] == "approved" and approved.aliases == ["champion"]
     assert approved.tags["approved_by"] == "qa.lead" and approved.tags["approved_at"]
     with pytest.raises(registry.RegistryError, match="only 'pending'"):
@@ -43,13 +43,32 @@ def test_four_eyes_reasons_and_states(trained, evaluated, tmp_path, monkeypatch,
     assert registry.by_alias(model_name, registry.CHAMPION).version == v1
 
 
+def test_thin_evidence_is_approved_only_when_the_approver_acknowledges_it(trained, evaluated, tmp_path, monkeypatch,
+                                                                          model_name):
+    v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
+    warning = registry.get_version(model_name, v1).tags["evidence_warning"]
+    assert "cannot show recall >= 0.95" in warning
+    registry.set_tags(model_name, v1, {"evidence_warning": ""})  # emptied in the registry UI: the signed entry holds
+    with pytest.raises(registry.RegistryError, match="acknowledge-evidence") as refused:
+        registry.approve(model_name, v1, "qa.lead", "recall holds on every class")
+    assert warning in str(refused.value) and registry.get_version(model_name, v1).tags["approval"] == "pending"
+    with pytest.raises(registry.RegistryError, match="acknowledge-evidence"):
+        registry.approve_canary(model_name, v1, "qa.lead", "a canary sees production parts too")
+
+    approved = registry.approve(model_name, v1, "qa.lead", "thin val acknowledged; 80 more defects ordered",
+                                acknowledge=True)
+    assert approved.aliases == ["champion"]
+    entry = [e for e in audit.read() if e["model"] == model_name and e["action"] == "approve"][-1]
+    assert entry["details"]["acknowledged_evidence_warning"] == warning
+
+
 def test_rollback_restores_previous_champion(trained, evaluated, tmp_path, monkeypatch, model_name):
     v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
     with pytest.raises(registry.RegistryError, match="no previous champion"):
         registry.rollback(model_name, "ops", "nothing to roll back")
-    registry.approve(model_name, v1, "qa.lead", "first")
+    registry.approve(model_name, v1, "qa.lead", "first", acknowledge=True)
     v2 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
-    registry.approve(model_name, v2, "qa.lead", "second")
+    registry.approve(model_name, v2, "qa.lead", "second", acknowledge=True)
     assert registry.get_version(model_name, v1).tags["approval"] == "superseded"
 
     restored = registry.rollback(model_name, "shift.lead", "v2 rejects good parts on line 3")
@@ -63,9 +82,9 @@ def test_rollback_restores_previous_champion(trained, evaluated, tmp_path, monke
 def test_every_action_is_audited_and_edits_are_detected(trained, evaluated, tmp_path, monkeypatch, model_name):
     monkeypatch.setenv("DEFECTOPS_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
-    registry.approve(model_name, v1, "qa.lead", "ok")
+    registry.approve(model_name, v1, "qa.lead", "ok", acknowledge=True)
     v2 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
-    registry.approve(model_name, v2, "qa.lead", "better")
+    registry.approve(model_name, v2, "qa.lead", "better", acknowledge=True)
     registry.rollback(model_name, "qa.lead", "field complaints")
     entries = audit.read(tmp_path / "audit.jsonl")
     # Decisions are written as intent first, then confirmed once the registry has changed.
@@ -111,7 +130,10 @@ def test_cli_workflow(trained, evaluated, tmp_path, monkeypatch, model_name):
     assert refused.exit_code == 4 and "four-eyes" in refused.output
     wrong = runner.invoke(app, [*approve, "--user", "qa.lead", "--password-stdin"], input="guess\n")
     assert wrong.exit_code == 4 and "wrong password" in wrong.output
-    ok = runner.invoke(app, [*approve, "--user", "qa.lead", "--password-stdin"], input="quality-first-2026\n")
+    thin = runner.invoke(app, [*approve, "--user", "qa.lead", "--password-stdin"], input="quality-first-2026\n")
+    assert thin.exit_code == 4 and "--acknowledge-evidence" in thin.output  # a fixture's val is far below 59 defects
+    ok = runner.invoke(app, [*approve, "--acknowledge-evidence", "--user", "qa.lead", "--password-stdin"],
+                       input="quality-first-2026\n")
     assert ok.exit_code == 0, ok.output
     shown = runner.invoke(app, ["registry", "show", v1, "--model-name", model_name])
     assert json.loads(shown.stdout)["tags"]["approved_by"] == "qa.lead"
@@ -123,7 +145,7 @@ def test_cli_workflow(trained, evaluated, tmp_path, monkeypatch, model_name):
 def test_registry_list_keeps_version_approval_and_aliases_whole_at_any_width(
         trained, evaluated, tmp_path, monkeypatch, model_name, columns):
     v1 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
-    registry.approve(model_name, v1, "qa.lead", "first")
+    registry.approve(model_name, v1, "qa.lead", "first", acknowledge=True)
     v2 = _register(model_name, trained, evaluated, tmp_path, monkeypatch)
     monkeypatch.setenv("COLUMNS", str(columns))
     result = CliRunner().invoke(app, ["registry", "list", "--model-name", model_name])

@@ -50,6 +50,21 @@ def test_approve_maps_to_update_model_package(sagemaker, tmp_path):
     assert audit.verify(tmp_path / "audit.jsonl") == 4
 
 
+def test_thin_evidence_needs_the_approvers_acknowledgement_on_sagemaker_too(sagemaker, tmp_path):
+    warning = "the threshold was tuned on 12 defective images: even catching all of them cannot show recall >= 0.95"
+    sagemaker.create_model_package(ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
+                                   CustomerMetadataProperties={"submitted_by": "data.scientist",
+                                                               "evidence_warning": warning})
+    registry = SageMakerRegistry(GROUP, sagemaker)
+    with pytest.raises(RegistryError, match="acknowledge-evidence"):
+        registry.approve("3", "qa.lead", "recall 0.97")
+    assert registry.describe("3")["approval"] == "pending"
+    approved = registry.approve("3", "qa.lead", "recall 0.97; 12 defects acknowledged", acknowledge=True)
+    assert sagemaker.describe_model_package(ModelPackageName=approved["arn"])["ModelApprovalStatus"] == "Approved"
+    done = [e for e in audit.read(tmp_path / "audit.jsonl") if e["phase"] == "done"]
+    assert done[-1]["details"]["acknowledged_evidence_warning"] == warning
+
+
 def test_cli_backend_sagemaker(sagemaker, tmp_path):
     from typer.testing import CliRunner
 

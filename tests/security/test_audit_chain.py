@@ -23,7 +23,7 @@ def decided(trained, evaluated, tmp_path, monkeypatch, request):
     monkeypatch.setenv("DEFECTOPS_USER", "data.scientist")
     for n in range(2):
         version = register(RegisterConfig(model_name=name), trained, evaluated, tmp_path / f"r{n}")["version"]
-        registry.approve(name, version, "qa.lead", f"release {n}")
+        registry.approve(name, version, "qa.lead", f"release {n}", acknowledge=True)  # a fixture's thin val
     return name, log
 
 
@@ -103,7 +103,7 @@ def test_the_decision_is_written_before_the_registry_changes(trained, evaluated,
 
     monkeypatch.setattr(registry, "set_tags", crash)
     with pytest.raises(ConnectionError):
-        registry.approve(name, version, "qa.lead", "ok")
+        registry.approve(name, version, "qa.lead", "ok", acknowledge=True)
     assert seen == [[("register", "done"), ("approve", "intent")]]
     entries = audit.read()
     assert [(e["action"], e["phase"]) for e in entries][-1] == ("approve", "failed")

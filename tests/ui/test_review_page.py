@@ -48,7 +48,7 @@ def test_approver_reviews_and_promotes(site, browser):
     url, v1, v2, _ = site
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = _login(browser, url, "qa.lead")
-    assert f"v{v2}" in page.inner_text("#pending")
+    assert f"v{v2}" in page.inner_text("#pending") and "thin evidence" in page.inner_text("#pending")
     page.screenshot(path=str(ARTIFACTS / "ui_pending_list.png"), full_page=True)
 
     page.click(f"#pending a[href='/versions/{v2}']")
@@ -64,6 +64,11 @@ def test_approver_reviews_and_promotes(site, browser):
     page.screenshot(path=str(ARTIFACTS / "ui_review_page.png"), full_page=True)
 
     page.fill("#reason", "recall holds on every class; FN grid reviewed")
+    page.click("#approve")  # the warning unread: refused, still pending
+    page.wait_for_selector("#error")
+    assert "acknowledge" in page.inner_text("#error") and registry.get_version(MODEL, v2).tags["approval"] == "pending"
+    page.fill("#reason", "recall holds on every class; FN grid reviewed; thin val acknowledged")
+    page.check("#acknowledge")
     page.click("#approve")
     page.wait_for_selector("#message")
     assert "now the champion" in page.inner_text("#message")

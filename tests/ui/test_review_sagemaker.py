@@ -68,7 +68,8 @@ def sagemaker(monkeypatch, tmp_path, register_node, trained, evaluated):
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         for run in ("run-1", "run-2"):
             run_pipeline_registration(register_node, tmp_path / "jobs", trained, evaluated, s3, run)
-        open_registry(GROUP, "sagemaker", sm, s3).decide("approve", "1", "qa.lead", "first champion")
+        open_registry(GROUP, "sagemaker", sm, s3).decide("approve", "1", "qa.lead", "first champion",
+                                                         acknowledge=True)  # a fixture's thin val
         yield sm, s3
 
 
@@ -188,8 +189,11 @@ def test_review_and_approve_a_sagemaker_package(sagemaker, tmp_path, monkeypatch
 
     with TestClient(app) as client:
         csrf = _login(client, "qa.lead", "quality-first-2026")
+        thin = client.post("/versions/2/decide", data={"action": "approve", "reason": "evidence reviewed",
+                                                       "csrf": csrf})
+        assert thin.status_code == 409 and "acknowledge" in thin.text and 'id="evidence-warning"' in thin.text
         done = client.post("/versions/2/decide", data={"action": "approve", "reason": "evidence reviewed",
-                                                       "csrf": csrf}, follow_redirects=False)
+                                                       "acknowledge": "yes", "csrf": csrf}, follow_redirects=False)
         assert done.status_code == 303
     package = SageMakerRegistry(GROUP, sm).describe("2")
     assert package["approval"] == "approved" and package["metadata"]["approved_by"] == "qa.lead"
