@@ -12,7 +12,7 @@ from defectops import identity
 from defectops.errors import RegistryError
 
 __all__ = ["RegistryError", "audited_champion", "check_decision", "champion_refusal", "canary_refusal",
-           "evidence_warning", "submitters"]
+           "acknowledgement", "evidence_warning", "submitters"]
 
 DECISIONS = ("approve", "rollback")  # the actions that make a version champion
 
@@ -47,6 +47,11 @@ def evidence_warning(tags: dict, entries: list[dict], model: str, version: str) 
         if e["action"] == "register" and e["version"] == str(version) and e["details"].get("evidence_warning"):
             return e["details"]["evidence_warning"]
     return tags.get("evidence_warning") or None
+
+
+def acknowledgement(warning: str | None, action: str) -> dict:
+    """What an approval's audit entry adds about the evidence warning its approver acknowledged (nothing else)."""
+    return {"acknowledged_evidence_warning": warning} if warning and action == "approved" else {}
 
 
 def check_decision(model: str, version: str, status: str | None, submitted: set[str], by: str, reason: str,

@@ -197,7 +197,7 @@ def _decidable(name: str, version: str, by: str, reason: str, action: str,
     warning = approval.evidence_warning(info.tags, entries, name, version)
     by = approval.check_decision(name, version, info.tags.get("approval"), submitted, by, reason, action,
                                  warning, acknowledge)
-    return by, ({"acknowledged_evidence_warning": warning} if warning and action == "approved" else {})
+    return by, approval.acknowledgement(warning, action)
 
 
 def _drop_challenger(name: str, version: str) -> None:

@@ -145,7 +145,7 @@ class SageMakerRegistry:
         warning = approval.evidence_warning(info["metadata"], entries, self.group, version)
         by = approval.check_decision(self.group, version, info["approval"], submitted, by, reason, decision,
                                      warning, acknowledge)
-        acknowledged = {"acknowledged_evidence_warning": warning} if warning and decision == "approved" else {}
+        acknowledged = approval.acknowledgement(warning, decision)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         prefix = "approved" if decision == "approved" else "rejected"
         properties = metadata({**info["metadata"], f"{prefix}_by": by, f"{prefix}_at": now, "decision_reason": reason})

@@ -21,6 +21,7 @@ from defectops.components.evaluate.scoring import (
 )
 from defectops.components.evaluate.segmentation import area_errors
 from defectops.components.evaluate.threshold import (
+    caught_for_bound,
     image_level_metrics,
     operating_threshold,
     pr_curve,
@@ -170,7 +171,7 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path,
     defective = calibration_m["tp"] + calibration_m["fn"]
     lower_bound = recall_lower_bound(calibration_m["tp"], defective)
     warning = None
-    if recall_lower_bound(defective, defective) < config.target_recall:
+    if caught_for_bound(defective, config.target_recall) is None:  # the threshold rule's own test, not a copy
         warning = (f"the threshold was tuned on {defective} defective images: even catching all of them cannot "
                    f"show recall >= {config.target_recall} with 95 % confidence; add defective validation images")
 
