@@ -1,9 +1,10 @@
-"""Pretrained vs random init on the magnetic tiles: anomaly and classification, each beside its random-init twin,
-then each pretrained model served beside today's YOLOv8n detector.
+"""Pretrained vs random init on the magnetic tiles: anomaly, classification, detection and segmentation, each beside
+its random-init twin (and plain Ultralytics from its yaml), then each pretrained model served beside today's YOLOv8n.
 
     .venv/bin/python bench/pretrained.py                        # seed 0, 12 CPU-min per classifier
     .venv/bin/python bench/pretrained.py --seeds 0,1,2 --classify-minutes 20 --serve-seconds 10
     .venv/bin/python bench/pretrained.py --tasks detect --dataset neu-det --imgsz 224 --detect-minutes 50
+    .venv/bin/python bench/pretrained.py --tasks detect,segment --detect-minutes 30 --segment-minutes 30
 
 One ingest of ../shared/datasets/magnetic-tile (ingest's grouped split: near-duplicate groups kept together), then
 per seed and task two trainings through the project's own train and evaluate steps that differ only in
@@ -11,12 +12,16 @@ per seed and task two trainings through the project's own train and evaluate ste
 `efficientnet_lite0:random` (the same network from random weights). Anomaly fits on the defect-free training
 tiles only; the classifier (good vs each defect type, letterboxed whole tiles) trains for the same wall-clock
 budget; `--tasks detect` adds detectors (YOLOv8n's neck and head on the backbone, pretrained and random, beside
-today's yolov8n.yaml), each for the same wall-clock budget, with test box mAP50. Evaluate tunes the
+today's yolov8n.yaml), each for the same wall-clock budget, with test box mAP50; `--tasks segment` the same with
+YOLOv8n's segmentation head (beside yolov8n-seg.yaml), with test mask mAP50 and the mean relative area error of
+the defects it found (masks needed: the magnetic tiles have them). Evaluate tunes the
 recall-first threshold on val (an anomaly memory: val + the defective training tiles it never saw; the column
 says how many defective images); the test split reports image AUROC, recall at that threshold, the false-reject
 rate (good tiles rejected) and precision, and precision at recall 0.95.
 Serving: each pretrained model (seed 0) and a YOLOv8n detector from its yaml (one epoch: speed only) are
-registered, approved, deployed and served on loopback; flat-out images/s and p50/p99 at 20 img/s, same run.
+registered, approved, deployed by default settings (`precision: auto`: a detector's INT8 twin is served only when
+the re-validation gate verifies it; "served as" says which, and why not) and served on loopback; flat-out images/s
+and p50/p99 at 20 img/s, same run.
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ from anomaly_tiles import SHARED, scored
 from serve_load import drive
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite0:random")
-YAML = "yolov8n.yaml"  # detect: today's default, from its yaml (no backbone)
-ROWS = {"anomaly": BACKBONES, "classify": BACKBONES, "detect": (*BACKBONES, YAML)}
+PLAIN = {"detect": "yolov8n.yaml", "segment": "yolov8n-seg.yaml"}  # today's defaults, from their yaml (no backbone)
+ROWS = {"anomaly": BACKBONES, "classify": BACKBONES, **{task: (*BACKBONES, yaml) for task, yaml in PLAIN.items()}}
 
 
 def run(task: str, backbone: str, seed: int, args, work: Path, raw: Path) -> tuple[dict, dict, Path]:
@@ -45,9 +50,11 @@ def run(task: str, backbone: str, seed: int, args, work: Path, raw: Path) -> tup
     from defectops.config import load_step_config
 
     name = f"{task}-{backbone.replace(':', '-')}-s{seed}"
-    minutes = {"classify": args.classify_minutes, "detect": args.detect_minutes}.get(task)
+    minutes = {"classify": args.classify_minutes, "detect": args.detect_minutes,
+               "segment": args.segment_minutes}.get(task)
     budget = {"epochs": 1000, "time_hours": minutes / 60} if minutes else {}
-    config = TrainConfig(task=task, backbone=None if backbone == YAML else backbone, imgsz=args.imgsz, seed=seed,
+    plain = backbone == PLAIN.get(task)
+    config = TrainConfig(task=task, backbone=None if plain else backbone, imgsz=args.imgsz, seed=seed,
                          checkpoint_dir=work / "ck", model_name=f"bench-{name}", **budget)
     started = time.perf_counter()
     trained = train(config, raw, work / name)
@@ -70,7 +77,7 @@ def serve_row(label: str, model_dir: Path, work: Path, raw: Path, test: list[byt
                        work / f"{model_name}-reg")["version"]
     registry.approve(model_name, version, "bench.approver", "pretrained bench", acknowledge=True)  # stand-in
     deploy_root = work / f"{model_name}-deploy"
-    deploy(DeployConfig(model_name=model_name), raw, deploy_root)
+    deployed = deploy(DeployConfig(model_name=model_name), raw, deploy_root)
     params = work / f"{model_name}-params.yaml"
     params.write_text(yaml.safe_dump({"serve": {"model_name": model_name, "deploy_root": str(deploy_root),
                                                 "records_url": str(work / f"{model_name}.db"),
@@ -79,15 +86,27 @@ def serve_row(label: str, model_dir: Path, work: Path, raw: Path, test: list[byt
         flat = drive(url, "bench-key", test, 0, 8, seconds)
         done, took, latencies, errors = drive(url, "bench-key", test, 20, 8, seconds)
     p50, p99 = np.percentile(latencies, [50, 99])
-    return (label, f"{flat[0] / flat[1]:.1f}", f"{done / took:.1f}", f"{p50:.1f}", f"{p99:.1f}", flat[3] + errors)
+    return (label, served_as(deployed), f"{flat[0] / flat[1]:.1f}", f"{done / took:.1f}", f"{p50:.1f}", f"{p99:.1f}",
+            flat[3] + errors)
+
+
+def served_as(deployed: dict) -> str:
+    """The precision deployed, and for a refused variant what the gate measured (test recall and precision)."""
+    refused = [(key, c) for key, c in deployed["variants"].items() if c["verdict"] == "refused"]
+    if not refused:
+        return deployed["precision"].upper()
+    key, check = refused[0]
+    return (f"{deployed['precision'].upper()} ({key} refused: test recall {check['test_recall']:.3f}, "
+            f"precision {check['test_precision']:.3f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--tasks", default="anomaly,classify", help="any of anomaly, classify, detect")
+    parser.add_argument("--tasks", default="anomaly,classify", help="any of anomaly, classify, detect, segment")
     parser.add_argument("--dataset", default="magnetic-tile", help="a folder of ../shared/datasets (auto-detected)")
     parser.add_argument("--detect-minutes", type=float, default=50.0, help="each detector's wall-clock budget")
+    parser.add_argument("--segment-minutes", type=float, default=30.0, help="each segmenter's wall-clock budget")
     parser.add_argument("--classify-minutes", type=float, default=12.0, help="each classifier's wall-clock budget")
     parser.add_argument("--imgsz", type=int, default=256)
     parser.add_argument("--serve-seconds", type=float, default=10.0, help="0 skips serving")
@@ -109,9 +128,10 @@ def main() -> None:
             trained, r, model_dir = run(task, backbone, seed, args, work, raw)
             kept.setdefault((task, backbone), model_dir)
             what = "fit" if task == "anomaly" else f"{trained.get('epochs')} epochs"
-            map50 = json.loads((work / f"{model_dir.name}-eval" / "metrics.json").read_text()).get("test_map50")
+            evaluated = json.loads((work / f"{model_dir.name}-eval" / "metrics.json").read_text())
             rows.append((task, backbone, seed, f"{trained['minutes']:.1f} ({what})",
-                         "" if map50 is None else f"{map50:.3f}", f"{r['auroc']:.3f}",
+                         *(optional(evaluated.get(k)) for k in ("test_map50", "test_mask_map50", "test_area_mape")),
+                         f"{r['auroc']:.3f}",
                          str(r["tuned_on"]), f"{r['recall']:.3f}", f"{r['lower']:.3f}", f"{r['false_reject']:.3f}",
                          f"{r['precision']:.3f}", "n/a" if r["p95"] is None else f"{r['p95']:.3f}"))
             print_table(rows, HEADER)
@@ -129,16 +149,21 @@ def main() -> None:
     served_rows = [serve_row("yolov8n detector (today's default, from its yaml)", work / "yolov8n", work, raw, test,
                              args.serve_seconds)]
     for (task, backbone), model_dir in kept.items():
-        if not backbone.endswith(":random") and backbone != YAML:
+        if not backbone.endswith(":random") and backbone not in PLAIN.values():
             served_rows.append(serve_row(f"{task} on {backbone} (pretrained)", model_dir, work, raw, test,
                                          args.serve_seconds))
     print(f"\nserved on loopback, 8 clients, {args.serve_seconds:.0f} s per load, the test tiles as posted (JPEG)")
-    print_table(served_rows, ("served model", "images/s flat out", "offered 20/s: done/s", "p50 ms", "p99 ms",
-                              "errors"))
+    print_table(served_rows, ("served model", "served as", "images/s flat out", "offered 20/s: done/s", "p50 ms",
+                              "p99 ms", "errors"))
     print(f"work dir {work}")
 
 
-HEADER = ("task", "backbone", "seed", "train min", "test mAP50", "test AUROC", "thr tuned on (defective)",
+def optional(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+HEADER = ("task", "backbone", "seed", "train min", "test mAP50", "test mask mAP50", "area error (rel.)", "test AUROC",
+          "thr tuned on (defective)",
           "recall @ thr", "CP lower 95%", "false-reject rate", "precision @ thr", "precision @ recall 0.95")
 
 if __name__ == "__main__":
