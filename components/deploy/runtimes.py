@@ -72,6 +72,16 @@ class OpenVinoRunner:
         return [np.array(result[port]) for port in self.outputs]  # copies: the request reuses its buffers
 
 
+def run_errors() -> tuple[type[BaseException], ...]:
+    """What the engines raise when a file that loaded cannot run an input (a shape its graph cannot take, a
+    quantised node that breaks on it): the re-validation gate refuses such a variant instead of failing the
+    deployment. ONNX Runtime's errors are its own classes (not RuntimeError); OpenVINO raises RuntimeError."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    return (RuntimeError, ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeException,
+            ort_errors.NotImplemented, ort_errors.EPFail)
+
+
 def open_runner(path: Path, runtime: str = "onnxruntime", threads: int | None = None,
                 precision: str = "fp32") -> Runner:
     if runtime == "onnxruntime":

@@ -21,7 +21,8 @@ from defectops.components.deploy.decision import decide
 from defectops.components.deploy.detector import OnnxDetector
 from defectops.components.deploy.observe import observe
 from defectops.components.deploy.quantize import quantize_int8
-from defectops.components.deploy.variants import judge, measure
+from defectops.components.deploy.runtimes import run_errors
+from defectops.components.deploy.variants import cannot_run, judge, measure
 from defectops.components.deploy.verify import (
     REFERENCE,
     DeployError,
@@ -176,8 +177,11 @@ def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging
     candidate_meta = {**meta, "precision": precision, "runtime": config.runtime,
                       "evaluated_threshold": meta["threshold"], "onnx_sha256": sha256_file(candidate / "model.onnx")}
     (candidate / "model.json").write_text(json.dumps(candidate_meta, indent=2) + "\n")
-    measured, flagged = measure(candidate, dataset, candidate_meta["onnx_sha256"], (tuning, target))
-    variant, refusal = judge(measured, reference, target, config.max_precision_drop)
+    try:
+        measured, flagged = measure(candidate, dataset, candidate_meta["onnx_sha256"], (tuning, target))
+        variant, refusal = judge(measured, reference, target, config.max_precision_drop)
+    except run_errors() as error:  # e.g. a quantised node that breaks on an input shape calibration never had
+        (variant, refusal), flagged = cannot_run(variant_of(candidate_meta), candidate_meta["onnx_sha256"], error), {}
     registry.record(info.version, {**reference.tag(), **variant.tag()})
     checks = {c.key: {**asdict(c), **extra} for c, extra in ((reference, {}), (variant, flagged))}
     refused = (f"{info.name} v{info.version} as {variant.key} refused by the re-validation gate: {refusal}"

@@ -75,6 +75,14 @@ def measure(folder: Path, dataset: Path, sha256: str, recalls: tuple[float, floa
     return check, {"test_flagged": int((test_scores >= threshold).sum()), "test_images": len(test_scores)}
 
 
+def cannot_run(key: str, sha256: str, error: BaseException) -> tuple[VariantCheck, str]:
+    """A variant the endpoint's own code path could not score: refused, with the engine's message as the reason
+    (recorded like any refusal, so the approver sees it beside the FP32 export)."""
+    message = " ".join(str(error).split())[:300]
+    check = VariantCheck(key, sha256, float("nan"), 0.0, 0.0, 0.0, float("nan"), REFUSED)
+    return check, f"it fails on the endpoint's own inputs ({type(error).__name__}: {message})"
+
+
 def judge(variant: VariantCheck, reference: VariantCheck, target_recall: float,
           max_precision_drop: float) -> tuple[VariantCheck, str | None]:
     """The gate: the variant with its verdict, and the reason when refused."""

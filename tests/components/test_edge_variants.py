@@ -229,3 +229,28 @@ def test_openvino_runs_the_same_file_through_the_gate(quantisable_detector, tmp_
     assert checked["verdict"] == "verified" and checked["test_recall"] >= 0.95
     loaded = load_verified(ServeConfig(model_name=MODEL, deploy_root=tmp_path), open_registry(MODEL).champion())
     assert type(loaded.detector.runner).__name__ == "OpenVinoRunner"
+
+
+def _fixed_shape_graph(source, target, calibration) -> list[str]:
+    """A 'quantised' file that loads but cannot take the endpoint's input (its graph is fixed at 32 x 32): how a
+    real INT8 file failed, on a tile shape its calibration never had (a QLinearConcat's inputs 16 vs 14 high)."""
+    image = onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
+    out = onnx.helper.make_tensor_value_info("output0", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
+    identity = onnx.helper.make_node("Identity", ["images"], ["output0"])
+    graph = onnx.helper.make_graph([identity], "fixed", [image], [out])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(target))
+    return []
+
+
+def test_a_variant_that_cannot_run_is_refused_with_the_engines_reason(quantisable_detector, tmp_path, monkeypatch):
+    monkeypatch.setattr(step, "quantize_int8", _fixed_shape_graph)
+    metrics = deploy(DeployConfig(model_name=MODEL), quantisable_detector, tmp_path / "auto")  # precision: auto
+    assert metrics["precision"] == "fp32" and metrics["variants"]["int8-onnxruntime"]["verdict"] == "refused"
+    info = open_registry(MODEL).champion()
+    assert load_verified(ServeConfig(model_name=MODEL, deploy_root=tmp_path / "auto"), info).detector.meta.get(
+        "precision", "fp32") == "fp32"
+    with pytest.raises(DeployError, match="int8-onnxruntime refused by the re-validation gate: it fails on the "
+                                          "endpoint's own inputs \\(InvalidArgument: .*images"):
+        deploy(DeployConfig(model_name=MODEL, precision="int8"), quantisable_detector, tmp_path / "int8")
+    assert recorded_variants(open_registry(MODEL).champion().tags, REFUSED_TAG)["int8-onnxruntime"]["verdict"] == \
+        "refused"
