@@ -96,8 +96,8 @@ def served_as(deployed: dict) -> str:
     if not refused:
         return deployed["precision"].upper()
     key, check = refused[0]
-    return (f"{deployed['precision'].upper()} ({key} refused: test recall {check['test_recall']:.3f}, "
-            f"precision {check['test_precision']:.3f})")
+    why = check.get("error") or f"test recall {check['test_recall']:.3f}, precision {check['test_precision']:.3f}"
+    return f"{deployed['precision'].upper()} ({key} refused: {why})"
 
 
 def main() -> None:

@@ -245,7 +245,9 @@ def _fixed_shape_graph(source, target, calibration) -> list[str]:
 def test_a_variant_that_cannot_run_is_refused_with_the_engines_reason(quantisable_detector, tmp_path, monkeypatch):
     monkeypatch.setattr(step, "quantize_int8", _fixed_shape_graph)
     metrics = deploy(DeployConfig(model_name=MODEL), quantisable_detector, tmp_path / "auto")  # precision: auto
-    assert metrics["precision"] == "fp32" and metrics["variants"]["int8-onnxruntime"]["verdict"] == "refused"
+    refused = metrics["variants"]["int8-onnxruntime"]
+    assert metrics["precision"] == "fp32" and refused["verdict"] == "refused"
+    assert "fails on the endpoint's own inputs" in refused["error"]
     info = open_registry(MODEL).champion()
     assert load_verified(ServeConfig(model_name=MODEL, deploy_root=tmp_path / "auto"), info).detector.meta.get(
         "precision", "fp32") == "fp32"
