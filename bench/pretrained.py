@@ -163,8 +163,8 @@ def optional(value) -> str:
 
 
 HEADER = ("task", "backbone", "seed", "train min", "test mAP50", "test mask mAP50", "area error (rel.)", "test AUROC",
-          "thr tuned on (defective)",
-          "recall @ thr", "CP lower 95%", "false-reject rate", "precision @ thr", "precision @ recall 0.95")
+          "thr tuned on (defective)", "recall @ thr", "CP lower 95%", "false-reject rate", "precision @ thr",
+          "precision @ recall 0.95")
 
 if __name__ == "__main__":
     main()

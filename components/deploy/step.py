@@ -179,10 +179,11 @@ def make_variant(config: DeployConfig, info: VersionInfo, dataset: Path, staging
     (candidate / "model.json").write_text(json.dumps(candidate_meta, indent=2) + "\n")
     try:
         measured, flagged = measure(candidate, dataset, candidate_meta["onnx_sha256"], (tuning, target))
-        variant, refusal = judge(measured, reference, target, config.max_precision_drop)
     except run_errors() as error:  # e.g. a quantised node that breaks on an input shape calibration never had
         variant, refusal = cannot_run(variant_of(candidate_meta), candidate_meta["onnx_sha256"], error)
         flagged = {"error": refusal}
+    else:
+        variant, refusal = judge(measured, reference, target, config.max_precision_drop)
     registry.record(info.version, {**reference.tag(), **variant.tag()})
     checks = {c.key: {**asdict(c), **extra} for c, extra in ((reference, {}), (variant, flagged))}
     refused = (f"{info.name} v{info.version} as {variant.key} refused by the re-validation gate: {refusal}"
