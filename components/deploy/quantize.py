@@ -32,8 +32,30 @@ def head_decode_nodes(graph) -> list[str]:
             if n.name.startswith(prefix) and not any(branch in n.name for branch in HEAD_CONV_BRANCHES)]
 
 
+def shape_arithmetic_nodes(graph) -> list[str]:
+    """Nodes whose outputs hold no image values, only sizes: arithmetic on `Shape` and constants.
+
+    TF-'same' padding (timm's EfficientNet-Lite, the pretrained backbone) computes each stride-2 convolution's
+    pads from the input's size with float Div/Ceil/Mul/Add. Quantised, those scalars round (a pad of 1 became 0),
+    every map shrinks and the neck's Concat fails: measured on the pretrained tiles detector (16 vs 14 rows).
+    Sizes are not activations; they stay exact."""
+    constants = {init.name for init in graph.initializer} | {""}
+    sizes: set[str] = set()
+    kept = []
+    for node in graph.node:  # topologically sorted
+        if node.op_type == "Shape" or all(i in constants or i in sizes for i in node.input):
+            sizes.update(node.output)
+            kept.append(node.name)
+    return kept
+
+
+def default_fp32_nodes(graph) -> list[str]:
+    """What stays FP32 unless a caller says otherwise: the head's decode and the graph's size arithmetic."""
+    return head_decode_nodes(graph) + shape_arithmetic_nodes(graph)
+
+
 def quantize_int8(source: Path, target: Path, calibration: Iterable[np.ndarray],
-                  keep_fp32: Callable[[object], list[str]] = head_decode_nodes) -> list[str]:
+                  keep_fp32: Callable[[object], list[str]] = default_fp32_nodes) -> list[str]:
     """Write an INT8 (QDQ, per-channel int8 weights, uint8 activations) copy of `source`; returns the nodes left
     FP32 (`keep_fp32` picks them from the prepared graph). `calibration`: blobs exactly as the endpoint builds
     them."""

@@ -206,3 +206,22 @@ def test_a_detector_on_the_backbone_exports_serves_and_warm_starts(detector_on_b
     again = train(TrainConfig(weights=str(weights), imgsz=64, epochs=1, batch=8, workers=0,
                               checkpoint_dir=tmp_path / "ckpt"), tiny_dataset, tmp_path / "again")
     assert again["parent_weights_sha256"] and (tmp_path / "again" / "weights" / "best.pt").exists()
+
+
+def test_the_pretrained_detectors_int8_twin_runs_every_part_shape(detector_on_backbone, tmp_path):
+    """The backbone's TF-'same' pads are computed from the input's size: quantised, they rounded to 0 and the
+    neck's Concat failed on every image. Sizes stay exact; the INT8 twin runs square and elongated parts."""
+    from defectops.components.deploy.quantize import quantize_int8
+    from defectops.components.deploy.runtimes import OnnxRuntimeRunner
+    from defectops.components.deploy.step import export_onnx
+
+    root, _ = detector_on_backbone
+    fp32_path, _, _ = export_onnx(root / "model" / "weights" / "best.pt", 64, tmp_path)
+    rng = np.random.default_rng(0)
+    quantize_int8(fp32_path, tmp_path / "int8.onnx", [rng.random((1, 3, 64, 64), dtype=np.float32) for _ in range(4)])
+    fp32, int8 = OnnxRuntimeRunner(fp32_path), OnnxRuntimeRunner(tmp_path / "int8.onnx")
+    for height, width in ((64, 64), (64, 32), (32, 64)):  # letterboxed elongated parts: one side shorter
+        blob = rng.random((1, 3, height, width), dtype=np.float32)
+        exact, quantised = fp32.run(blob)[0], int8.run(blob)[0]
+        assert quantised.shape == exact.shape
+        assert np.abs(quantised[:, 4:] - exact[:, 4:]).max() < 0.05  # class scores, decoded in FP32
