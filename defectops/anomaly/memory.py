@@ -71,11 +71,17 @@ class PatchMemory(torch.nn.Module):
         return torch.nn.functional.conv2d(f, projection.T[:, :, None, None])
 
     def distances(self, x):
+        """Each patch's distance to its nearest remembered patch. |q - m|^2 = |q|^2 + (|m|^2 - 2 q.m): the bracket
+        is one matrix product of [q, 1] with [-2m, |m|^2] (a constant of the exported graph), and |q|^2 is the same
+        for a whole row, so it is added after the minimum. The patches x memory matrix is written once and read
+        once; the textbook form passes over it four more times (bench/anomaly_search.py)."""
         f = self.features(x)
         n, c, h, w = f.shape
         q = f.permute(0, 2, 3, 1).reshape(-1, c)
-        d2 = (q * q).sum(1, keepdim=True) - 2 * q @ self.bank.T + self.bank_sq[None]
-        return d2.clamp_min(0).min(1).values.sqrt().reshape(n, h, w), f
+        folded = torch.cat([-2 * self.bank, self.bank_sq[:, None]], 1).T
+        nearest = (torch.cat([q, torch.ones_like(q[:, :1])], 1) @ folded).min(1).values
+        d2 = nearest + (q * q).sum(1)
+        return d2.clamp_min(0).sqrt().reshape(n, h, w), f
 
     def forward(self, x):
         d, f = self.distances(x)
