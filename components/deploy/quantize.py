@@ -5,7 +5,8 @@ What must stay FP32, measured (`bench/int8_probe.py`): a YOLO head ends in one t
 coordinates (0..imgsz) with class scores (0..1). Quantised together under one scale, a score's resolution is
 about imgsz/255 ≈ 1, so every score rounds to 0 or 1 and the recall-first threshold means nothing. The head's
 decode (the nodes after its convolution branches: DFL, sigmoid, box arithmetic, the final concatenation) stays
-FP32; its convolutions and the whole backbone run INT8 (VNNI on this CPU). The re-validation gate
+FP32; its convolutions and the whole backbone run INT8 (VNNI on this CPU). Arithmetic on sizes (pads computed
+from the input's shape) stays FP32 too: see `shape_arithmetic_nodes`. The re-validation gate
 (`variants.py`) is what decides whether a quantised file may be served, whatever this module did.
 """
 
