@@ -21,7 +21,7 @@ from defectops.components.evaluate.scoring import (
 )
 from defectops.components.evaluate.segmentation import area_errors
 from defectops.components.evaluate.threshold import (
-    caught_for_bound,
+    evidence_warning,
     image_level_metrics,
     operating_threshold,
     pr_curve,
@@ -170,10 +170,7 @@ def evaluate(config: EvaluateConfig, model_dir: Path, dataset: Path, out: Path,
     false_negative_grid(dataset, missed, test_labels, names, out / "false_negatives.png")
     defective = calibration_m["tp"] + calibration_m["fn"]
     lower_bound = recall_lower_bound(calibration_m["tp"], defective)
-    warning = None
-    if caught_for_bound(defective, config.target_recall) is None:  # the threshold rule's own test, not a copy
-        warning = (f"the threshold was tuned on {defective} defective images: even catching all of them cannot "
-                   f"show recall >= {config.target_recall} with 95 % confidence; add defective validation images")
+    warning = evidence_warning(calibration_scores, calibration_truth, threshold, config.target_recall)
 
     curves = {s: pr_curve(split_scores[s], split_truth[s])[:2] for s in ("val", "test")}
     operating = {"val": (val_m["recall"], val_m["precision"]), "test": (test_m["recall"], test_m["precision"])}

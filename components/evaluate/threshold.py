@@ -50,6 +50,24 @@ def operating_threshold(scores: np.ndarray, is_defect: np.ndarray, tuning_recall
     return (edge + float(below.max())) / 2 if below.size else edge
 
 
+def evidence_warning(scores: np.ndarray, is_defect: np.ndarray, threshold: float, target_recall: float) -> str | None:
+    """What an approver must read before trusting the operating point; None when the calibration images back it.
+
+    Too few defective images for any threshold to show `target_recall` (the bound), or a threshold that catches
+    the defects it must only by rejecting every good image too: a defect the model does not see scores no higher
+    than a good part, and the recall target is met on paper by a line that would scrap every part."""
+    m = image_level_metrics(scores, is_defect, threshold)
+    defective, good = m["tp"] + m["fn"], m["fp"] + m["tn"]
+    warnings = []
+    if caught_for_bound(defective, target_recall) is None:
+        warnings.append(f"the threshold was tuned on {defective} defective images: even catching all of them "
+                        f"cannot show recall >= {target_recall} with 95 % confidence; add defective validation images")
+    if good and m["tn"] == 0:
+        warnings.append(f"the operating threshold ({threshold:.3g}) rejects all {good} good calibration images: some "
+                        "defects score no higher than any good part")
+    return "; and ".join(warnings) or None
+
+
 def tune_threshold(scores: np.ndarray, is_defect: np.ndarray, target_recall: float) -> float:
     """The highest confidence threshold whose image-level recall is still >= target_recall (HPO's comparison
     and per-class read-outs; the line's own is `operating_threshold`).

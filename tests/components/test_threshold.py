@@ -4,6 +4,7 @@ from scipy.stats import beta
 
 from defectops.components.evaluate.threshold import (
     caught_for_bound,
+    evidence_warning,
     image_level_metrics,
     operating_threshold,
     pr_curve,
@@ -70,3 +71,21 @@ def test_too_few_defects_for_any_bound_catch_them_all_with_room_below_the_weakes
     t = operating_threshold(scores, truth, 0.9, 0.95)
     assert image_level_metrics(scores, truth, t) == image_level_metrics(scores, truth, 0.6)  # same on val...
     assert 0.3 < t < 0.6  # ...but an unseen defect a little weaker than any seen is still stopped
+
+
+def test_a_threshold_that_rejects_every_good_part_is_a_warning_for_the_approver():
+    """60 defects can show recall 0.95 only if all 60 are caught; one has no detection at all (score 0), so the
+    threshold drops to 0 and every good part is rejected: recall met on paper, nothing the line could run."""
+    rng = np.random.default_rng(0)
+    truth = np.r_[np.ones(60, dtype=bool), np.zeros(100, dtype=bool)]
+    scores = np.r_[rng.uniform(0.5, 1.0, 59), 0.0, rng.uniform(0.05, 0.4, 100)]
+    threshold = operating_threshold(scores, truth, 0.98, 0.95)
+    assert image_level_metrics(scores, truth, threshold)["tn"] == 0
+    assert "rejects all 100 good calibration images" in evidence_warning(scores, truth, threshold, 0.95)
+    scores[59] = 0.6  # the same images, that defect found: a usable point, nothing to warn about
+    threshold = operating_threshold(scores, truth, 0.98, 0.95)
+    assert image_level_metrics(scores, truth, threshold)["tn"] == 100
+    assert evidence_warning(scores, truth, threshold, 0.95) is None
+    few = np.r_[np.ones(20, dtype=bool), np.zeros(100, dtype=bool)]  # too few defects: both reasons, both said
+    warning = evidence_warning(np.r_[scores[:19], 0.0, scores[60:]], few, 0.0, 0.95)
+    assert "tuned on 20 defective images" in warning and "rejects all 100 good" in warning
